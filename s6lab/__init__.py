@@ -1,0 +1,32 @@
+"""s6lab: learn and explore how small convolutional networks are designed.
+
+Example:
+    >>> import s6lab
+    >>> model = s6lab.get_model("s6")
+    >>> s6lab.count_parameters(model)
+    19602
+"""
+
+from __future__ import annotations
+
+from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
+from .check import assignment_check, count_parameters, format_check
+from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dataset
+from .models import get_model, get_spec, list_models, register_model
+from .runs import Run, load_run, train_run
+from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, build
+from .summary import summary
+from .train import History, TrainConfig, evaluate, fit, predict, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvBN", "GAPHead", "LinearHead", "PoolDrop", "Transition1x1",
+    "assignment_check", "count_parameters", "format_check",
+    "MNISTTensors", "TensorSplit", "ensure_mnist", "load_mnist", "mnist_dataset",
+    "get_model", "get_spec", "list_models", "register_model",
+    "Run", "load_run", "train_run",
+    "GAP", "Conv", "Linear", "Net", "NetSpec", "Pool", "Transition", "build",
+    "summary",
+    "History", "TrainConfig", "evaluate", "fit", "predict", "seed_everything",
+]

@@ -1,0 +1,1 @@
+"""Analysis toolkit: each module has a compute function, a formatter and a plot."""

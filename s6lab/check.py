@@ -1,0 +1,98 @@
+"""The assignment as code: does a finished run meet the S6 rules?
+
+Rules (``shared/reference/assignment6.md``): fewer than 20k parameters, fewer than 20
+epochs, BatchNorm and Dropout used, and >= 99.4% test accuracy. We ask the accuracy
+twice: the best epoch, and each of the last three epochs (a lucky single epoch is not
+a result).
+
+Example:
+    >>> from s6lab import get_model
+    >>> from s6lab.train import History, EpochRecord
+    >>> h = History([EpochRecord(i, 0.1, 99.0, 0.02, 99.5, 0.01, 1.0) for i in range(1, 16)])
+    >>> all(r.passed for r in assignment_check(get_model("s6"), h))
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from .train import History
+
+MAX_PARAMS = 20_000
+MAX_EPOCHS = 20
+TARGET_ACC = 99.4
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One row of the check table."""
+
+    name: str  # what is checked
+    target: str  # the rule, e.g. "< 20,000"
+    value: str  # what the run has
+    passed: bool
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def uses_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def uses_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
+def assignment_check(model: nn.Module, history: History, *, max_params: int = MAX_PARAMS,
+                     max_epochs: int = MAX_EPOCHS, target: float = TARGET_ACC) -> list[Requirement]:
+    """Evaluate the assignment's rules for a trained model and its history.
+
+    Args:
+        model: the trained network.
+        history: its per-epoch history.
+        max_params: parameters must be strictly fewer.
+        max_epochs: epochs must be strictly fewer.
+        target: test accuracy (%) to reach.
+
+    Returns:
+        One :class:`Requirement` per rule, in a fixed order.
+    """
+    params = count_parameters(model)
+    last3 = history.test_acc[-3:]
+    return [
+        Requirement("parameters", f"< {max_params:,}", f"{params:,}", params < max_params),
+        Requirement("epochs", f"< {max_epochs}", str(len(history)), 0 < len(history) < max_epochs),
+        Requirement("BatchNorm", "used", "yes" if uses_batchnorm(model) else "no", uses_batchnorm(model)),
+        Requirement("Dropout", "used", "yes" if uses_dropout(model) else "no", uses_dropout(model)),
+        Requirement("best test accuracy", f">= {target}%", f"{history.best_acc:.2f}%",
+                    bool(history.epochs) and history.best_acc >= target),
+        Requirement("test accuracy, last 3 epochs", f">= {target}% each",
+                    ", ".join(f"{a:.2f}%" for a in last3) or "none",
+                    len(last3) == 3 and min(last3) >= target),
+    ]
+
+
+def all_passed(rows: list[Requirement]) -> bool:
+    return all(r.passed for r in rows)
+
+
+def format_check(rows: list[Requirement], markdown: bool = False) -> str:
+    """The check as a text or markdown table, with a final PASS/FAIL verdict."""
+    header = ("requirement", "rule", "this run", "result")
+    body = [(r.name, r.target, r.value, "PASS" if r.passed else "FAIL") for r in rows]
+    verdict = "PASS" if all_passed(rows) else "FAIL"
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines) + f"\n\n**Overall: {verdict}**\n"
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in body]
+    return "\n".join(lines) + f"\n\nOverall: {verdict}\n"

@@ -1,0 +1,199 @@
+"""The ``s6lab`` command: a thin layer over the library. Only this module prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def _overrides(pairs: Sequence[str] | None) -> dict[str, object]:
+    """``["dropout=0.05", "batchnorm=false"]`` -> ``{"dropout": 0.05, "batchnorm": False}``."""
+    result: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {pair!r} (e.g. --set dropout=0.05)")
+        low = raw.lower()
+        value: object
+        if low in ("true", "false"):
+            value = low == "true"
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        result[key] = value
+    return result
+
+
+@command("models")
+def _models(args: argparse.Namespace) -> int:
+    from .check import count_parameters
+    from .models import get_model, get_spec, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise CLIError(f"no model matches {args.pattern!r}; run `s6lab models` to list them")
+    width = max(len(n) for n in names)
+    rf_of = _receptive_field_of()
+    print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
+    for name in names:
+        model = get_model(name)
+        rf = rf_of(model) if rf_of else ""
+        print(f"{name:<{width}}  {count_parameters(model):>7,}  {rf:>4}  {get_spec(name).description}")
+    return 0
+
+
+def _receptive_field_of() -> Callable[..., str] | None:
+    try:
+        from .analysis.receptive_field import final_receptive_field
+    except ImportError:
+        return None
+    return lambda model: final_receptive_field(model)
+
+
+@command("summary")
+def _summary(args: argparse.Namespace) -> int:
+    from .models import get_model
+    from .summary import summary
+
+    print(summary(get_model(args.model, **_overrides(args.set))))
+    return 0
+
+
+@command("data")
+def _data(args: argparse.Namespace) -> int:
+    from .data import MNIST_FILES, ensure_mnist, remove
+
+    if args.refetch:
+        remove(args.root)
+    info = ensure_mnist(args.root, download=not args.verify_only)
+    print(f"MNIST root: {info.root}  (source: {info.source})")
+    for name in MNIST_FILES:
+        print(f"  {info.raw / name}  ok")
+    print(f"load it with torchvision.datasets.MNIST({str(info.root)!r}, train=True, download=False)")
+    return 0
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .check import all_passed, assignment_check, format_check
+    from .models import get_spec
+    from .runs import train_run
+    from .train import TrainConfig
+
+    spec = get_spec(args.model)
+    values = {**TrainConfig().to_dict(), **spec.train}
+    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "device", "precision"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.no_augment:
+        values["augment"] = False
+    if args.no_channels_last:
+        values["channels_last"] = False
+    config = TrainConfig.from_dict(values)
+    out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
+    run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
+                    train_size=args.train_size, test_size=args.test_size,
+                    progress=not args.quiet, **_overrides(args.set))
+    rows = assignment_check(run.model, run.history)
+    print(format_check(rows))
+    print(f"run written to {out} (report: {out / 'report.md'})")
+    return 0 if all_passed(rows) or not args.strict else 1
+
+
+@command("check")
+def _check(args: argparse.Namespace) -> int:
+    from .check import all_passed, assignment_check, format_check
+    from .runs import load_run
+
+    run = load_run(args.run_dir)
+    rows = assignment_check(run.model, run.history)
+    print(format_check(rows, markdown=args.markdown))
+    return 0 if all_passed(rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s6lab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("models", help="list registered models with parameters and receptive field")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over names (default: all)")
+
+    p = sub.add_parser("summary", help="torchinfo summary of a model")
+    p.add_argument("--model", default="s6")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+
+    p = sub.add_parser("data", help="fetch, verify and locate MNIST")
+    p.add_argument("--root", help="data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
+    p.add_argument("--refetch", action="store_true", help="delete and fetch again")
+    p.add_argument("--verify-only", action="store_true", help="check, never download")
+
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("--model", default="s6")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer")
+    p.add_argument("--schedule")
+    p.add_argument("--device")
+    p.add_argument("--precision", help="auto | bf16 | fp32")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--out", help="run directory (default: runs/MODEL-seedS)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--root", help="MNIST data root")
+    p.add_argument("--train-size", type=int, help="train on the first N images only (quick runs)")
+    p.add_argument("--test-size", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--strict", action="store_true", help="exit 1 if the assignment check fails")
+
+    p = sub.add_parser("check", help="the assignment's PASS/FAIL table for a run")
+    p.add_argument("run_dir")
+    p.add_argument("--markdown", action="store_true")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .data import DataError
+    from .runs import RunError
+    from .train import TrainingDiverged
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CLIError, DataError, RunError, TrainingDiverged, ValueError, KeyError, FileNotFoundError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"s6lab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; a run continues with `s6lab {args.command} ... --resume`", file=sys.stderr)
+        return 130

@@ -1,0 +1,260 @@
+"""Variants as data: small frozen dataclasses describing blocks, and ``build(spec)``.
+
+A :class:`NetSpec` lists layer specs in order; :func:`build` turns it into a
+:class:`Net` (an ``nn.Sequential`` of s6lab blocks), deriving each block's input
+channels and checking that channels chain and the spatial size stays >= 1. Errors
+name the offending layer.
+
+Example:
+    >>> spec = NetSpec("tiny", (Conv(8), Pool(), Linear()))
+    >>> net = build(spec)
+    >>> [name for name, _ in net.named_children()]
+    ['conv1', 'pool1', 'head']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from collections import OrderedDict
+
+import torch.nn as nn
+
+from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A :class:`~s6lab.blocks.ConvBN` block."""
+
+    out_channels: int  # channels this conv produces
+    kernel_size: int = 3  # square kernel
+    padding: int = 0  # zero padding per side; 0 shrinks the map by kernel_size - 1
+    stride: int = 1
+    dilation: int = 1
+    dropout: float = 0.0  # dropout after the ReLU; 0 = none
+    bias: bool | None = None  # None: bias only without BatchNorm
+    in_channels: int | None = None  # None: taken from the previous layer; else checked
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A :class:`~s6lab.blocks.Transition1x1` block (1x1 channel reduction)."""
+
+    out_channels: int
+    dropout: float = 0.0
+    bias: bool | None = None
+    in_channels: int | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A :class:`~s6lab.blocks.PoolDrop` block (max-pool, then dropout)."""
+
+    kernel_size: int = 2
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A :class:`~s6lab.blocks.LinearHead`: flatten, fully connected, log-softmax."""
+
+
+@dataclass(frozen=True)
+class GAP:
+    """A :class:`~s6lab.blocks.GAPHead`: 1x1 conv to classes, global average pool."""
+
+
+LayerSpec = Union[Conv, Transition, Pool, Linear, GAP]
+_PREFIX = {Conv: "conv", Transition: "trans", Pool: "pool"}
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A whole network as data.
+
+    Args:
+        name: registry name.
+        layers: layer specs in order; the last must be a head (:class:`Linear` or
+            :class:`GAP`) and no head may appear before it.
+        batchnorm: BatchNorm after every conv and transition.
+        description: one line saying what this variant changes and why.
+        train: training-recipe overrides (``TrainConfig`` field -> value) that belong
+            to this variant, e.g. ``{"augment": False}``.
+        in_channels: input channels (1 for MNIST).
+        image_size: input height and width (28 for MNIST).
+        num_classes: classes the head predicts.
+    """
+
+    name: str
+    layers: tuple[LayerSpec, ...]
+    batchnorm: bool = True
+    description: str = ""
+    train: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    in_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+
+    def replace(self, **changes: Any) -> NetSpec:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+class Net(nn.Sequential):
+    """A network built from a :class:`NetSpec`; ``net.spec`` is the spec.
+
+    Shape:
+        ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` log-probabilities.
+    """
+
+    def __init__(self, spec: NetSpec, layers: dict[str, nn.Module]) -> None:
+        super().__init__(OrderedDict(layers))
+        self.spec = spec
+
+
+def _out_size(size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def build(spec: NetSpec) -> Net:
+    """Build a :class:`Net` from a spec, checking it layer by layer.
+
+    Args:
+        spec: the network description.
+
+    Returns:
+        The network, children named ``conv1, conv2, pool1, trans1, ..., head``.
+
+    Raises:
+        ValueError: a layer's declared ``in_channels`` does not match the previous
+            layer's output, the spatial size drops below 1, the head is missing or not
+            last, or a block rejects its arguments. The message names the layer.
+    """
+    if not spec.layers:
+        raise ValueError(f"spec {spec.name!r} has no layers; add blocks and end with Linear() or GAP()")
+    if not isinstance(spec.layers[-1], (Linear, GAP)):
+        raise ValueError(f"spec {spec.name!r}: the last layer must be a head, Linear() or GAP(), "
+                         f"got {spec.layers[-1]!r}")
+    channels, size = spec.in_channels, spec.image_size
+    counters: dict[str, int] = {}
+    layers: dict[str, nn.Module] = {}
+    for index, layer in enumerate(spec.layers, start=1):
+        is_head = isinstance(layer, (Linear, GAP))
+        name = "head" if is_head else f"{_PREFIX[type(layer)]}{counters.setdefault(_PREFIX[type(layer)], 0) + 1}"
+        if not is_head:
+            counters[_PREFIX[type(layer)]] += 1
+        where = f"spec {spec.name!r}, layer {index} ({name}: {layer!r})"
+        if is_head and index != len(spec.layers):
+            raise ValueError(f"{where}: a head must be the last layer")
+        declared = getattr(layer, "in_channels", None)
+        if declared is not None and declared != channels:
+            raise ValueError(f"{where}: declares in_channels={declared} but the previous layer "
+                             f"gives {channels}; change in_channels or the previous out_channels")
+        try:
+            if isinstance(layer, Conv):
+                size = _out_size(size, layer.kernel_size, layer.padding, layer.stride, layer.dilation)
+                block: nn.Module = ConvBN(
+                    channels, layer.out_channels, layer.kernel_size, padding=layer.padding,
+                    stride=layer.stride, dilation=layer.dilation, batchnorm=spec.batchnorm,
+                    dropout=layer.dropout, bias=layer.bias)
+            elif isinstance(layer, Transition):
+                block = Transition1x1(channels, layer.out_channels, batchnorm=spec.batchnorm,
+                                      dropout=layer.dropout, bias=layer.bias)
+            elif isinstance(layer, Pool):
+                size = size // layer.kernel_size
+                block = PoolDrop(channels, layer.kernel_size, dropout=layer.dropout)
+            elif isinstance(layer, Linear):
+                block = LinearHead(channels * size * size, spec.num_classes)
+            elif isinstance(layer, GAP):
+                block = GAPHead(channels, spec.num_classes)
+            else:
+                raise ValueError(f"unknown layer spec type {type(layer).__name__}")
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if size < 1:
+            raise ValueError(f"{where}: the spatial size drops to {size}x{size}; "
+                             "use padding, a smaller kernel or fewer pooling layers")
+        layers[name] = block
+        channels = block.out_channels
+    return Net(spec, layers)
+
+
+#: Override keys accepted by :func:`apply_overrides`.
+OVERRIDES = ("dropout", "batchnorm", "num_classes", "in_channels", "image_size")
+
+
+def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
+    """A copy of ``spec`` with user overrides applied.
+
+    Args:
+        spec: the base spec.
+        **overrides: ``dropout`` (float: replaces every non-zero dropout, keeping
+            positions), ``batchnorm`` (bool), ``num_classes``, ``in_channels``,
+            ``image_size`` (int).
+
+    Raises:
+        ValueError: an unknown key or a value of the wrong kind.
+
+    Example:
+        >>> from s6lab.models import get_spec
+        >>> apply_overrides(get_spec("s6"), dropout=0.05).layers[2]
+        Pool(kernel_size=2, dropout=0.05)
+    """
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown override(s) {', '.join(unknown)} for model {spec.name!r}; "
+                         f"valid overrides: {', '.join(OVERRIDES)}")
+    changes: dict[str, Any] = {}
+    if "dropout" in overrides:
+        p = overrides["dropout"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"override dropout must be a number in [0, 1), got {p!r}")
+        changes["layers"] = tuple(
+            dataclasses.replace(layer, dropout=float(p)) if getattr(layer, "dropout", 0) > 0 else layer
+            for layer in spec.layers)
+    if "batchnorm" in overrides:
+        if not isinstance(overrides["batchnorm"], bool):
+            raise ValueError(f"override batchnorm must be True or False, got {overrides['batchnorm']!r}")
+        changes["batchnorm"] = overrides["batchnorm"]
+    for key in ("num_classes", "in_channels", "image_size"):
+        if key in overrides:
+            value = overrides[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"override {key} must be a positive integer, got {value!r}")
+            changes[key] = value
+    return spec.replace(**changes)
+
+
+_LAYER_TYPES = {cls.__name__: cls for cls in (Conv, Transition, Pool, Linear, GAP)}
+
+
+def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
+    """A JSON-ready dict of a spec; :func:`spec_from_dict` inverts it."""
+    return {
+        "name": spec.name, "batchnorm": spec.batchnorm, "description": spec.description,
+        "train": dict(spec.train), "in_channels": spec.in_channels,
+        "image_size": spec.image_size, "num_classes": spec.num_classes,
+        "layers": [{"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers],
+    }
+
+
+def spec_from_dict(values: dict[str, Any]) -> NetSpec:
+    """Rebuild a spec written by :func:`spec_to_dict`.
+
+    Raises:
+        ValueError: an unknown layer type or field.
+    """
+    layers = []
+    for i, row in enumerate(values["layers"], start=1):
+        row = dict(row)
+        kind = row.pop("type", None)
+        if kind not in _LAYER_TYPES:
+            raise ValueError(f"layer {i}: unknown layer type {kind!r}; known: {', '.join(_LAYER_TYPES)}")
+        try:
+            layers.append(_LAYER_TYPES[kind](**row))
+        except TypeError as e:
+            raise ValueError(f"layer {i} ({kind}): {e}") from None
+    rest = {k: v for k, v in values.items() if k != "layers"}
+    return NetSpec(layers=tuple(layers), **rest)

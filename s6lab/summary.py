@@ -1,0 +1,63 @@
+"""Layer summaries through torchinfo.
+
+Example:
+    >>> from s6lab import get_model
+    >>> rows = layer_rows(get_model("s6"))
+    >>> rows[0]
+    LayerRow(name='conv1.conv', type='Conv2d', output_shape=(32, 26, 26), params=320)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+#: Layers that carry no parameters and that torchsummary-style tables of forward-only
+#: functional calls (``F.relu``, ``x.view``, ``F.log_softmax``) never list.
+FUNCTIONAL_IN_ORIGINAL = ("ReLU", "Flatten", "LogSoftmax")
+
+
+def input_size_of(model: nn.Module) -> tuple[int, int, int, int]:
+    """``(1, C, H, W)`` from a Net's spec, else MNIST's ``(1, 1, 28, 28)``."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return (1, 1, 28, 28)
+    return (1, spec.in_channels, spec.image_size, spec.image_size)
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, **kwargs: Any):
+    """``torchinfo.summary`` with output shape, parameters and multiply-adds columns.
+
+    Returns:
+        ``torchinfo.ModelStatistics``; ``str()`` of it is the printed table.
+    """
+    import torchinfo
+
+    kwargs.setdefault("col_names", ("output_size", "num_params", "mult_adds"))
+    kwargs.setdefault("verbose", 0)
+    kwargs.setdefault("device", "cpu")
+    return torchinfo.summary(model, input_size=input_size or input_size_of(model), **kwargs)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf layer: dotted name, type, output shape without batch, parameters."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+
+
+def layer_rows(model: nn.Module, input_size: tuple[int, ...] | None = None) -> list[LayerRow]:
+    """Leaf layers in forward order, from a torchinfo pass."""
+    stats = summary(model, input_size)
+    names = {id(m): n for n, m in model.named_modules()}
+    rows = []
+    for info in stats.summary_list:
+        if info.is_leaf_layer and info.executed:
+            rows.append(LayerRow(names.get(id(info.module), info.var_name), info.class_name,
+                                 tuple(info.output_size[1:]), info.num_params))
+    return rows

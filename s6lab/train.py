@@ -1,0 +1,422 @@
+"""The trainer: ``fit`` / ``evaluate`` / ``predict``, the config and the history.
+
+Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
+augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
+weights and activations are channels_last, and convolutions run under bf16 autocast
+where the CPU supports it. The same code runs on CUDA.
+
+Seeded: ``fit`` draws data order, augmentation and dropout from RNGs seeded with
+``config.seed``, and a checkpoint stores their state, so a resumed run ends exactly
+where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._io import atomic_torch_save
+from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "step", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Defaults are the measured fast recipe."""
+
+    epochs: int = 15  # passes over the 60k training images (the assignment allows < 20)
+    batch_size: int = 128  # training batch size
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.05  # peak learning rate (onecycle) or starting rate (step, constant)
+    momentum: float = 0.9  # SGD momentum (Nesterov)
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    schedule: str = "onecycle"  # onecycle | step | constant, evaluated per step
+    warmup: float = 0.2  # onecycle: fraction of steps spent rising to lr
+    step_epochs: int = 5  # step: epochs between decays
+    gamma: float = 0.1  # step: decay factor
+    augment: bool = True  # batched random rotation and translation
+    rotation: float = 7.0  # augmentation: max rotation in degrees
+    translate: float = 0.08  # augmentation: max shift as a fraction of the image side
+    label_smoothing: float = 0.0  # on the NLL loss
+    seed: int = 0  # data order, augmentation, dropout (and model init via seed_everything)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
+    channels_last: bool = True  # NHWC memory format for weights and activations
+    eval_batch_size: int = 2000  # batch size for evaluate / predict
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("epochs", "batch_size", "step_epochs", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, "must be a positive integer")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", "must be a positive finite number")
+        for name, lo, hi in (("momentum", 0, 1), ("warmup", 0, 1), ("gamma", 0, 1),
+                             ("label_smoothing", 0, 1)):
+            if not lo <= getattr(self, name) < hi or (name == "gamma" and self.gamma == 0):
+                raise bad(name, f"must be in [{lo}, {hi})" if name != "gamma" else "must be in (0, 1)")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "must be >= 0")
+        if self.rotation < 0 or not 0 <= self.translate < 0.5:
+            raise bad("rotation" if self.rotation < 0 else "translate",
+                      "must be >= 0 (translate in [0, 0.5))")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise bad(name, f"must be one of {', '.join(choices)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EpochRecord:
+    """One epoch of a history."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float  # on augmented training batches, with dropout on
+    test_loss: float
+    test_acc: float  # on the test split, fp32, eval mode
+    lr: float  # learning rate at the end of the epoch
+    seconds: float  # wall-clock seconds for training plus evaluation
+
+
+@dataclass
+class History:
+    """Per-epoch results of a run, JSON round-trippable."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def test_acc(self) -> list[float]:
+        return [e.test_acc for e in self.epochs]
+
+    @property
+    def best_acc(self) -> float:
+        return max(self.test_acc) if self.epochs else float("nan")
+
+    @property
+    def final_acc(self) -> float:
+        return self.epochs[-1].test_acc if self.epochs else float("nan")
+
+    def first_epoch_reaching(self, target: float) -> int | None:
+        """The first epoch (1-based) whose test accuracy is >= ``target``, or None."""
+        return next((e.epoch for e in self.epochs if e.test_acc >= target), None)
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(e) for e in self.epochs], indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> History:
+        return cls([EpochRecord(**row) for row in json.loads(text)])
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here (AVX-512 bf16 / AMX on CPU, Ampere+ on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch.backends, "cpu", None)
+    capability = cpu.get_cpu_capability() if cpu else ""
+    is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    return capability in ("AVX512", "AMX") and bool(is_bf16())
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.precision == "auto":
+        return bf16_supported(device)
+    return config.precision == "bf16"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNGs (model initialisation, dropout)."""
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """Learning rate at optimizer step ``step`` (0-based): a pure function, so resuming
+    needs no scheduler state.
+
+    onecycle: linear rise from ``lr/25`` to ``lr`` over ``warmup`` of the steps, then a
+    cosine fall to ``lr/1e4``; step: ``lr * gamma**(epoch // step_epochs)``.
+    """
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "step":
+        return config.lr * config.gamma ** ((step // steps_per_epoch) // config.step_epochs)
+    rise = max(1, round(config.warmup * total))
+    start, end = config.lr / 25, config.lr / 1e4
+    if step < rise:
+        return start + (config.lr - start) * step / rise
+    progress = min(1.0, (step - rise) / max(1, total - rise))
+    return end + (config.lr - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, rotation: float,
+                  translate: float) -> torch.Tensor:
+    """Random rotation and translation of a whole batch in one ``grid_sample``.
+
+    Pixels brought in from outside are the normalized background (black), not zero.
+
+    Args:
+        images: normalized batch.
+        generator: RNG for the random angles and shifts (on the images' device).
+        rotation: max absolute angle in degrees.
+        translate: max absolute shift as a fraction of the side.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, H, W)``
+    """
+    n = images.shape[0]
+    device = images.device
+    angle = (torch.rand(n, generator=generator, device=device) * 2 - 1) * math.radians(rotation)
+    # affine_grid works in [-1, 1] coordinates: a shift of f * side is 2f there
+    shift = (torch.rand(n, 2, generator=generator, device=device) * 2 - 1) * (2 * translate)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)  # (N, H, W, 2)
+    background = -MNIST_MEAN / MNIST_STD
+    return F.grid_sample(images - background, grid, align_corners=False) + background
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                               weight_decay=config.weight_decay, foreach=True)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def _to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _batch(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Loss and accuracy of a model on a split."""
+
+    loss: float
+    accuracy: float
+    n: int
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2000,
+            device: str | torch.device = "auto", channels_last: bool = True) -> torch.Tensor:
+    """Log-probabilities of ``model`` on ``images`` in eval mode, fp32, no autograd.
+
+    Shape:
+        ``(N, 1, 28, 28) -> (N, num_classes)`` on the CPU.
+
+    Example:
+        >>> from s6lab import get_model
+        >>> predict(get_model("s6"), torch.zeros(3, 1, 28, 28)).shape
+        torch.Size([3, 10])
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    was_training = model.training
+    _to_device(model, device, channels_last)
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            xb = _batch(images[start:start + batch_size], device, channels_last)
+            outs.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0, 0)
+
+
+def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = 2000,
+             device: str | torch.device = "auto", channels_last: bool = True) -> Evaluation:
+    """Mean NLL loss and accuracy (in %) of ``model`` on a split."""
+    logp = predict(model, split.images, batch_size=batch_size, device=device,
+                   channels_last=channels_last)
+    loss = F.nll_loss(logp, split.labels).item()
+    accuracy = 100.0 * (logp.argmax(1) == split.labels).float().mean().item()
+    return Evaluation(loss, accuracy, len(split))
+
+
+#: Called after each epoch with the record and the model.
+EpochCallback = Callable[[EpochRecord, nn.Module], None]
+
+
+def fit(
+    model: nn.Module,
+    data: MNISTTensors,
+    config: TrainConfig | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> History:
+    """Train ``model`` on ``data.train``, evaluating on ``data.test`` after each epoch.
+
+    The model must return log-probabilities (every s6lab model ends in LogSoftmax).
+
+    Args:
+        model: the network; trained in place.
+        data: preloaded tensors from :func:`s6lab.data.load_mnist`.
+        config: the recipe; ``None`` means the defaults.
+        checkpoint: file written atomically after every epoch (model, optimizer, RNG
+            states, history); loaded with ``weights_only=True`` on resume.
+        resume: continue from ``checkpoint`` if it exists.
+        progress: show a tqdm bar (works in notebooks).
+        on_epoch: callback after every epoch (e.g. to save the history).
+
+    Returns:
+        The :class:`History`, one record per epoch.
+
+    Raises:
+        TrainingDiverged: the training loss became NaN or infinite.
+        ValueError: ``resume`` with a checkpoint from a different config.
+
+    Example:
+        >>> from s6lab import get_model, load_mnist, TrainConfig
+        >>> history = fit(get_model("s6"), load_mnist(), TrainConfig(epochs=1))  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    bf16 = use_bf16(config, device)
+    _to_device(model, device, config.channels_last)
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    torch.manual_seed(config.seed + 1)  # dropout draws from the global RNG
+    history = History()
+    start_epoch = 1
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if state["config"] != config.to_dict():
+            changed = sorted(k for k in state["config"] if state["config"][k] != config.to_dict().get(k))
+            raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
+                             f"({', '.join(changed)} differ); use the same settings or a new --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = History.from_json(state["history"])
+        start_epoch = state["epoch"] + 1
+        log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
+
+    train_x, train_y = data.train.images, data.train.labels
+    n = train_y.numel()
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
+                   disable=not progress, leave=True, dynamic_ncols=True)
+        for i in bar:
+            step = (epoch - 1) * steps_per_epoch + i
+            lr = lr_at(step, steps_per_epoch, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            xb, yb = train_x[idx], train_y[idx]
+            if config.augment:
+                xb = augment_batch(xb, generator, config.rotation, config.translate)
+            xb = _batch(xb, device, config.channels_last)
+            yb = yb.to(device, non_blocking=True)
+            with autocast:
+                out = model(xb)
+            loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
+                F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the training loss became {loss.item()} at epoch {epoch}, step {i + 1} "
+                    f"(lr {lr:.4g}); lower the learning rate (--lr, now {config.lr}) or use "
+                    "precision='fp32'")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * yb.numel()
+            correct += (out.argmax(1) == yb).sum()
+            if progress and (i % 20 == 0 or i == steps_per_epoch - 1):
+                seen = min(n, (i + 1) * config.batch_size)
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
+                                acc=f"{100 * correct.item() / seen:.2f}")
+        test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
+                        channels_last=config.channels_last)
+        record = EpochRecord(
+            epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
+            test_loss=test.loss, test_acc=test.accuracy, lr=lr,
+            seconds=time.perf_counter() - started)
+        history.epochs.append(record)
+        if progress:
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
+                            test_acc=f"{record.test_acc:.2f}")
+            bar.close()
+        log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
+        if ckpt_path is not None:
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save({
+                "epoch": epoch, "config": config.to_dict(), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history.to_json(),
+            }, ckpt_path)
+        if on_epoch is not None:
+            on_epoch(record, model)
+    return history

