@@ -15,8 +15,11 @@ class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
-def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+Handler = Callable[[argparse.Namespace], int]
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
         COMMANDS[name] = fn
         return fn
     return register

@@ -259,7 +259,8 @@ def ensure_mnist(
             _fetch_torchvision(folder, timeout)
             return DataInfo(root, folder, "torchvision")
         except Exception as e:  # any network failure: fall through to the offline source
-            errors.append(f"torchvision download: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            errors.append(f"torchvision download: {first_line}")
             log.info("torchvision download failed (%s); trying the offline source", errors[-1])
     try:
         _fetch_offline(folder)

@@ -15,10 +15,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Union
-
-from collections import OrderedDict
 
 import torch.nn as nn
 
@@ -67,7 +66,7 @@ class GAP:
     """A :class:`~s6lab.blocks.GAPHead`: 1x1 conv to classes, global average pool."""
 
 
-LayerSpec = Union[Conv, Transition, Pool, Linear, GAP]
+LayerSpec = Union[Conv, Transition, Pool, Linear, GAP]  # noqa: UP007 (runtime alias on 3.10)
 _PREFIX = {Conv: "conv", Transition: "trans", Pool: "pool"}
 
 
@@ -142,9 +141,12 @@ def build(spec: NetSpec) -> Net:
     layers: dict[str, nn.Module] = {}
     for index, layer in enumerate(spec.layers, start=1):
         is_head = isinstance(layer, (Linear, GAP))
-        name = "head" if is_head else f"{_PREFIX[type(layer)]}{counters.setdefault(_PREFIX[type(layer)], 0) + 1}"
-        if not is_head:
-            counters[_PREFIX[type(layer)]] += 1
+        if is_head:
+            name = "head"
+        else:
+            prefix = _PREFIX[type(layer)]
+            counters[prefix] = counters.get(prefix, 0) + 1
+            name = f"{prefix}{counters[prefix]}"
         where = f"spec {spec.name!r}, layer {index} ({name}: {layer!r})"
         if is_head and index != len(spec.layers):
             raise ValueError(f"{where}: a head must be the last layer")

@@ -108,6 +108,7 @@ class EpochRecord:
     test_acc: float  # on the test split, fp32, eval mode
     lr: float  # learning rate at the end of the epoch
     seconds: float  # wall-clock seconds for training plus evaluation
+    train_seconds: float = float("nan")  # of which training alone
 
 
 @dataclass
@@ -398,12 +399,13 @@ def fit(
                 seen = min(n, (i + 1) * config.batch_size)
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
                                 acc=f"{100 * correct.item() / seen:.2f}")
+        train_seconds = time.perf_counter() - started
         test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
                         channels_last=config.channels_last)
         record = EpochRecord(
             epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
             test_loss=test.loss, test_acc=test.accuracy, lr=lr,
-            seconds=time.perf_counter() - started)
+            seconds=time.perf_counter() - started, train_seconds=train_seconds)
         history.epochs.append(record)
         if progress:
             bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",

@@ -32,7 +32,6 @@ def tiny_run(tmp_path_factory, mnist_small):
 
 def png_is_not_blank(path) -> bool:
     """A figure has content: more than one colour, and not nearly all white."""
-    import numpy as np
     from matplotlib.image import imread
 
     img = imread(path)[..., :3]

@@ -4,8 +4,18 @@ import pytest
 import torch
 
 from s6lab.models import S6
-from s6lab.specs import (GAP, Conv, Linear, NetSpec, Pool, Transition, apply_overrides, build,
-                         spec_from_dict, spec_to_dict)
+from s6lab.specs import (
+    GAP,
+    Conv,
+    Linear,
+    NetSpec,
+    Pool,
+    Transition,
+    apply_overrides,
+    build,
+    spec_from_dict,
+    spec_to_dict,
+)
 
 
 def test_build_names_children_by_kind():

@@ -1,0 +1,154 @@
+"""Parameter budgets: where the parameters and the arithmetic go.
+
+Per leaf layer and per top-level block: parameters, share of the total, running total,
+multiply-adds (from torchinfo, per image) and output activation size.
+
+Example:
+    >>> from s6lab import get_model
+    >>> b = parameter_budget(get_model("s6"))
+    >>> b.total_params, b.blocks[1].name, b.blocks[1].params
+    (19602, 'conv2', 9312)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from ..summary import summary
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One layer (or block) of the budget."""
+
+    name: str
+    type: str
+    params: int
+    percent: float  # of all parameters
+    cumulative: int  # parameters up to and including this row
+    mult_adds: int  # per image
+    activations: int  # output elements per image
+
+
+@dataclass(frozen=True)
+class Budget:
+    layers: tuple[BudgetRow, ...]
+    blocks: tuple[BudgetRow, ...]
+    total_params: int
+    trainable_params: int
+    total_mult_adds: int
+
+
+def parameter_budget(model: nn.Module, input_size: tuple[int, ...] | None = None) -> Budget:
+    """Compute the budget with a torchinfo pass.
+
+    Returns:
+        A :class:`Budget` with per-layer and per-block rows (blocks are top-level children).
+    """
+    stats = summary(model, input_size)
+    names = {id(m): n for n, m in model.named_modules()}
+    total = stats.total_params
+    raw = []
+    for info in stats.summary_list:
+        if info.is_leaf_layer and info.executed:
+            numel = 1
+            for v in info.output_size[1:]:
+                numel *= v
+            raw.append((names.get(id(info.module), info.var_name), info.class_name, info.num_params,
+                        info.macs, numel))
+
+    def rows(items: list[tuple[str, str, int, int, int]]) -> tuple[BudgetRow, ...]:
+        out, running = [], 0
+        for name, kind, params, macs, acts in items:
+            running += params
+            out.append(BudgetRow(name, kind, params, 100.0 * params / total if total else 0.0, running,
+                                 macs, acts))
+        return tuple(out)
+
+    blocks: dict[str, list] = {}
+    for name, kind, params, macs, acts in raw:
+        top = name.split(".")[0]
+        block_type = type(getattr(model, top, None)).__name__ if "." in name else kind
+        entry = blocks.setdefault(top, [top, block_type, 0, 0, 0])
+        entry[2] += params
+        entry[3] += macs
+        entry[4] = acts  # the block's output is its last layer's output
+    return Budget(rows(raw), rows([tuple(v) for v in blocks.values()]), total, stats.trainable_params,
+                  stats.total_mult_adds)
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    ok: bool
+    total: int
+    limit: int
+    message: str
+
+
+def check_budget(model: nn.Module, max_params: int) -> BudgetCheck:
+    """Whether ``model`` has fewer than ``max_params`` parameters, with a message naming the
+    largest block when it does not.
+
+    Raises:
+        ValueError: ``max_params`` is not a positive integer.
+    """
+    if isinstance(max_params, bool) or not isinstance(max_params, int) or max_params < 1:
+        raise ValueError(f"max_params must be a positive integer, got {max_params!r}")
+    budget = parameter_budget(model)
+    total = budget.total_params
+    if total < max_params:
+        return BudgetCheck(True, total, max_params, f"{total:,} parameters: within the budget of "
+                           f"{max_params:,} ({max_params - total:,} to spare)")
+    biggest = max(budget.blocks, key=lambda r: r.params)
+    return BudgetCheck(False, total, max_params, f"{total:,} parameters: over the budget of {max_params:,} "
+                       f"by {total - max_params + 1:,}; the largest block is {biggest.name} "
+                       f"({biggest.params:,}, {biggest.percent:.0f}%)")
+
+
+def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = False) -> str:
+    """The budget as text or markdown; ``level`` is ``"blocks"`` or ``"layers"``."""
+    if level not in ("blocks", "layers"):
+        raise ValueError(f"level must be 'blocks' or 'layers', got {level!r}")
+    items = budget.blocks if level == "blocks" else budget.layers
+    header = ("name", "type", "params", "%", "cumulative", "mult-adds", "% MACs", "activations")
+    total_macs = budget.total_mult_adds or 1
+    body = [(r.name, r.type, f"{r.params:,}", f"{r.percent:.1f}", f"{r.cumulative:,}", f"{r.mult_adds:,}",
+             f"{100 * r.mult_adds / total_macs:.1f}", f"{r.activations:,}") for r in items]
+    body.append(("total", "", f"{budget.total_params:,}", "100.0", "", f"{budget.total_mult_adds:,}",
+                 "100.0", ""))
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    line = "  ".join(f"{{:>{w}}}" if i >= 2 else f"{{:<{w}}}" for i, w in enumerate(widths))
+    return "\n".join(line.format(*row).rstrip() for row in [header, *body]) + "\n"
+
+
+def plot_budget(budget: Budget, axes: Any = None):
+    """Two bar charts per block: share of parameters and share of multiply-adds.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
+    names = [r.name for r in budget.blocks]
+    total_macs = budget.total_mult_adds or 1
+    for ax, values, title, colour in (
+        (axes[0], [r.percent for r in budget.blocks], f"Parameters ({budget.total_params:,})", "#4c72b0"),
+        (axes[1], [100 * r.mult_adds / total_macs for r in budget.blocks],
+         f"Multiply-adds per image ({budget.total_mult_adds / 1e6:.2f} M)", "#dd8452"),
+    ):
+        bars = ax.barh(names, values, color=colour)
+        for bar, v in zip(bars, values):
+            ax.annotate(f"{v:.1f}%", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                        va="center", fontsize=8, xytext=(2, 0), textcoords="offset points")
+        ax.set(title=title, xlabel="% of total", xlim=(0, max(values + [1]) * 1.18))
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()  # first block on top (the axes share y)
+    return axes[0].figure

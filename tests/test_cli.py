@@ -1,0 +1,96 @@
+"""The `s6lab` command, called in-process through main(argv) and once as a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from s6lab.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_the_reference(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    assert "s6" in out and "19,602" in out
+
+
+def test_models_with_no_match(capsys):
+    code, _, err = run(capsys, "models", "zzz*")
+    assert code == 2 and "no model matches 'zzz*'" in err
+
+
+def test_summary(capsys):
+    code, out, _ = run(capsys, "summary", "--model", "s6")
+    assert code == 0 and "Total params: 19,602" in out
+
+
+def test_summary_override_and_bad_override(capsys):
+    code, out, _ = run(capsys, "summary", "--set", "batchnorm=false")
+    assert code == 0 and "BatchNorm2d" not in out
+    code, _, err = run(capsys, "summary", "--set", "dropout")
+    assert code == 2 and "--set expects KEY=VALUE" in err
+    code, _, err = run(capsys, "summary", "--set", "colour=red")
+    assert code == 2 and "unknown override(s) colour" in err
+
+
+def test_unknown_model(capsys):
+    code, _, err = run(capsys, "summary", "--model", "resnet50")
+    assert code == 2 and "unknown model 'resnet50'; known models:" in err
+
+
+def test_data_verify_only(capsys):
+    code, out, _ = run(capsys, "data", "--verify-only")
+    assert code == 0 and "MNIST root:" in out and "t10k-images-idx3-ubyte  ok" in out
+
+
+def test_data_verify_only_on_an_empty_root(capsys, tmp_path):
+    code, _, err = run(capsys, "data", "--verify-only", "--root", str(tmp_path))
+    assert code == 2 and "is missing" in err and "Fix:" in err
+
+
+def test_train_then_check(capsys, tmp_path):
+    """Real MNIST subset: 600 training / 300 test images, 1 epoch."""
+    out_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "600", "--test-size", "300",
+                       "--out", str(out_dir), "--quiet", "--batch-size", "64")
+    assert code == 0, out
+    assert "parameters" in out and "Overall: FAIL" in out  # one epoch on 600 images cannot reach 99.4%
+    assert (out_dir / "report.md").exists() and (out_dir / "history.json").exists()
+    code, out, _ = run(capsys, "check", str(out_dir), "--markdown")
+    assert code == 1 and "| BatchNorm | used | yes | PASS |" in out
+    code, _, err = run(capsys, "train", "--epochs", "1", "--train-size", "600", "--test-size", "300",
+                       "--out", str(out_dir), "--quiet")
+    assert code == 2 and "already holds a run; pass --resume" in err
+
+
+def test_train_rejects_bad_arguments(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--epochs", "0", "--out", str(tmp_path / "x"))
+    assert code == 2 and "epochs must be a positive integer" in err
+    code, _, err = run(capsys, "train", "--optimizer", "rmsprop", "--out", str(tmp_path / "x"))
+    assert code == 2 and "optimizer must be one of" in err
+
+
+def test_check_missing_directory(capsys, tmp_path):
+    code, _, err = run(capsys, "check", str(tmp_path / "missing"))
+    assert code == 2 and "is not a run directory" in err
+
+
+def test_argparse_errors_exit_nonzero():
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "three"])
+    assert e.value.code == 2
+
+
+def test_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "s6lab", "models"], capture_output=True, text=True)
+    assert done.returncode == 0 and "19,602" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "s6lab"], capture_output=True, text=True)
+    assert done.returncode == 2 and "COMMAND" in done.stderr
