@@ -135,6 +135,99 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if all_passed(rows) else 1
 
 
+@command("rf")
+def _rf(args: argparse.Namespace) -> int:
+    from .analysis.receptive_field import (
+        format_receptive_fields,
+        plot_receptive_field_growth,
+        receptive_fields,
+    )
+    from .models import get_model
+
+    rows = receptive_fields(get_model(args.model, **_overrides(args.set)))
+    print(format_receptive_fields(rows, markdown=args.markdown, only_changes=not args.all), end="")
+    if args.plot:
+        from .report import save_figure
+
+        print(f"figure: {save_figure(plot_receptive_field_growth(rows), Path(args.plot))}")
+    return 0
+
+
+@command("budget")
+def _budget(args: argparse.Namespace) -> int:
+    from .analysis.budget import check_budget, format_budget, parameter_budget, plot_budget
+    from .models import get_model
+
+    model = get_model(args.model, **_overrides(args.set))
+    budget = parameter_budget(model)
+    print(format_budget(budget, level="layers" if args.layers else "blocks", markdown=args.markdown))
+    if args.plot:
+        from .report import save_figure
+
+        print(f"figure: {save_figure(plot_budget(budget), Path(args.plot))}")
+    if args.max_params is not None:
+        verdict = check_budget(model, args.max_params)
+        print(("OK: " if verdict.ok else "OVER BUDGET: ") + verdict.message)
+        return 0 if verdict.ok else 1
+    return 0
+
+
+@command("gallery")
+def _gallery(args: argparse.Namespace) -> int:
+    from .analysis.gallery import format_mistakes
+    from .report import test_split, write_gallery
+    from .runs import load_run
+
+    if args.n < 1:
+        raise CLIError(f"-n must be >= 1, got {args.n}")
+    run = load_run(args.run_dir)
+    p, files = write_gallery(run, test_split(run, args.root), n=args.n)
+    print(format_mistakes(p, markdown=args.markdown))
+    if not len(p.misclassified()):
+        print("no misclassified test images: no gallery written")
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
+@command("saliency")
+def _saliency(args: argparse.Namespace) -> int:
+    from .analysis.gallery import interpret
+    from .report import test_split, write_saliency
+    from .runs import load_run
+
+    if args.n < 1:
+        raise CLIError(f"-n must be >= 1, got {args.n}")
+    run = load_run(args.run_dir)
+    split = test_split(run, args.root)
+    path = write_saliency(run, split, interpret(run.model, split), n=args.n,
+                          methods=tuple(args.methods) if args.methods else None, layer=args.layer)
+    print(f"wrote {path}")
+    return 0
+
+
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .runs import load_run
+
+    print(f"wrote {write_report(load_run(args.run_dir))}")
+    return 0
+
+
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_comparison, render
+
+    result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
+                     train=not args.no_train, data_root=args.root, train_size=args.train_size,
+                     test_size=args.test_size, progress=not args.quiet)
+    print(format_comparison(result, markdown=args.markdown))
+    for path in render(result, args.out, args.name):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s6lab", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
@@ -178,6 +271,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--markdown", action="store_true")
 
+    p = sub.add_parser("rf", help="receptive-field table of a model")
+    p.add_argument("--model", default="s6")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--all", action="store_true", help="every layer, not only those that change the field")
+    p.add_argument("--plot", metavar="PNG", help="also save the growth figure")
+
+    p = sub.add_parser("budget", help="parameters and multiply-adds per block or layer")
+    p.add_argument("--model", default="s6")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--max-params", type=int, help="exit 1 unless the model has fewer parameters")
+    p.add_argument("--layers", action="store_true", help="per layer instead of per block")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="also save the figure")
+
+    p = sub.add_parser("gallery", help="misclassified digits, confusion matrix, most-confused pairs")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, default=25, help="images in the gallery")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--root", help="MNIST data root")
+
+    p = sub.add_parser("saliency", help="Captum attribution maps for a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
+                   help="saliency integrated_gradients smoothgrad gradcam occlusion (default: all)")
+    p.add_argument("-n", type=int, default=8, help="rows (samples)")
+    p.add_argument("--layer", help="conv layer for Grad-CAM (default: the last non-1x1 conv)")
+    p.add_argument("--root", help="MNIST data root")
+
+    p = sub.add_parser("compare", help="train (or load) variants over seeds and tabulate them")
+    p.add_argument("variants", nargs="+", metavar="VARIANT", help="registered model names")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", default="results", help="results folder (runs go to OUT/runs/...)")
+    p.add_argument("--name", default="comparison", help="file stem of the tables and figures")
+    p.add_argument("--no-train", action="store_true", help="re-render from finished runs only")
+    p.add_argument("--train-size", type=int, help="quick mode: train on the first N images")
+    p.add_argument("--test-size", type=int, help="quick mode: evaluate on the first N test images")
+    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--root", help="MNIST data root")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("report", help="(re)write report.md and its figures for a run")
+    p.add_argument("run_dir")
     return parser
 
 

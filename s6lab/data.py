@@ -331,6 +331,16 @@ class MNISTTensors:
     test: TensorSplit
 
 
+def load_split(root: str | Path | None = None, *, train: bool = True, size: int | None = None) -> TensorSplit:
+    """One verified split as normalized tensors (``size``: keep only the first images)."""
+    from torchvision.datasets import MNIST
+
+    info = ensure_mnist(root)
+    ds = MNIST(str(info.root), train=train, download=False)
+    split = TensorSplit(normalize(ds.data), ds.targets.long())
+    return split.subset(size) if size is not None else split
+
+
 def load_mnist(root: str | Path | None = None, *, train_size: int | None = None,
                test_size: int | None = None) -> MNISTTensors:
     """Load verified MNIST as normalized tensors through ``torchvision.datasets.MNIST``.
@@ -348,15 +358,8 @@ def load_mnist(root: str | Path | None = None, *, train_size: int | None = None,
         >>> data.train.images.shape  # doctest: +SKIP
         torch.Size([60000, 1, 28, 28])
     """
-    from torchvision.datasets import MNIST
-
-    info = ensure_mnist(root)
-    splits = []
-    for train, size in ((True, train_size), (False, test_size)):
-        ds = MNIST(str(info.root), train=train, download=False)
-        split = TensorSplit(normalize(ds.data), ds.targets.long())
-        splits.append(split.subset(size) if size is not None else split)
-    return MNISTTensors(*splits)
+    return MNISTTensors(load_split(root, train=True, size=train_size),
+                        load_split(root, train=False, size=test_size))
 
 
 def remove(root: str | Path | None = None) -> None:

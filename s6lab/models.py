@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import replace
 from typing import Any
 
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build
@@ -34,6 +35,51 @@ S6 = NetSpec(
 )
 
 _REGISTRY: dict[str, NetSpec] = {}
+
+
+def _variant(name: str, description: str, **changes: object) -> NetSpec:
+    """The reference with one thing changed."""
+    return S6.replace(name=name, description=description, **changes)
+
+
+def _without(kind: type, layers: tuple = S6.layers) -> tuple:
+    return tuple(layer for layer in layers if not isinstance(layer, kind))
+
+
+_POOL = Pool(2, dropout=0.1)
+_POOL_PLAIN = Pool(2)
+
+#: One variant per layer choice, each differing from the reference in one thing.
+VARIANTS: tuple[NetSpec, ...] = (
+    S6,
+    _variant("s6-no-bn", "Without BatchNorm (the convs keep their bias).", batchnorm=False),
+    _variant("s6-no-dropout", "Without Dropout.", layers=tuple(
+        Pool(2) if isinstance(layer, Pool) else layer for layer in S6.layers)),
+    _variant("s6-dropout-0.25", "Dropout 0.25 instead of 0.1 (amount).", layers=tuple(
+        Pool(2, dropout=0.25) if isinstance(layer, Pool) else layer for layer in S6.layers)),
+    _variant("s6-dropout-every-conv", "Dropout 0.05 after every conv block instead of 0.1 after pooling "
+             "(position).", layers=tuple(
+                 Pool(2) if isinstance(layer, Pool)
+                 else replace(layer, dropout=0.05) if isinstance(layer, (Conv, Transition)) else layer
+                 for layer in S6.layers)),
+    _variant("s6-no-1x1", "Without the 1x1 transitions: the 5x5 conv and the head see 32 channels.",
+             layers=_without(Transition)),
+    _variant("s6-two-3x3", "Two 3x3 convs (8->16->32) in place of the 5x5: same receptive field.",
+             layers=(*S6.layers[:4], Conv(16, 3, bias=True), Conv(32, 3, bias=True), *S6.layers[5:])),
+    _variant("s6-gap", "Global-average-pooling head (1x1 conv to 10 classes) in place of the FC head.",
+             layers=(*S6.layers[:-1], GAP())),
+    _variant("s6-pool-after-1x1", "Max-pool after the first 1x1 instead of before it (pooling position).",
+             layers=(S6.layers[0], S6.layers[1], S6.layers[3], S6.layers[2], *S6.layers[4:])),
+    _variant("s6-no-augment", "The reference net trained without augmentation.", train={"augment": False}),
+    _variant("s6-step-lr", "The reference net trained with a step schedule (lr 0.05, x0.1 every 6 epochs) "
+             "instead of OneCycle.", train={"schedule": "step", "step_epochs": 6, "gamma": 0.1}),
+    NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
+        Conv(16, 3, bias=True), Conv(16, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
+        Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear())),
+    NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP head.",
+            layers=(
+                Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
+)
 
 
 def register_model(spec: NetSpec, *, replace: bool = False) -> NetSpec:
@@ -84,7 +130,8 @@ def get_model(name: str, **overrides: Any) -> Net:
     return build(apply_overrides(get_spec(name), **overrides))
 
 
-register_model(S6)
+for _spec in VARIANTS:
+    register_model(_spec)
 
 # Kept importable for variant tables that use them.
 __all__ = ["S6", "GAP", "Conv", "Linear", "Pool", "Transition", "get_model", "get_spec",

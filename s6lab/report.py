@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._io import atomic_write_text
+from .analysis.gallery import Predictions
 from .check import assignment_check, format_check
+from .data import TensorSplit, load_split
 from .runs import Run
 from .summary import summary
 
@@ -57,8 +59,92 @@ def _section_summary(run: Run) -> str:
     return "## Model summary (torchinfo)\n\n```text\n" + text + "\n```"
 
 
-#: Report sections in order; the analysis toolkit appends its own.
-SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_summary]
+def test_split(run: Run, root: str | Path | None = None) -> TensorSplit:
+    """The test images the run was evaluated on (all 10k unless it used a subset)."""
+    size = (run.meta.get("data") or {}).get("test_size")
+    return load_split(root, train=False, size=size)
+
+
+def write_gallery(run: Run, split: TensorSplit, n: int = 25) -> tuple[Predictions, list[Path]]:
+    """gallery.png (top losses), confusion.png (counts), confusion_normalized.png into the run."""
+    from .analysis.gallery import interpret, plot_confusion, plot_gallery
+
+    p = interpret(run.model, split)
+    files = [save_figure(plot_confusion(p), run.path / "confusion.png"),
+             save_figure(plot_confusion(p, normalize=True, hide_diagonal=True),
+                         run.path / "confusion_normalized.png")]
+    if len(p.misclassified()):
+        files.insert(0, save_figure(plot_gallery(split.images, p, n=n), run.path / "gallery.png"))
+    return p, files
+
+
+def write_saliency(run: Run, split: TensorSplit, p: Predictions, *, n: int = 8,
+                   methods: tuple[str, ...] | None = None, layer: str | None = None) -> Path:
+    """saliency.png: the most confidently misclassified samples and a few correct ones."""
+    from .analysis.saliency import METHODS, attributions, pick_samples, plot_saliency
+
+    idx = pick_samples(p, n)
+    maps = attributions(run.model, split.images[idx], methods=methods or METHODS, layer=layer)
+    fig = plot_saliency(split.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx])
+    return save_figure(fig, run.path / "saliency.png")
+
+
+def _section_receptive_field(run: Run) -> str:
+    from .analysis.receptive_field import (
+        format_receptive_fields,
+        plot_measured_receptive_field,
+        plot_receptive_field_growth,
+        receptive_fields,
+    )
+
+    rows = receptive_fields(run.model)
+    save_figure(plot_receptive_field_growth(rows), run.path / "rf_growth.png")
+    spatial = [r for r in rows if r.type == "Conv2d" and r.output_size > 1]
+    layer = max(spatial, key=lambda r: r.rf_out).name if spatial else None
+    text = ("## Receptive field\n\n" + format_receptive_fields(rows, markdown=True, only_changes=True)
+            + "\n![receptive field per layer](rf_growth.png)\n")
+    if layer:
+        digit = test_split(run).images[:1]
+        save_figure(plot_measured_receptive_field(run.model, layer, digit), run.path / "rf_measured.png")
+        text += (f"\nMeasured field of the centre unit of `{layer}` on the first test digit: the solid "
+                 "box is the extent of the non-zero input gradient on the linearised net (geometry), "
+                 "the dashed box the analytic field, the heat the trained net's own gradient.\n\n"
+                 "![measured receptive field](rf_measured.png)\n")
+    return text
+
+
+def _section_budget(run: Run) -> str:
+    from .analysis.budget import format_budget, parameter_budget, plot_budget
+
+    budget = parameter_budget(run.model)
+    save_figure(plot_budget(budget), run.path / "budget.png")
+    return ("## Parameter budget\n\n" + format_budget(budget, markdown=True)
+            + "\n![parameters and multiply-adds per block](budget.png)\n")
+
+
+def _section_mistakes(run: Run) -> str:
+    from .analysis.gallery import format_mistakes
+
+    split = test_split(run)
+    p, files = write_gallery(run, split)
+    names = {f.name for f in files}
+    text = "## Mistakes\n\n" + format_mistakes(p, markdown=True) + "\n"
+    if "gallery.png" in names:
+        text += "Misclassified test digits, highest loss first:\n\n![gallery](gallery.png)\n\n"
+    else:
+        text += "No test digit is misclassified: no gallery.\n\n"
+    text += "![confusion matrix](confusion.png)\n\n![row-normalized confusion](confusion_normalized.png)\n"
+    if len(p.misclassified()):
+        write_saliency(run, split, p)
+        text += ("\n## Saliency (Captum)\n\nRows: the most confidently misclassified digits, then correct "
+                 "ones; columns: the digit and one map per method (each map scaled on its own).\n\n"
+                 "![saliency maps](saliency.png)\n")
+    return text
+
+
+#: Report sections in order.
+SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_summary,
+                                        _section_receptive_field, _section_budget, _section_mistakes]
 
 
 def write_report(run: Run) -> Path:

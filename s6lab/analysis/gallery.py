@@ -163,7 +163,7 @@ def plot_gallery(images: torch.Tensor, p: Predictions, indices: torch.Tensor | N
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, indices.tolist()):
-        ax.imshow(denormalize(images[i])[0], cmap="gray_r")
+        ax.imshow(denormalize(images[i])[0].cpu().numpy(), cmap="gray_r")
         right = p.predicted[i] == p.labels[i]
         ax.set_title(f"true {int(p.labels[i])} / pred {int(p.predicted[i])}\n({p.confidence[i]:.0%})",
                      fontsize=9, color="black" if right else "crimson")

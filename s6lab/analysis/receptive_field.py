@@ -193,8 +193,9 @@ def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_chan
 
     header = ("layer", "type", "out", "k", "s", "p", "d", "j_in", "j_out", "rf_in", "rf_out", "start", "")
     body = []
-    for r in rows:
-        if only_changes and r.kernel is None and r.status == "ok":
+    for i, r in enumerate(rows):
+        starts_stretch = r.status != "ok" and (i == 0 or rows[i - 1].status != r.status)
+        if only_changes and r.kernel is None and not starts_stretch:
             continue
         note = {"global": "global: sees the whole input", "unknown": "unknown layer: not computed"}.get(
             r.status, "")
@@ -371,9 +372,9 @@ def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Ten
         _, ax = plt.subplots(figsize=(4, 4), constrained_layout=True)
     geometric = measure_receptive_field(model, layer, unit=unit)
     trained = measure_receptive_field(model, layer, unit=geometric.unit, image=image, linearise=False)
-    ax.imshow(denormalize(image)[0, 0], cmap="gray")
+    ax.imshow(denormalize(image)[0, 0].cpu().numpy(), cmap="gray")
     heat = trained.gradient / trained.gradient.max()
-    ax.imshow(heat, cmap="magma", alpha=0.55 * (heat > 0).float().numpy())
+    ax.imshow(heat.numpy(), cmap="magma", alpha=0.55 * (heat > 0).float().numpy())
     (r0, r1), (c0, c1) = geometric.rows, geometric.cols
     ax.add_patch(patches.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False,
                                    ec="cyan", lw=2, label=f"measured {r1 - r0 + 1}x{c1 - c0 + 1}"))

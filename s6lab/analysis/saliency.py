@@ -61,15 +61,21 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
     Raises:
         ValueError: an unknown method or layer name.
     """
-    from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
-                             Saliency)
+    from captum.attr import (
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown saliency method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     model = model.eval()
     device = next(model.parameters()).device
-    x = images.to(device).float().contiguous()
+    x = images.to(device).float().contiguous().requires_grad_(True)  # captum wants leaf inputs
     if targets is None:
         with torch.no_grad():
             targets = model(x).argmax(1)
@@ -147,7 +153,7 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
     axes = fig.subplots(n, cols, squeeze=False)
     for r in range(n):
         ax = axes[r, 0]
-        ax.imshow(denormalize(images[r])[0].cpu(), cmap="gray_r")
+        ax.imshow(denormalize(images[r])[0].cpu().numpy(), cmap="gray_r")
         if labels is not None and predicted is not None:
             wrong = int(labels[r]) != int(predicted[r])
             ax.set_title(f"true {int(labels[r])} / pred {int(predicted[r])}", fontsize=8,
@@ -156,7 +162,7 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
             m = maps[method][r]
             scale = float(m.abs().max()) or 1.0
             signed = bool((m < 0).any())
-            axes[r, c].imshow(m, cmap="RdBu_r" if signed else "magma", vmin=-scale if signed else 0,
+            axes[r, c].imshow(m.numpy(), cmap="RdBu_r" if signed else "magma", vmin=-scale if signed else 0,
                               vmax=scale)
             if r == 0:
                 axes[r, c].set_title(TITLES.get(method, method), fontsize=9)

@@ -1,0 +1,271 @@
+"""Run and tabulate several variants over several seeds.
+
+Every (variant, seed) is an ordinary run directory under ``OUT/runs/VARIANT/eEPOCHS-sSEED``,
+so an interrupted comparison resumes where it stopped (finished runs are loaded, not
+retrained) and tables and figures can be re-rendered from disk at any time.
+
+Example:
+    >>> c = compare(["s6", "s6-gap"], seeds=[0, 1], epochs=15, out="results")  # doctest: +SKIP
+    >>> print(format_comparison(c))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text
+from .check import TARGET_ACC, all_passed, assignment_check
+from .models import get_spec
+from .runs import WEIGHTS, Run, RunError, load_run, train_run
+from .train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: int | None = None) -> Path:
+    """Where compare keeps one (variant, seed) run."""
+    subset = f"-n{train_size}" if train_size else ""
+    return Path(out) / "runs" / variant / f"e{epochs}-s{seed}{subset}"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation over seeds (0 for one seed)."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        values = tuple(values)
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, values)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f}"
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One row of the comparison."""
+
+    name: str
+    description: str
+    params: int
+    receptive_field: str
+    mult_adds: int
+    best: Spread
+    final: Spread
+    first_epoch: tuple[int | None, ...]  # per seed: first epoch >= 99.4%, None if never
+    seconds_per_epoch: float  # median over all epochs of all seeds
+    passed: int  # seeds whose run passes the assignment check
+    runs: tuple[Run, ...]
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: tuple[VariantResult, ...]
+    epochs: int
+    seeds: tuple[int, ...]
+    test_size: int | None = None  # None: the full 10k test set
+
+
+def summarize(name: str, runs: Sequence[Run]) -> VariantResult:
+    """Aggregate the runs of one variant."""
+    from .analysis.budget import parameter_budget
+    from .analysis.receptive_field import final_receptive_field
+
+    model = runs[0].model
+    budget = parameter_budget(model)
+    seconds = [e.seconds for r in runs for e in r.history.epochs]
+    return VariantResult(
+        name=name, description=runs[0].spec.description, params=budget.total_params,
+        receptive_field=final_receptive_field(model), mult_adds=budget.total_mult_adds,
+        best=Spread.of([r.history.best_acc for r in runs]),
+        final=Spread.of([r.history.final_acc for r in runs]),
+        first_epoch=tuple(r.history.first_epoch_reaching(TARGET_ACC) for r in runs),
+        seconds_per_epoch=statistics.median(seconds) if seconds else float("nan"),
+        passed=sum(all_passed(assignment_check(r.model, r.history)) for r in runs),
+        runs=tuple(runs))
+
+
+def compare(
+    variants: Sequence[str],
+    *,
+    seeds: Sequence[int] = (0, 1),
+    epochs: int | None = None,
+    out: str | Path = "results",
+    train: bool = True,
+    data: Any = None,
+    data_root: str | Path | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """Train (or load) every (variant, seed) and aggregate.
+
+    Args:
+        variants: registered model names.
+        seeds: seeds per variant.
+        epochs: epochs per run; default the trainer's default.
+        out: results folder; runs go to ``out/runs/VARIANT/eEPOCHS-sSEED``.
+        train: ``False`` only loads finished runs (re-render without retraining).
+        data: preloaded tensors; default loads MNIST once for all runs.
+        data_root: MNIST root.
+        train_size: quick mode: train on the first N images.
+        test_size: quick mode: evaluate on the first N test images.
+        progress: tqdm bars.
+
+    Returns:
+        A :class:`Comparison`, one row per variant in the order given.
+
+    Raises:
+        ValueError: no variants, duplicate or unknown names, or no seeds.
+        RunError: ``train=False`` and a run is missing or unfinished.
+    """
+    if not variants:
+        raise ValueError("name at least one variant (see `s6lab models`)")
+    if len(set(variants)) != len(variants):
+        raise ValueError(f"a variant is named twice: {', '.join(variants)}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give one or more distinct seeds, got {list(seeds)}")
+    specs = [get_spec(v) for v in variants]  # unknown names fail before any training
+    epochs = epochs or TrainConfig().epochs
+    rows = []
+    for spec in specs:
+        runs = []
+        for seed in seeds:
+            path = run_dir(out, spec.name, seed, epochs, train_size)
+            if (path / WEIGHTS).exists():
+                runs.append(load_run(path))
+                continue
+            if not train:
+                raise RunError(f"no finished run at {path}; run the comparison with training on "
+                               f"(`s6lab compare {spec.name} --epochs {epochs} --seeds {seed}`)")
+            if data is None:
+                from .data import load_mnist
+
+                data = load_mnist(data_root, train_size=train_size, test_size=test_size)
+            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, "epochs": epochs,
+                                            "seed": seed})
+            log.info("training %s seed %d -> %s", spec.name, seed, path)
+            runs.append(train_run(spec, path, config, resume=True, data=data, train_size=train_size,
+                                  test_size=test_size, progress=progress, write_report=False))
+        rows.append(summarize(spec.name, runs))
+    return Comparison(tuple(rows), epochs, tuple(seeds), test_size)
+
+
+# ---------------------------------------------------------------- formatting
+
+COLUMNS = ("variant", "params", "RF", "MACs", "best acc %", "final acc %", "first epoch >= 99.4",
+           "s/epoch", "assignment")
+
+
+def _cells(r: VariantResult) -> list[str]:
+    first = "/".join("-" if e is None else str(e) for e in r.first_epoch)
+    return [r.name, f"{r.params:,}", r.receptive_field, f"{r.mult_adds / 1e6:.2f}M", str(r.best), str(r.final),
+            first, f"{r.seconds_per_epoch:.1f}", f"{r.passed}/{r.seeds} pass"]
+
+
+def format_comparison(c: Comparison, markdown: bool = False) -> str:
+    """The table as aligned text or markdown (accuracy: mean ± std over seeds)."""
+    body = [_cells(r) for r in c.rows]
+    test = f"the first {c.test_size:,} test images" if c.test_size else "the 10k test set"
+    note = (f"{c.epochs} epochs, seeds {', '.join(map(str, c.seeds))}; accuracy on {test}, "
+            "mean ± sample std over seeds; first epoch per seed ('-': never); s/epoch: median, "
+            "training + evaluation.")
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines) + f"\n\n{note}\n"
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*COLUMNS), *(fmt.format(*row) for row in body)]) + f"\n\n{note}\n"
+
+
+def comparison_csv(c: Comparison) -> str:
+    """One row per variant with raw numbers (per-seed values joined by ';')."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["variant", "params", "receptive_field", "mult_adds", "best_mean", "best_std", "final_mean",
+                "final_std", "best_per_seed", "final_per_seed", "first_epoch_per_seed", "seconds_per_epoch",
+                "assignment_passed", "seeds", "epochs", "description"])
+    for r in c.rows:
+        w.writerow([r.name, r.params, r.receptive_field, r.mult_adds, f"{r.best.mean:.4f}", f"{r.best.std:.4f}",
+                    f"{r.final.mean:.4f}", f"{r.final.std:.4f}", ";".join(f"{v:.2f}" for v in r.best.values),
+                    ";".join(f"{v:.2f}" for v in r.final.values),
+                    ";".join("" if e is None else str(e) for e in r.first_epoch), f"{r.seconds_per_epoch:.2f}",
+                    r.passed, r.seeds, c.epochs, r.description])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
+    """Test accuracy per epoch, mean over seeds with a min-max band, one line per variant."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
+    lows = []
+    for r in c.rows:
+        accs = torch.tensor([run.history.test_acc for run in r.runs])  # (seeds, epochs)
+        epochs = range(1, accs.shape[1] + 1)
+        (line,) = ax.plot(epochs, accs.mean(0), marker="o", ms=2.5, lw=1.4, label=r.name)
+        ax.fill_between(epochs, accs.min(0).values, accs.max(0).values, color=line.get_color(), alpha=0.15)
+        lows.append(float(accs[:, min(2, accs.shape[1] - 1):].min()))
+    ax.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}%")
+    ax.set_ylim(max(min(lows + [target]) - 0.2, 90), 100)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy (mean over seeds, band: min-max)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    return ax.figure
+
+
+def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
+    """Best test accuracy (mean, error bar = std over seeds) against parameters (log scale)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for r in c.rows:
+        ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt="o", capsize=3)
+        ax.annotate(r.name, (r.params, r.best.mean), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.axhline(target, color="crimson", ls="--", lw=1)
+    ax.axvline(20_000, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (log scale)", ylabel="best test accuracy (%)",
+           title="Accuracy against parameters (dotted: the 20k budget)")
+    ax.grid(alpha=0.3, which="both")
+    return ax.figure
+
+
+def render(c: Comparison, out: str | Path, name: str = "comparison") -> list[Path]:
+    """Write ``NAME.md``, ``NAME.csv``, ``NAME.txt``, ``NAME_curves.png``, ``NAME_params.png``."""
+    from .report import save_figure
+
+    out = Path(out)
+    md = (f"# Comparison: {name}\n\n" + format_comparison(c, markdown=True)
+          + f"\n![accuracy curves]({name}_curves.png)\n\n![accuracy against parameters]({name}_params.png)\n\n"
+          + "\n".join(f"- **{r.name}**: {r.description}" for r in c.rows) + "\n")
+    return [
+        atomic_write_text(out / f"{name}.md", md),
+        atomic_write_text(out / f"{name}.csv", comparison_csv(c)),
+        atomic_write_text(out / f"{name}.txt", format_comparison(c)),
+        save_figure(plot_curves(c), out / f"{name}_curves.png"),
+        save_figure(plot_accuracy_vs_params(c), out / f"{name}_params.png"),
+    ]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s6lab.analysis.gallery import (
+    Predictions,
+    confusion_matrix,
+    format_mistakes,
+    interpret,
+    most_confused,
+    per_class_accuracy,
+    plot_confusion,
+    plot_gallery,
+)
+from tests.conftest import png_is_not_blank
+
+
+def preds(pairs, k=3):
+    """(true, predicted, confidence) triples -> Predictions."""
+    logp = torch.full((len(pairs), k), -10.0)
+    for i, (_, q, c) in enumerate(pairs):
+        logp[i] = torch.log(torch.full((k,), (1 - c) / (k - 1)))
+        logp[i, q] = torch.log(torch.tensor(c))
+    return Predictions(logp, torch.tensor([t for t, _, _ in pairs]))
+
+
+def test_computations_by_hand():
+    p = preds([(0, 0, 0.9), (0, 1, 0.6), (1, 1, 0.8), (2, 1, 0.99), (2, 1, 0.7), (2, 2, 0.5)])
+    assert confusion_matrix(p).tolist() == [[1, 1, 0], [0, 1, 0], [0, 2, 1]]
+    assert [(c.true, c.predicted, c.count) for c in most_confused(p)] == [(2, 1, 2), (0, 1, 1)]
+    assert p.misclassified().tolist() == [3, 4, 1]  # highest loss first
+    assert [round(c.accuracy, 1) for c in per_class_accuracy(p)] == [50.0, 100.0, 33.3]
+    assert "3 of 6 test images misclassified" in format_mistakes(p)
+
+
+def test_no_mistakes():
+    p = preds([(0, 0, 0.9), (1, 1, 0.9)])
+    assert "none" in format_mistakes(p)
+    with pytest.raises(ValueError, match="no misclassified samples to show"):
+        plot_gallery(torch.zeros(2, 1, 28, 28), p)
+
+
+def test_gallery_and_confusion_on_a_trained_run(tmp_path, tiny_run, mnist_small):
+    """Real MNIST subset (the 2-epoch tiny run on 4k images, 2k test images)."""
+    p = interpret(tiny_run.model, mnist_small.test)
+    assert p.log_probs.shape == (2000, 10)
+    assert confusion_matrix(p).sum() == 2000
+    plot_gallery(mnist_small.test.images, p, n=10).savefig(tmp_path / "g.png")
+    plot_confusion(p, normalize=True).savefig(tmp_path / "c.png")
+    assert png_is_not_blank(tmp_path / "g.png") and png_is_not_blank(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        plot_gallery(mnist_small.test.images, p, n=0)

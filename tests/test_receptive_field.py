@@ -1,0 +1,130 @@
+"""Receptive fields against hand calculations, and measured against analytic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from s6lab import get_model
+from s6lab.analysis.receptive_field import (
+    analytic_extent,
+    final_receptive_field,
+    format_receptive_fields,
+    measure_receptive_field,
+    plot_measured_receptive_field,
+    plot_receptive_field_growth,
+    receptive_fields,
+)
+from tests.conftest import png_is_not_blank
+
+
+def strided_net():
+    # hand: conv3 s2 p1 -> rf 3, j 2; conv3 p1 -> rf 3+2*2=7, j 2; avgpool2 -> rf 7+1*2=9, j 4
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 10))
+
+
+def dilated_net():
+    # hand: conv3 d2 -> k_eff 5, rf 5; conv3 d3 -> k_eff 7, rf 11; maxpool3 s3 -> rf 13, j 3;
+    # conv1x1 -> 13; global average pool -> global
+    return nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2), nn.ReLU(), nn.Conv2d(4, 4, 3, dilation=3),
+                         nn.ReLU(), nn.MaxPool2d(3), nn.Conv2d(4, 10, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+
+
+def padded_net():
+    # hand: conv5 p2 -> rf 5 start 0.5; avgpool2 -> rf 6, j 2, start 1.0; conv3 s2 p1 -> rf 10, j 4,
+    # start 1.0; avgpool 3 stride 1 p1 -> rf 18, j 4
+    return nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, stride=2, padding=1),
+                         nn.AvgPool2d(3, stride=1, padding=1), nn.Conv2d(4, 10, 1))
+
+
+def conv_like(rows):
+    return [(r.type, r.rf_out, r.jump_out, r.output_size) for r in rows if r.kernel is not None]
+
+
+def test_reference_net_by_hand():
+    rows = receptive_fields(get_model("s6"))
+    assert conv_like(rows) == [("Conv2d", 3, 1, 26), ("Conv2d", 5, 1, 24), ("MaxPool2d", 6, 2, 12),
+                               ("Conv2d", 6, 2, 12), ("Conv2d", 14, 2, 8), ("MaxPool2d", 16, 4, 4),
+                               ("Conv2d", 16, 4, 4)]
+    fc = next(r for r in rows if r.type == "Linear")
+    assert fc.status == "global" and fc.rf_out == 16 + 3 * 4  # the union of the 4x4 units' fields
+    assert final_receptive_field(get_model("s6")) == "16"
+
+
+def test_strided_conv_and_average_pooling_by_hand():
+    rows = receptive_fields(strided_net(), (1, 1, 28, 28))
+    assert conv_like(rows) == [("Conv2d", 3, 2, 14), ("Conv2d", 7, 2, 14), ("AvgPool2d", 9, 4, 7)]
+    assert rows[-1].status == "global"
+    # parameters by hand: 1*4*9+4, 4*8*9+8, BN 16, FC 392*10+10
+    assert sum(p.numel() for p in strided_net().parameters()) == 40 + 296 + 16 + 3930
+
+
+def test_dilation_and_global_pooling_by_hand():
+    rows = receptive_fields(dilated_net(), (1, 1, 28, 28))
+    assert conv_like(rows) == [("Conv2d", 5, 1, 24), ("Conv2d", 11, 1, 18), ("MaxPool2d", 13, 3, 6),
+                               ("Conv2d", 13, 3, 6)]
+    gap = next(r for r in rows if r.type == "AdaptiveAvgPool2d")
+    assert gap.status == "global" and gap.rf_out == 13 + 5 * 3
+    assert sum(p.numel() for p in dilated_net().parameters()) == 40 + 148 + 50
+
+
+def test_padding_start_offsets_by_hand():
+    rows = [r for r in receptive_fields(padded_net(), (1, 1, 28, 28)) if r.kernel is not None]
+    assert [(r.rf_out, r.jump_out, r.start) for r in rows] == [
+        (5, 1, 0.5), (6, 2, 1.0), (10, 4, 1.0), (18, 4, 1.0), (18, 4, 1.0)]
+
+
+@pytest.mark.parametrize("factory", [lambda: get_model("s6"), strided_net, dilated_net, padded_net])
+def test_measured_equals_analytic_for_every_conv(factory):
+    model = factory()
+    rows = receptive_fields(model, (1, 1, 28, 28))
+    for row in rows:
+        if row.type not in ("Conv2d", "MaxPool2d", "AvgPool2d") or row.output_size < 1:
+            continue
+        for unit in {(row.output_size // 2, row.output_size // 2), (0, 0), (row.output_size - 1, 1)}:
+            measured = measure_receptive_field(model, row.name, unit=unit, image=torch.ones(1, 1, 28, 28))
+            assert measured.rows == analytic_extent(row, unit[0], 28), (row.name, unit)
+            assert measured.cols == analytic_extent(row, unit[1], 28), (row.name, unit)
+
+
+def test_unknown_layer_is_warned_and_marked():
+    class Weird(nn.Module):
+        def forward(self, x):
+            return x[:, :, ::2, ::2]
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), Weird(), nn.Conv2d(2, 2, 3))
+    with pytest.warns(UserWarning, match=r"layer '1' \(Weird\).*marked unknown"):
+        rows = receptive_fields(model, (1, 1, 28, 28))
+    assert [r.status for r in rows] == ["ok", "unknown", "unknown"]
+    assert rows[2].rf_out is None
+    assert "unknown layer: not computed" in format_receptive_fields(rows)
+
+
+def test_measure_errors():
+    model = get_model("s6")
+    with pytest.raises(ValueError, match="unknown layer 'conv9'.*conv1.conv"):
+        measure_receptive_field(model, "conv9")
+    with pytest.raises(ValueError, match="outside the 26x26 output"):
+        measure_receptive_field(model, "conv1.conv", unit=(30, 0))
+    with pytest.raises(ValueError, match="no spatial output"):
+        measure_receptive_field(model, "head.fc")
+
+
+def test_markdown_table():
+    text = format_receptive_fields(receptive_fields(get_model("s6")), markdown=True, only_changes=True)
+    assert text.splitlines()[0].startswith("| layer | type | out |")
+    assert "| conv3.conv | Conv2d | 8x8 | 5 | 1 | 0 | 1 | 2 | 2 | 6 | 14 | 7 |  |" in text
+    assert "head.log_softmax" not in text
+
+
+def test_plots_have_content(tmp_path, mnist_small):
+    model = get_model("s6")
+    fig = plot_receptive_field_growth(receptive_fields(model))
+    fig.savefig(tmp_path / "growth.png")
+    fig = plot_measured_receptive_field(model, "conv3.conv", mnist_small.test.images[:1])
+    fig.savefig(tmp_path / "measured.png")
+    assert png_is_not_blank(tmp_path / "growth.png") and png_is_not_blank(tmp_path / "measured.png")

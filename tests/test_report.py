@@ -1,0 +1,63 @@
+"""The run report and the analysis commands on a finished tiny run (real MNIST subset)."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from s6lab import get_model
+from s6lab.cli import main
+from tests.conftest import png_is_not_blank
+
+
+def test_report_holds_every_part_in_order(tiny_run):
+    text = (tiny_run.path / "report.md").read_text()
+    order = ["## The assignment check", "## Training", "## Model summary", "## Receptive field",
+             "## Parameter budget", "## Mistakes", "## Saliency"]
+    positions = [text.index(h) for h in order]
+    assert positions == sorted(positions)
+    assert "failed" not in text
+    for png in ("curves", "rf_growth", "rf_measured", "budget", "gallery", "confusion", "saliency"):
+        assert png_is_not_blank(tiny_run.path / f"{png}.png"), png
+
+
+def test_gallery_and_saliency_commands(capsys, tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.path, run_dir)
+    for f in ("gallery.png", "saliency.png"):
+        (run_dir / f).unlink()
+    assert main(["gallery", str(run_dir), "-n", "9"]) == 0
+    out = capsys.readouterr().out
+    assert "most confused" in out and "per-class accuracy" in out
+    assert main(["saliency", str(run_dir), "--methods", "saliency", "gradcam", "-n", "3"]) == 0
+    assert png_is_not_blank(run_dir / "gallery.png") and png_is_not_blank(run_dir / "saliency.png")
+
+
+def test_analysis_commands_bad_input(capsys, tiny_run, tmp_path):
+    assert main(["gallery", str(tmp_path / "none")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert main(["gallery", str(tiny_run.path), "-n", "0"]) == 2
+    assert "-n must be >= 1" in capsys.readouterr().err
+    assert main(["saliency", str(tiny_run.path), "--layer", "conv9"]) == 2
+    assert "unknown layer 'conv9'" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run.path, other)
+    torch.save(get_model("s6", num_classes=3).state_dict(), other / "model.pt")
+    assert main(["saliency", str(other)]) == 2
+    assert "belongs to another model" in capsys.readouterr().err
+    (other / "model.pt").unlink()
+    (other / "checkpoint.pt").unlink()
+    assert main(["gallery", str(other)]) == 2
+    assert "never finished an epoch" in capsys.readouterr().err
+
+
+def test_rf_and_budget_commands(capsys, tmp_path):
+    assert main(["rf", "--model", "s6", "--markdown", "--plot", str(tmp_path / "rf.png")]) == 0
+    assert "| conv3.conv | Conv2d | 8x8 |" in capsys.readouterr().out
+    assert png_is_not_blank(tmp_path / "rf.png")
+    assert main(["budget", "--max-params", "20000"]) == 0
+    assert "OK: 19,602 parameters" in capsys.readouterr().out
+    assert main(["budget", "--max-params", "10000", "--layers"]) == 1
+    assert "OVER BUDGET" in capsys.readouterr().out
+    assert main(["rf", "--model", "nope"]) == 2

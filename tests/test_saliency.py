@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s6lab import get_model
+from s6lab.analysis.gallery import interpret
+from s6lab.analysis.saliency import METHODS, attributions, default_gradcam_layer, pick_samples, plot_saliency
+from tests.conftest import png_is_not_blank
+
+
+def test_every_method_gives_finite_maps_of_image_shape(tiny_run, mnist_small):
+    """Real MNIST subset, the tiny run's model."""
+    x = mnist_small.test.images[:3]
+    maps = attributions(tiny_run.model, x, methods=METHODS, smoothgrad_samples=4, ig_steps=8)
+    assert set(maps) == set(METHODS)
+    for name, m in maps.items():
+        assert m.shape == (3, 28, 28), name
+        assert torch.isfinite(m).all(), name
+        assert m.abs().sum() > 0, name
+
+
+def test_gradcam_layer_choice_and_errors():
+    model = get_model("s6")
+    assert default_gradcam_layer(model) == "conv3.conv"
+    x = torch.randn(1, 1, 28, 28)
+    assert attributions(model, x, methods=("gradcam",), layer="conv2.conv")["gradcam"].shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="unknown layer 'conv7' for gradcam"):
+        attributions(model, x, methods=("gradcam",), layer="conv7")
+    with pytest.raises(ValueError, match="unknown saliency method.*lime"):
+        attributions(model, x, methods=("lime",))
+
+
+def test_grid_figure(tmp_path, tiny_run, mnist_small):
+    p = interpret(tiny_run.model, mnist_small.test)
+    idx = pick_samples(p, 4)
+    assert len(idx) == 4 and (p.predicted[idx[:3]] != p.labels[idx[:3]]).all()
+    maps = attributions(tiny_run.model, mnist_small.test.images[idx], methods=("saliency", "occlusion"))
+    fig = plot_saliency(mnist_small.test.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx])
+    fig.savefig(tmp_path / "s.png")
+    assert png_is_not_blank(tmp_path / "s.png")
+    assert len(fig.axes) == 4 * 3
