@@ -9,7 +9,7 @@ EPOCHS ?= 15
 OUT    ?= runs/s6-seed$(SEED)
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test venv data lint clean
+.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ train: data
 	$(BIN)/s6lab train --model s6 --epochs $(EPOCHS) --seed $(SEED) --out $(OUT) --resume
 
 test: data
-	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check s6lab tests examples benchmarks
+	$(BIN)/ruff check s6lab tests examples benchmarks docs
+	$(BIN)/python -m pytest -q --durations=10
+
+docs-figures: data
+	$(BIN)/python docs/make_figures.py
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,6 +43,24 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) site .pytest_cache
 
-# Evidence for the README: the reference net, default recipe, seeds 0 1 2 (about 10 minutes here)
+# ---- Evidence: every number in the README and docs comes from these commands ----
+LAYER_CHOICES := s6 s6-no-bn s6-no-dropout s6-dropout-0.25 s6-dropout-every-conv s6-no-1x1 s6-two-3x3 \
+                 s6-gap s6-pool-after-1x1 s6-no-augment s6-step-lr
+
+# the reference net, default recipe (15 epochs), seeds 0 1 2 -> results/reference.md
 evidence-s6: data
-	for s in 0 1 2; do $(BIN)/s6lab train --model s6 --seed $$s --out results/s6/seed$$s --resume --quiet; done
+	$(BIN)/s6lab compare s6 --epochs 15 --seeds 0 1 2 --out results --name reference --quiet
+
+# one variant per layer choice, 10 epochs, seeds 0 1 -> results/layer-choices.md
+evidence-variants: data
+	$(BIN)/s6lab compare $(LAYER_CHOICES) --epochs 10 --seeds 0 1 --out results --name layer-choices --quiet
+
+# the compact nets, 15 epochs, seeds 0 1 2 -> results/small-nets.md
+evidence-small: data
+	$(BIN)/s6lab compare s6 s6-8k s6-5k --epochs 15 --seeds 0 1 2 --out results --name small-nets --quiet
+
+# training throughput against the typical DataLoader loop -> benchmarks/results/throughput.md
+bench: data
+	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.md
+
+evidence: evidence-s6 bench evidence-small evidence-variants

@@ -76,7 +76,8 @@ VARIANTS: tuple[NetSpec, ...] = (
     NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
         Conv(16, 3, bias=True), Conv(16, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
         Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear())),
-    NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP head.",
+    NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP head; "
+            "trained with peak lr 0.1.", train={"lr": 0.1},
             layers=(
                 Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
 )

@@ -7,8 +7,8 @@ Example:
     >>> import torch
     >>> p = Predictions(torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])),
     ...                 torch.tensor([0, 0, 1]))
-    >>> p.misclassified().tolist()
-    [2, 1]
+    >>> p.misclassified().tolist()  # highest loss first: -log(0.2) > -log(0.3)
+    [1, 2]
     >>> confusion_matrix(p).tolist()
     [[1, 1], [1, 0]]
 """

@@ -1,0 +1,93 @@
+"""Regenerate every figure and table the docs show, from the measured runs in results/.
+
+    python docs/make_figures.py          (or: make docs-figures)
+
+Inputs are produced by `make evidence` (the reference runs, the comparisons) and
+`make bench` (throughput). Nothing here trains; a missing input is named with the command
+that makes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+FIGURES = ROOT / "docs" / "figures"
+GENERATED = ROOT / "docs" / "generated"
+REFERENCE_RUN = RESULTS / "runs" / "s6" / "e15-s0"
+
+
+def need(path: Path, command: str) -> Path:
+    if not path.exists():
+        sys.exit(f"missing {path.relative_to(ROOT)}: run `{command}` first")
+    return path
+
+
+def main() -> None:
+    from s6lab import get_model, load_run, summary
+    from s6lab._io import atomic_write_text
+    from s6lab.analysis.budget import format_budget, parameter_budget, plot_budget
+    from s6lab.analysis.curves import plot_history
+    from s6lab.analysis.gallery import format_mistakes
+    from s6lab.analysis.receptive_field import (format_receptive_fields, plot_measured_receptive_field,
+                                                plot_receptive_field_growth, receptive_fields)
+    from s6lab.check import assignment_check, format_check
+    from s6lab.data import load_split
+    from s6lab.report import save_figure, write_gallery, write_saliency
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    GENERATED.mkdir(parents=True, exist_ok=True)
+
+    def text(name: str, body: str) -> None:
+        atomic_write_text(GENERATED / name, body)
+
+    # the architecture, no training needed
+    model = get_model("s6")
+    text("summary_s6.txt", str(summary(model)) + "\n")
+    rows = receptive_fields(model)
+    text("rf_s6.md", format_receptive_fields(rows, markdown=True))
+    text("rf_s6_changes.md", format_receptive_fields(rows, markdown=True, only_changes=True))
+    save_figure(plot_receptive_field_growth(rows), FIGURES / "rf_growth.png")
+    budget = parameter_budget(model)
+    text("budget_s6_blocks.md", format_budget(budget, markdown=True))
+    text("budget_s6_layers.md", format_budget(budget, level="layers", markdown=True))
+    save_figure(plot_budget(budget), FIGURES / "budget.png")
+    for name in ("s6-no-1x1", "s6-gap", "s6-two-3x3", "s6-5k"):
+        text(f"budget_{name}_blocks.md", format_budget(parameter_budget(get_model(name)), markdown=True))
+        text(f"rf_{name}_changes.md", format_receptive_fields(receptive_fields(get_model(name)), markdown=True,
+                                                             only_changes=True))
+
+    # the trained reference run (seed 0)
+    run = load_run(need(REFERENCE_RUN, "make evidence-s6"))
+    text("check_s6.md", format_check(assignment_check(run.model, run.history), markdown=True))
+    save_figure(plot_history(run.history), FIGURES / "curves.png")
+    test = load_split(train=False)
+    save_figure(plot_measured_receptive_field(run.model, "conv3.conv", test.images[:1]), FIGURES / "rf_measured.png")
+    p, files = write_gallery(run, test)
+    write_saliency(run, test, p)
+    for f in [*files, run.path / "saliency.png"]:
+        shutil.copy(f, FIGURES / f.name)
+    text("mistakes_s6.md", format_mistakes(p, markdown=True))
+
+    # comparisons and benchmark, as measured
+    for name, command in (("reference", "make evidence-s6"), ("small-nets", "make evidence-small"),
+                          ("layer-choices", "make evidence-variants")):
+        md = need(RESULTS / f"{name}.md", command).read_text()
+        table = md.split("\n\n![")[0].split("\n", 2)[2]  # drop the title, keep table + note
+        text(f"{name}.md", table.strip() + "\n")
+        for suffix in ("_curves.png", "_params.png"):
+            shutil.copy(RESULTS / f"{name}{suffix}", FIGURES / f"{name}{suffix}")
+    bench = need(ROOT / "benchmarks" / "results" / "throughput.md", "make bench").read_text()
+    text("throughput.md", bench.split("<details>")[0].strip() + "\n")
+    print(f"wrote {len(list(FIGURES.iterdir()))} figures to {FIGURES} and tables to {GENERATED}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Two 3x3 convs (8 -> 16 -> 32) in place of the single 5x5 conv.
+
+What to look at: the receptive-field tables are identical after the pair (two stacked 3x3
+see 5x5), the parameters drop by ~600 and there is one more ReLU of non-linearity.
+"""
+
+from __future__ import annotations
+
+from _common import compare_and_show, parse
+
+import s6lab
+from s6lab.analysis.receptive_field import format_receptive_fields, receptive_fields
+
+for name in ("s6", "s6-two-3x3"):
+    print(name)
+    print(format_receptive_fields(receptive_fields(s6lab.get_model(name)), only_changes=True))
+compare_and_show(["s6", "s6-two-3x3"], parse(__doc__), "06_two_3x3")

@@ -1,0 +1,23 @@
+"""Learning-rate schedule: OneCycle (default) against a step schedule (x0.1 every 6 epochs).
+
+What to look at: the lr column in each history.json and the curves figure. OneCycle warms
+up, peaks and anneals to ~0 by the last epoch, which is where its last-epochs accuracy
+comes from.
+"""
+
+from __future__ import annotations
+
+import math
+
+from _common import compare_and_show, parse
+
+import s6lab
+from s6lab.train import lr_at
+
+onecycle = s6lab.TrainConfig()
+step = s6lab.TrainConfig(**s6lab.get_spec("s6-step-lr").train)
+steps = math.ceil(60_000 / onecycle.batch_size)  # optimizer steps per epoch
+print("epoch  onecycle   step")
+for epoch in range(0, onecycle.epochs, 2):
+    print(f"{epoch + 1:>5}  {lr_at(epoch * steps, steps, onecycle):.5f}  {lr_at(epoch * steps, steps, step):.5f}")
+compare_and_show(["s6", "s6-step-lr"], parse(__doc__), "10_lr_schedule")

@@ -1,0 +1,71 @@
+"""The code the tutorials include runs; training snippets run in a quick mode (1 epoch on a
+real-MNIST subset) by wrapping the public functions they call."""
+
+from __future__ import annotations
+
+import functools
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import s6lab
+
+ROOT = Path(__file__).parents[1]
+SNIPPETS = ROOT / "docs" / "snippets"
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """Make load_mnist load a subset and every TrainConfig / compare run one epoch."""
+    real_load, real_config, real_compare = s6lab.load_mnist, s6lab.TrainConfig, s6lab.compare
+    monkeypatch.setattr(s6lab, "load_mnist", functools.partial(real_load, train_size=1000, test_size=500))
+    monkeypatch.setattr(s6lab, "TrainConfig", lambda **kw: real_config(**{**kw, "epochs": 1}))
+    monkeypatch.setattr(s6lab, "compare", lambda variants, **kw: real_compare(
+        variants, **{**kw, "epochs": 1, "train_size": 600, "test_size": 300, "progress": False}))
+
+
+def test_every_included_snippet_exists():
+    included = set()
+    for page in (ROOT / "docs").rglob("*.md"):
+        for line in page.read_text().splitlines():
+            if line.strip().startswith('--8<-- "docs/snippets/'):
+                included.add(line.split('"')[1])
+    assert included and all((ROOT / p).exists() for p in included)
+    assert {Path(p).name for p in included} == {p.name for p in SNIPPETS.glob("*.py")}
+
+
+@pytest.mark.parametrize("name", ["architecture.py", "relu_maxpool.py", "custom_variant.py"])
+def test_snippet_runs(name, capsys):
+    runpy.run_path(str(SNIPPETS / name), run_name="__main__")
+    assert capsys.readouterr().out
+    if "my-net" in s6lab.list_models():
+        s6lab.models._REGISTRY.pop("my-net")
+
+
+def test_training_snippet_runs_quickly(quick, capsys):
+    runpy.run_path(str(SNIPPETS / "train_and_check.py"), run_name="__main__")
+    assert "Overall:" in capsys.readouterr().out
+
+
+def test_compare_snippet_runs_quickly(quick, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(SNIPPETS / "compare_variants.py"), run_name="__main__")
+    assert (tmp_path / "results" / "my-comparison.csv").exists()
+
+
+def test_analysis_snippet_runs_on_a_run(tiny_run, monkeypatch):
+    monkeypatch.setenv("S6LAB_RUN", str(tiny_run.path))
+    runpy.run_path(str(SNIPPETS / "analyse_run.py"), run_name="__main__")
+
+
+@pytest.mark.skipif(shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
+                    reason="docs extra not installed")
+def test_docs_build_strict(tmp_path):
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    done = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
