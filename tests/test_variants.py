@@ -1,0 +1,125 @@
+"""Every registered variant, and compare's resume and re-render on tiny runs."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import s6lab
+from s6lab.analysis.receptive_field import final_receptive_field
+from s6lab.compare import comparison_csv, compare, format_comparison, render, run_dir
+from s6lab.data import MNISTTensors, TensorSplit
+from s6lab.runs import RunError
+from tests.conftest import png_is_not_blank
+
+# name -> (parameters, receptive field before the head); what the docs and `s6lab models` state
+DOCUMENTED = {
+    "s6": (19_602, "16"),
+    "s6-no-bn": (19_362, "16"),
+    "s6-no-dropout": (19_602, "16"),
+    "s6-dropout-0.25": (19_602, "16"),
+    "s6-dropout-every-conv": (19_602, "16"),
+    "s6-no-1x1": (40_522, "16"),
+    "s6-two-3x3": (19_010, "16"),
+    "s6-gap": (17_202, "16"),
+    "s6-pool-after-1x1": (19_602, "16"),
+    "s6-no-augment": (19_602, "16"),
+    "s6-step-lr": (19_602, "16"),
+    "s6-8k": (8_818, "16"),
+    "s6-5k": (4_822, "18"),
+}
+
+
+def test_registry_is_documented():
+    assert set(s6lab.list_models()) == set(DOCUMENTED)
+
+
+@pytest.mark.parametrize("name", list(DOCUMENTED))
+def test_variant(name):
+    model = s6lab.get_model(name)
+    params, rf = DOCUMENTED[name]
+    assert s6lab.count_parameters(model) == params
+    assert final_receptive_field(model) == rf
+    out = model(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    out[:, 0].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()), name
+    assert s6lab.get_spec(name).description
+
+
+def test_each_variant_differs_from_the_reference_in_one_thing():
+    ref = s6lab.get_spec("s6")
+    for name in DOCUMENTED:
+        spec = s6lab.get_spec(name)
+        if name in ("s6", "s6-8k", "s6-5k"):
+            continue
+        changed = [spec.layers != ref.layers, spec.batchnorm != ref.batchnorm, spec.train != ref.train]
+        assert sum(changed) == 1, name
+
+
+def test_training_overrides_reach_the_run(tmp_path):
+    data = tiny_data()
+    c = compare(["s6-no-augment"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    assert c.rows[0].runs[0].config.augment is False
+
+
+def tiny_data(n=96):
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(n, 1, 28, 28, generator=g), torch.arange(n) % 10)
+    return MNISTTensors(split, split)
+
+
+def test_compare_resumes_and_rerenders(tmp_path, monkeypatch):
+    data = tiny_data()
+    first = compare(["s6", "s6-gap"], seeds=[0, 1], epochs=1, out=tmp_path, data=data, progress=False)
+    assert [r.name for r in first.rows] == ["s6", "s6-gap"]
+    assert (run_dir(tmp_path, "s6-gap", 1, 1) / "model.pt").exists()
+
+    # a finished comparison is loaded, never retrained
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained a finished run")
+
+    monkeypatch.setattr(sys.modules["s6lab.compare"], "train_run", no_training)  # s6lab.compare is the function
+    again = compare(["s6", "s6-gap"], seeds=[0, 1], epochs=1, out=tmp_path, train=False)
+    assert [r.best.values for r in again.rows] == [r.best.values for r in first.rows]
+    files = render(again, tmp_path, "t")
+    assert {f.name for f in files} == {"t.md", "t.csv", "t.txt", "t_curves.png", "t_params.png"}
+    assert png_is_not_blank(tmp_path / "t_curves.png") and png_is_not_blank(tmp_path / "t_params.png")
+    assert comparison_csv(again).splitlines()[1].startswith("s6,19602,16,")
+    assert "| s6-gap | 17,202 | 16 |" in format_comparison(again, markdown=True)
+
+
+def test_compare_finishes_an_interrupted_comparison(tmp_path):
+    data = tiny_data()
+    compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    # seed 1 missing: re-rendering alone refuses and says how to finish
+    with pytest.raises(RunError, match="no finished run.*s6lab compare s6 --epochs 1 --seeds 1"):
+        compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, train=False)
+    done = compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, data=data, progress=False)
+    assert done.rows[0].seeds == 2
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(variants=[]), ValueError, "at least one variant"),
+    (dict(variants=["s6", "s6"]), ValueError, "named twice"),
+    (dict(variants=["s6"], seeds=[]), ValueError, "distinct seeds"),
+    (dict(variants=["nope"]), KeyError, "unknown model 'nope'"),
+])
+def test_compare_bad_input(kwargs, error, match, tmp_path):
+    variants = kwargs.pop("variants")
+    with pytest.raises(error, match=match):
+        compare(variants, out=tmp_path, **kwargs)
+
+
+def test_compare_cli(tmp_path, capsys):
+    from s6lab.cli import main
+
+    args = ["compare", "s6", "s6-5k", "--epochs", "1", "--seeds", "0", "--train-size", "300", "--test-size", "200",
+            "--out", str(tmp_path), "--name", "cli", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "s6-5k" in out and "the first 200 test images" in out
+    assert main([*args, "--no-train"]) == 0
+    assert main(["compare", "s6", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path), "--no-train"]) == 2
