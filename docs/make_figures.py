@@ -36,8 +36,12 @@ def main() -> None:
     from s6lab.analysis.budget import format_budget, parameter_budget, plot_budget
     from s6lab.analysis.curves import plot_history
     from s6lab.analysis.gallery import format_mistakes
-    from s6lab.analysis.receptive_field import (format_receptive_fields, plot_measured_receptive_field,
-                                                plot_receptive_field_growth, receptive_fields)
+    from s6lab.analysis.receptive_field import (
+        format_receptive_fields,
+        plot_measured_receptive_field,
+        plot_receptive_field_growth,
+        receptive_fields,
+    )
     from s6lab.check import assignment_check, format_check
     from s6lab.data import load_split
     from s6lab.report import save_figure, write_gallery, write_saliency

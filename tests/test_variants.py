@@ -9,7 +9,7 @@ import torch
 
 import s6lab
 from s6lab.analysis.receptive_field import final_receptive_field
-from s6lab.compare import comparison_csv, compare, format_comparison, render, run_dir
+from s6lab.compare import compare, comparison_csv, format_comparison, render, run_dir
 from s6lab.data import MNISTTensors, TensorSplit
 from s6lab.runs import RunError
 from tests.conftest import png_is_not_blank
