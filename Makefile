@@ -9,7 +9,7 @@ EPOCHS ?= 15
 OUT    ?= runs/s6-seed$(SEED)
 STAMP  := $(VENV)/.installed
 
-.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench
+.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-full
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,4 +63,12 @@ evidence-small: data
 bench: data
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.md
 
-evidence: evidence-s6 bench evidence-small evidence-variants
+# the effect of each speed lever -> benchmarks/results/levers.md
+bench-levers: data
+	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers.md
+
+# wall-clock time to 99.4%: typical loop (seed 0) against s6lab (seeds 0 1 2) -> throughput-full.md
+bench-full: data
+	$(BIN)/python benchmarks/throughput.py --full --seeds 0 1 2 --out benchmarks/results/throughput-full.md
+
+evidence: evidence-s6 bench evidence-small evidence-variants bench-levers bench-full

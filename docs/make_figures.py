@@ -88,8 +88,10 @@ def main() -> None:
         text(f"{name}.md", table.strip() + "\n")
         for suffix in ("_curves.png", "_params.png"):
             shutil.copy(RESULTS / f"{name}{suffix}", FIGURES / f"{name}{suffix}")
-    bench = need(ROOT / "benchmarks" / "results" / "throughput.md", "make bench").read_text()
-    text("throughput.md", bench.split("<details>")[0].strip() + "\n")
+    for name, command in (("throughput", "make bench"), ("throughput-full", "make bench-full"),
+                          ("levers", "make bench-levers")):
+        bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
+        text(f"{name}.md", bench.split("<details>")[0].strip() + "\n")
     print(f"wrote {len(list(FIGURES.iterdir()))} figures to {FIGURES} and tables to {GENERATED}")
 
 

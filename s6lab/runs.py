@@ -113,6 +113,8 @@ def train_run(
             raise RunError(f"{out} already holds a run; pass --resume (resume=True) to continue it, "
                            "or choose another --out")
         old = json.loads(existing.read_text())
+        # fill fields added since the run was written with their defaults before comparing
+        old["train"] = TrainConfig.from_dict(old.get("train", {})).to_dict()
         for key in ("model", "train", "data"):
             if old.get(key) != meta[key]:
                 raise RunError(f"cannot resume {out}: its {key} settings differ from the ones given; "

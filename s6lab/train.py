@@ -57,6 +57,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
+    fused: bool = False  # fused optimizer kernel instead of foreach (see benchmarks/levers.py)
+    compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
     eval_batch_size: int = 2000  # batch size for evaluate / predict
 
     def __post_init__(self) -> None:
@@ -229,12 +231,13 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, rotation: fl
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = model.parameters()
+    impl = {"fused": True} if config.fused else {"foreach": True}
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                               weight_decay=config.weight_decay, foreach=True)
+                               weight_decay=config.weight_decay, **impl)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **impl)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **impl)
 
 
 def _to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
@@ -345,8 +348,9 @@ def fit(
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state["config"] != config.to_dict():
-            changed = sorted(k for k in state["config"] if state["config"][k] != config.to_dict().get(k))
+        saved = TrainConfig.from_dict(state["config"]).to_dict()  # older checkpoints: defaults fill in
+        if saved != config.to_dict():
+            changed = sorted(k for k in saved if saved[k] != config.to_dict().get(k))
             raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
                              f"({', '.join(changed)} differ); use the same settings or a new --out")
         model.load_state_dict(state["model"])
@@ -361,6 +365,7 @@ def fit(
     n = train_y.numel()
     steps_per_epoch = math.ceil(n / config.batch_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    forward = torch.compile(model) if config.compile else model  # shares parameters with model
 
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
@@ -382,7 +387,7 @@ def fit(
             xb = _batch(xb, device, config.channels_last)
             yb = yb.to(device, non_blocking=True)
             with autocast:
-                out = model(xb)
+                out = forward(xb)
             loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
                 F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
             if not torch.isfinite(loss):

@@ -241,3 +241,34 @@ def test_history_helpers():
     h = History([EpochRecord(i, 0.1, 99, 0.1, a, 0.1, 1) for i, a in enumerate([99.0, 99.5, 99.3], 1)])
     assert h.first_epoch_reaching(99.4) == 2 and h.first_epoch_reaching(99.9) is None
     assert History.from_json(h.to_json()) == h
+
+
+def test_fused_optimizer_switch_matches_foreach():
+    results = []
+    for fused in (False, True):
+        seed_everything(0)
+        model = get_model("s6")
+        fit(model, synthetic(64), TrainConfig(epochs=1, batch_size=32, fused=fused, precision="fp32", augment=False),
+            progress=False)
+        results.append(model.head.fc.weight.detach().clone())
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_old_checkpoint_config_without_new_fields_resumes(tmp_path):
+    """A run written before a TrainConfig field existed resumes: the new field takes its default."""
+    data = synthetic(64)
+    cfg = TrainConfig(epochs=2, batch_size=32)
+    ckpt = tmp_path / "c.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop(record, model):
+        raise Stop
+
+    with pytest.raises(Stop):
+        fit(get_model("s6"), data, cfg, checkpoint=ckpt, progress=False, on_epoch=stop)
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["fused"]
+    torch.save(state, ckpt)
+    assert len(fit(get_model("s6"), data, cfg, checkpoint=ckpt, resume=True, progress=False)) == 2
