@@ -172,16 +172,24 @@ def _budget(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("gallery")
-def _gallery(args: argparse.Namespace) -> int:
-    from .analysis.gallery import format_mistakes
-    from .report import test_split, write_gallery
+def _run_and_test_split(args: argparse.Namespace):
+    """The run in ``args.run_dir`` and the test images it was evaluated on (checks ``-n``)."""
+    from .report import test_split
     from .runs import load_run
 
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
     run = load_run(args.run_dir)
-    p, files = write_gallery(run, test_split(run, args.root), n=args.n)
+    return run, test_split(run, args.root)
+
+
+@command("gallery")
+def _gallery(args: argparse.Namespace) -> int:
+    from .analysis.gallery import format_mistakes
+    from .report import write_gallery
+
+    run, split = _run_and_test_split(args)
+    p, files = write_gallery(run, split, n=args.n)
     print(format_mistakes(p, markdown=args.markdown))
     if not len(p.misclassified()):
         print("no misclassified test images: no gallery written")
@@ -193,13 +201,9 @@ def _gallery(args: argparse.Namespace) -> int:
 @command("saliency")
 def _saliency(args: argparse.Namespace) -> int:
     from .analysis.gallery import interpret
-    from .report import test_split, write_saliency
-    from .runs import load_run
+    from .report import write_saliency
 
-    if args.n < 1:
-        raise CLIError(f"-n must be >= 1, got {args.n}")
-    run = load_run(args.run_dir)
-    split = test_split(run, args.root)
+    run, split = _run_and_test_split(args)
     path = write_saliency(run, split, interpret(run.model, split), n=args.n,
                           methods=tuple(args.methods) if args.methods else None, layer=args.layer)
     print(f"wrote {path}")
