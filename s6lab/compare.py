@@ -213,6 +213,14 @@ def comparison_csv(c: Comparison) -> str:
 # ---------------------------------------------------------------- plots
 
 
+def _colours(n: int) -> list:
+    """Distinct colours for n lines (tab10, or tab20 past ten)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
 def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
     """Test accuracy per epoch, mean over seeds with a min-max band, one line per variant."""
     import matplotlib.pyplot as plt
@@ -221,10 +229,10 @@ def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
     lows = []
-    for r in c.rows:
+    for r, colour in zip(c.rows, _colours(len(c.rows))):
         accs = torch.tensor([run.history.test_acc for run in r.runs])  # (seeds, epochs)
         epochs = range(1, accs.shape[1] + 1)
-        (line,) = ax.plot(epochs, accs.mean(0), marker="o", ms=2.5, lw=1.4, label=r.name)
+        (line,) = ax.plot(epochs, accs.mean(0), marker="o", ms=2.5, lw=1.4, label=r.name, color=colour)
         ax.fill_between(epochs, accs.min(0).values, accs.max(0).values, color=line.get_color(), alpha=0.15)
         lows.append(float(accs[:, min(2, accs.shape[1] - 1):].min()))
     ax.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}%")
@@ -241,10 +249,11 @@ def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGE
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    for r in c.rows:
-        ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt="o", capsize=3)
-        ax.annotate(r.name, (r.params, r.best.mean), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        _, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
+    for r, colour in zip(c.rows, _colours(len(c.rows))):
+        ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt="o", capsize=3, color=colour, label=r.name)
+    # many variants share a parameter count: a legend stays readable where labels would overlap
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.axhline(target, color="crimson", ls="--", lw=1)
     ax.axvline(20_000, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
