@@ -1,6 +1,6 @@
 """s6lab: learn and explore how small convolutional networks are designed.
 
-Example:
+Examples:
     >>> import s6lab
     >>> model = s6lab.get_model("s6")
     >>> s6lab.count_parameters(model)

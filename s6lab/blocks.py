@@ -51,7 +51,7 @@ class ConvBN(nn.Sequential):
         ``(N, in_channels, H, W) -> (N, out_channels, H', W')`` with
         ``H' = (H + 2*padding - dilation*(kernel_size-1) - 1) // stride + 1``.
 
-    Example:
+    Examples:
         >>> block = ConvBN(1, 32, kernel_size=3)
         >>> [name for name, _ in block.named_children()]
         ['conv', 'bn', 'relu']
@@ -99,7 +99,7 @@ class Transition1x1(ConvBN):
     It adds no receptive field and costs ``in_channels * out_channels`` weights: the
     cheap way to shrink the channel count before an expensive conv.
 
-    Example:
+    Examples:
         >>> Transition1x1(32, 8).conv.kernel_size
         (1, 1)
     """
@@ -118,7 +118,7 @@ class PoolDrop(nn.Sequential):
         kernel_size: pooling window, also the stride.
         dropout: probability for the ``drop`` child; 0 leaves it out.
 
-    Example:
+    Examples:
         >>> PoolDrop(32, dropout=0.1)
         PoolDrop(
           (pool): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)

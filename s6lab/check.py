@@ -5,7 +5,7 @@ epochs, BatchNorm and Dropout used, and >= 99.4% test accuracy. We ask the accur
 twice: the best epoch, and each of the last three epochs (a lucky single epoch is not
 a result).
 
-Example:
+Examples:
     >>> from s6lab import get_model
     >>> from s6lab.train import History, EpochRecord
     >>> h = History([EpochRecord(i, 0.1, 99.0, 0.02, 99.5, 0.01, 1.0) for i in range(1, 16)])

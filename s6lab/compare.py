@@ -4,7 +4,7 @@ Every (variant, seed) is an ordinary run directory under ``OUT/runs/VARIANT/eEPO
 so an interrupted comparison resumes where it stopped (finished runs are loaded, not
 retrained) and tables and figures can be re-rendered from disk at any time.
 
-Example:
+Examples:
     >>> c = compare(["s6", "s6-gap"], seeds=[0, 1], epochs=15, out="results")  # doctest: +SKIP
     >>> print(format_comparison(c))  # doctest: +SKIP
 """

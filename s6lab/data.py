@@ -253,7 +253,7 @@ def ensure_mnist(
     Raises:
         DataError: the files are bad and ``download`` is off, or every source failed.
 
-    Example:
+    Examples:
         >>> info = ensure_mnist()  # doctest: +SKIP
         >>> info.raw  # doctest: +SKIP
         PosixPath('/home/me/.cache/s6lab/MNIST/raw')
@@ -371,7 +371,7 @@ def load_mnist(root: str | Path | None = None, *, train_size: int | None = None,
     Returns:
         :class:`MNISTTensors` with ``train`` (60k) and ``test`` (10k) splits.
 
-    Example:
+    Examples:
         >>> data = load_mnist()  # doctest: +SKIP
         >>> data.train.images.shape  # doctest: +SKIP
         torch.Size([60000, 1, 28, 28])

@@ -3,7 +3,7 @@
 The registry maps a name to a :class:`~s6lab.specs.NetSpec`; ``get_model(name,
 **overrides)`` builds it. Variants are data: add a spec with :func:`register_model`.
 
-Example:
+Examples:
     >>> model = get_model("s6")
     >>> sum(p.numel() for p in model.parameters())
     19602
@@ -124,7 +124,7 @@ def get_model(name: str, **overrides: Any) -> Net:
     Returns:
         A freshly initialised :class:`~s6lab.specs.Net`.
 
-    Example:
+    Examples:
         >>> get_model("s6", dropout=0.05).pool1.drop.p
         0.05
     """

@@ -5,7 +5,7 @@ A :class:`NetSpec` lists layer specs in order; :func:`build` turns it into a
 channels and checking that channels chain and the spatial size stays >= 1. Errors
 name the offending layer.
 
-Example:
+Examples:
     >>> spec = NetSpec("tiny", (Conv(8), Pool(), Linear()))
     >>> net = build(spec)
     >>> [name for name, _ in net.named_children()]
@@ -199,7 +199,7 @@ def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
     Raises:
         ValueError: an unknown key or a value of the wrong kind.
 
-    Example:
+    Examples:
         >>> from s6lab.models import get_spec
         >>> apply_overrides(get_spec("s6"), dropout=0.05).layers[2]
         Pool(kernel_size=2, dropout=0.05)

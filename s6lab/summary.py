@@ -1,6 +1,6 @@
 """Layer summaries through torchinfo.
 
-Example:
+Examples:
     >>> from s6lab import get_model
     >>> rows = layer_rows(get_model("s6"))
     >>> rows[0]

@@ -266,7 +266,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2000,
     Shape:
         ``(N, 1, 28, 28) -> (N, num_classes)`` on the CPU.
 
-    Example:
+    Examples:
         >>> from s6lab import get_model
         >>> predict(get_model("s6"), torch.zeros(3, 1, 28, 28)).shape
         torch.Size([3, 10])
@@ -329,7 +329,7 @@ def fit(
         TrainingDiverged: the training loss became NaN or infinite.
         ValueError: ``resume`` with a checkpoint from a different config.
 
-    Example:
+    Examples:
         >>> from s6lab import get_model, load_mnist, TrainConfig
         >>> history = fit(get_model("s6"), load_mnist(), TrainConfig(epochs=1))  # doctest: +SKIP
     """

@@ -3,7 +3,7 @@
 Per leaf layer and per top-level block: parameters, share of the total, running total,
 multiply-adds (from torchinfo, per image) and output activation size.
 
-Example:
+Examples:
     >>> from s6lab import get_model
     >>> b = parameter_budget(get_model("s6"))
     >>> b.total_params, b.blocks[1].name, b.blocks[1].params

@@ -3,7 +3,7 @@
 Computing and drawing are separate (as in fastai's ``Interpretation``):
 :func:`interpret` returns data; the ``plot_*`` functions only draw it.
 
-Example:
+Examples:
     >>> import torch
     >>> p = Predictions(torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])),
     ...                 torch.tensor([0, 0, 1]))

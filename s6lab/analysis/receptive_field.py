@@ -105,10 +105,9 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
         One :class:`RFRow` per executed leaf layer.
 
     Warns:
-        UserWarning: naming a layer it cannot reason about (marked unknown, as is
-        everything after it).
+        UserWarning: for a layer it cannot reason about (marked unknown, as is everything after it).
 
-    Example:
+    Examples:
         >>> from s6lab import get_model
         >>> rows = receptive_fields(get_model("s6"))
         >>> [(r.name, r.rf_out) for r in rows if r.type == "Conv2d"][:2]
@@ -270,7 +269,7 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
     Raises:
         ValueError: unknown layer name, a unit outside the map, or no gradient at all.
 
-    Example:
+    Examples:
         >>> from s6lab import get_model
         >>> measure_receptive_field(get_model("s6"), "conv2.conv").size
         5

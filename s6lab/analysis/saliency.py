@@ -11,7 +11,7 @@ Methods (all attribute the *predicted* class unless targets are given):
   the last conv map is 8x8 (or 4x4 after pooling), so the map is coarse by construction.
 - ``occlusion``: the drop in the class score when a 4x4 patch is painted black.
 
-Example:
+Examples:
     >>> import torch
     >>> from s6lab import get_model
     >>> maps = attributions(get_model("s6"), torch.zeros(2, 1, 28, 28), methods=("saliency",))
