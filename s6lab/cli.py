@@ -50,6 +50,7 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, object]:
 
 @command("models")
 def _models(args: argparse.Namespace) -> int:
+    from .analysis.receptive_field import final_receptive_field
     from .check import count_parameters
     from .models import get_model, get_spec, list_models
 
@@ -57,21 +58,12 @@ def _models(args: argparse.Namespace) -> int:
     if not names:
         raise CLIError(f"no model matches {args.pattern!r}; run `s6lab models` to list them")
     width = max(len(n) for n in names)
-    rf_of = _receptive_field_of()
     print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
     for name in names:
         model = get_model(name)
-        rf = rf_of(model) if rf_of else ""
+        rf = final_receptive_field(model)
         print(f"{name:<{width}}  {count_parameters(model):>7,}  {rf:>4}  {get_spec(name).description}")
     return 0
-
-
-def _receptive_field_of() -> Callable[..., str] | None:
-    try:
-        from .analysis.receptive_field import final_receptive_field
-    except ImportError:
-        return None
-    return lambda model: final_receptive_field(model)
 
 
 @command("summary")

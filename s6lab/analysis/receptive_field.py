@@ -177,6 +177,12 @@ def final_receptive_field(model: nn.Module) -> str:
     return f"{spatial[-1].rf_out:g}" if spatial else "?"
 
 
+def layers_that_change(rows: list[RFRow]) -> list[RFRow]:
+    """Rows with a kernel (conv, pool), plus the first row of each global or unknown stretch."""
+    return [r for i, r in enumerate(rows)
+            if r.kernel is not None or (r.status != "ok" and (i == 0 or rows[i - 1].status != r.status))]
+
+
 def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_changes: bool = False) -> str:
     """The table as aligned text or markdown.
 
@@ -192,10 +198,7 @@ def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_chan
 
     header = ("layer", "type", "out", "k", "s", "p", "d", "j_in", "j_out", "rf_in", "rf_out", "start", "")
     body = []
-    for i, r in enumerate(rows):
-        starts_stretch = r.status != "ok" and (i == 0 or rows[i - 1].status != r.status)
-        if only_changes and r.kernel is None and not starts_stretch:
-            continue
+    for r in layers_that_change(rows) if only_changes else rows:
         note = {"global": "global: sees the whole input", "unknown": "unknown layer: not computed"}.get(
             r.status, "")
         body.append((r.name, r.type, f"{r.output_size}x{r.output_size}", *map(fmt, (
@@ -328,9 +331,7 @@ def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, ax: Any
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8), constrained_layout=True)
-    # layers with a kernel, and the first layer of each global or unknown stretch
-    shown = [r for i, r in enumerate(rows)
-             if r.kernel is not None or (r.status != "ok" and (i == 0 or rows[i - 1].status != r.status))]
+    shown = layers_that_change(rows)
     labels = [r.name.removesuffix(".conv").removesuffix(".pool") for r in shown]
     values = [r.rf_out if r.rf_out is not None else 0 for r in shown]
     colours = ["#4c72b0" if r.status == "ok" else "#dd8452" if r.status == "global" else "#999999"
