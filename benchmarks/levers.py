@@ -1,95 +1,214 @@
 """The effect of each speed lever on the s6lab trainer, measured in one run.
 
-Each lever is one change to the default ``TrainConfig``. The levers are timed round-robin
-(one window of ``--steps`` batches per lever per round, ``--rounds`` rounds) so that any
-drift of the machine hits all of them alike; the table reports the median rate and its
-ratio to the default. ``compile`` also reports the seconds its first window cost.
-Evaluation batch sizes are timed the same way on the 10k test set.
+Two tables of training throughput on real MNIST, reference net:
+
+* **ladder**: from the typical recipe's numerics (fp32, NCHW, nn.Dropout masks, batch 128)
+  to the s6lab defaults, one lever added per row, so each row's ratio to the row above is
+  that step's effect;
+* **one off**: the s6lab defaults with one lever reverted (or one option added), so each
+  ratio is what that lever is worth on top of all the others.
+
+Every configuration runs in its own worker process (some levers, such as the allocator,
+are process-wide), started and warmed up once; the parent then times them round-robin,
+one window of ``--images`` training images per configuration per round, for ``--rounds``
+rounds, so drift of the machine hits all alike. Reported: the median rate and its ratio.
+``torch.compile`` also reports the seconds of its first (compiling) window. Evaluation is
+timed the same way for several batch sizes and for ``torch.no_grad`` against
+``torch.inference_mode``.
 
     python benchmarks/levers.py --out benchmarks/results/levers.md
 
-``--full`` also trains seed 0 to the end for the levers that change the numerics
-(fp32, batch 256 with the learning rate doubled) to check accuracy parity.
+``--full`` also trains the levers that change the numerics (fp32, the batch size, the
+dropout masks) to the end for ``--seeds`` and reports best / final accuracy and the first
+epoch at >= 99.4%, next to the defaults: the accuracy-parity check.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-LEVERS: dict[str, dict] = {
-    "default (bf16, channels_last, batch 128, foreach SGD)": {},
-    "fp32": {"precision": "fp32"},
+LADDER: dict[str, dict] = {
+    "typical numerics: fp32, NCHW, nn.Dropout, out-of-place ReLU, glibc malloc, batch 128": {
+        "precision": "fp32", "channels_last": False, "fast_dropout": False, "inplace_relu": False,
+        "retain_memory": False, "batch_size": 128, "lr": 0.05},
+    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "inplace_relu": False,
+                        "retain_memory": False, "batch_size": 128, "lr": 0.05},
+    "+ bf16 autocast": {"fast_dropout": False, "inplace_relu": False, "retain_memory": False,
+                        "batch_size": 128, "lr": 0.05},
+    "+ integer-op dropout masks": {"inplace_relu": False, "retain_memory": False, "batch_size": 128, "lr": 0.05},
+    "+ in-place ReLU": {"retain_memory": False, "batch_size": 128, "lr": 0.05},
+    "+ retained malloc memory": {"batch_size": 128, "lr": 0.05},
+    "+ batch 256, lr x2 (= s6lab defaults)": {},
+}
+ONE_OFF: dict[str, dict] = {
+    "s6lab defaults": {},
+    "fp32 (bf16 autocast off)": {"precision": "fp32"},
     "NCHW (channels_last off)": {"channels_last": False},
-    "fp32 + NCHW": {"precision": "fp32", "channels_last": False},
-    "batch 256, lr x2": {"batch_size": 256, "lr": 0.1},
-    "batch 512, lr x4": {"batch_size": 512, "lr": 0.2},
-    "fused SGD": {"fused": True},
+    "nn.Dropout masks (fast_dropout off)": {"fast_dropout": False},
+    "out-of-place ReLU (inplace_relu off)": {"inplace_relu": False},
+    "glibc malloc defaults (retain_memory off)": {"retain_memory": False},
+    "batch 128, lr / 2": {"batch_size": 128, "lr": 0.05},
+    "batch 512, lr x2": {"batch_size": 512, "lr": 0.2},
+    "fused SGD (instead of foreach)": {"fused": True},
     "torch.compile": {"compile": True},
 }
-PARITY = {"fp32": {"precision": "fp32"}, "batch 256, lr x2": {"batch_size": 256, "lr": 0.1}}
+PARITY: dict[str, dict] = {
+    "s6lab defaults": {},
+    "fp32": {"precision": "fp32"},
+    "batch 128, lr / 2": {"batch_size": 128, "lr": 0.05},
+    "nn.Dropout masks": {"fast_dropout": False},
+}
+EVAL_BATCH_SIZES = (250, 500, 1000, 2000, 10000)
+
+
+def worker() -> None:
+    """Child process: build the model for one config, then time one window per request."""
+    from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+    from s6lab.data import MNISTTensors
+
+    overrides, images = json.loads(sys.argv[2]), int(sys.argv[3])
+    data = load_mnist()
+    window = MNISTTensors(data.train.subset(images), data.test.subset(100))
+    seed_everything(0)
+    model = get_model("s6")
+    config = TrainConfig(epochs=1, **overrides)
+    for line in sys.stdin:
+        if line.strip() == "eval":
+            print(json.dumps(eval_rates(model, data.test)), flush=True)
+            continue
+        t = time.perf_counter()
+        h = fit(model, window, config, progress=False)
+        print(json.dumps({"rate": images / h.epochs[0].train_seconds, "wall": time.perf_counter() - t}),
+              flush=True)
+
+
+def eval_rates(model, test) -> dict:
+    """Evaluation img/s of ``evaluate`` per batch size; and one loop under no_grad vs inference_mode."""
+    from s6lab import evaluate
+
+    out = {}
+    for bs in EVAL_BATCH_SIZES:
+        t = time.perf_counter()
+        evaluate(model, test, batch_size=bs)
+        out[str(bs)] = len(test) / (time.perf_counter() - t)
+    model.eval()
+    x = test.images.contiguous(memory_format=torch.channels_last)
+    for mode, context in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
+        t = time.perf_counter()
+        with context():
+            for start in range(0, len(test), 500):
+                model(x[start:start + 500]).argmax(1)
+        out[f"{mode} 500"] = len(test) / (time.perf_counter() - t)
+    return out
+
+
+class Worker:
+    def __init__(self, overrides: dict, images: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(overrides), str(images)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, request: str = "window") -> dict:
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"a benchmark worker died (exit {self.proc.wait()}); see its error above")
+        time.sleep(0.3)  # let its OpenMP threads stop spinning before the next worker runs
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def table(title: str, configs: dict, rates: dict, first: dict, chained: bool) -> list[str]:
+    base = statistics.median(rates[next(iter(configs))])
+    head = "vs row above" if chained else "vs s6lab defaults"
+    lines = [f"| {title} | train img/s (median) | {head} | vs first row | first window s |",
+             "|---|---:|---:|---:|---:|"]
+    previous = base
+    for name in configs:
+        rate = statistics.median(rates[name])
+        step = rate / previous if chained else rate / base
+        lines.append(f"| {name} | {rate:,.0f} | {step:.2f}x | {rate / base:.2f}x | {first[name]:.1f} |")
+        previous = rate
+    return lines
+
+
+def parity(seeds: list[int]) -> list[str]:
+    from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+
+    data = load_mnist()
+    lines = [f"| full run, 15 epochs, seeds {' '.join(map(str, seeds))} | best % (mean ± sd) | "
+             "final % (mean ± sd) | first epoch >= 99.4% per seed |", "|---|---:|---:|---|"]
+    for name, overrides in PARITY.items():
+        best, final, first = [], [], []
+        for seed in seeds:
+            seed_everything(seed)
+            h = fit(get_model("s6"), data, TrainConfig(seed=seed, **overrides), progress=False)
+            best.append(h.best_acc)
+            final.append(h.final_acc)
+            first.append(str(h.first_epoch_reaching(99.4) or "-"))
+            print(f"parity {name} seed {seed}: best {h.best_acc:.2f}", file=sys.stderr, flush=True)
+        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        lines.append(f"| {name} | {statistics.mean(best):.2f} ± {sd(best):.2f} | "
+                     f"{statistics.mean(final):.2f} ± {sd(final):.2f} | {', '.join(first)} |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="batches of 128 images per window")
+    parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--full", action="store_true", help="also train seed 0 fully for the numeric levers")
+    parser.add_argument("--full", action="store_true", help="also the accuracy-parity runs (slow)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from s6lab import TrainConfig, evaluate, fit, get_model, load_mnist, seed_everything
-    from s6lab.data import MNISTTensors
+    configs = {**{("ladder", k): v for k, v in LADDER.items()}, **{("one off", k): v for k, v in ONE_OFF.items()}}
+    workers = {key: Worker(overrides, args.images) for key, overrides in configs.items()}
+    rates: dict = {key: [] for key in configs}
+    first: dict = {}
+    try:
+        for round_ in range(args.rounds + 1):  # round 0 warms up (and compiles)
+            for key, w in workers.items():
+                result = w.ask()
+                if round_ == 0:
+                    first[key] = result["wall"]
+                else:
+                    rates[key].append(result["rate"])
+            print(f"round {round_} done", file=sys.stderr, flush=True)
+        default = workers[("one off", "s6lab defaults")]
+        evals = [default.ask("eval") for _ in range(args.rounds)]
+    finally:
+        for w in workers.values():
+            w.close()
 
-    data = load_mnist()
-    images = args.steps * 128
-    window = MNISTTensors(data.train.subset(images), data.test.subset(100))
-    models, rates, first = {}, {name: [] for name in LEVERS}, {}
-    for round_ in range(args.rounds + 1):  # round 0 warms up (and compiles)
-        for name, overrides in LEVERS.items():
-            if name not in models:
-                seed_everything(0)
-                models[name] = get_model("s6")
-            t = time.perf_counter()
-            h = fit(models[name], window, TrainConfig(epochs=1, **overrides), progress=False)
-            if round_ == 0:
-                first[name] = time.perf_counter() - t
-            else:
-                rates[name].append(images / h.epochs[0].train_seconds)
-        print(f"round {round_} done", file=sys.stderr, flush=True)
+    def part(kind: str) -> tuple[dict, dict]:
+        return ({k: v for (g, k), v in rates.items() if g == kind}, {k: v for (g, k), v in first.items() if g == kind})
 
-    base = statistics.median(rates[next(iter(LEVERS))])
-    lines = ["| lever | train img/s (median) | vs default | first window s |", "|---|---:|---:|---:|"]
-    for name in LEVERS:
-        rate = statistics.median(rates[name])
-        lines.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {first[name]:.1f} |")
-
-    model = models[next(iter(LEVERS))]
-    eval_rates = {bs: [] for bs in (500, 2000, 10000)}
-    for _ in range(args.rounds):
-        for bs in eval_rates:
-            t = time.perf_counter()
-            evaluate(model, data.test, batch_size=bs)
-            eval_rates[bs].append(len(data.test) / (time.perf_counter() - t))
-    lines += ["", "| evaluation batch size | eval img/s (median) |", "|---:|---:|"]
-    lines += [f"| {bs:,} | {statistics.median(r):,.0f} |" for bs, r in eval_rates.items()]
-
+    lines = table("ladder: one lever added per row", LADDER, *part("ladder"), chained=True)
+    lines += [""] + table("one lever off (or on) from the s6lab defaults", ONE_OFF, *part("one off"), chained=False)
+    lines += ["", "| evaluation (s6lab defaults, 10k test images) | eval img/s (median) |", "|---|---:|"]
+    lines += [f"| s6lab.evaluate, batch {bs:,} | {statistics.median(e[str(bs)] for e in evals):,.0f} |"
+              for bs in EVAL_BATCH_SIZES]
+    lines += [f"| bare loop under {mode}, batch 500 | {statistics.median(e[mode + ' 500'] for e in evals):,.0f} |"
+              for mode in ("no_grad", "inference_mode")]
     if args.full:
-        lines += ["", "| full run, seed 0, 15 epochs | best % | final % | last 3 epochs % |", "|---|---:|---:|---|"]
-        for name, overrides in {"default": {}, **PARITY}.items():
-            seed_everything(0)
-            h = fit(get_model("s6"), data, TrainConfig(seed=0, **overrides), progress=False)
-            lines.append(f"| {name} | {h.best_acc:.2f} | {h.final_acc:.2f} | "
-                         f"{', '.join(f'{a:.2f}' for a in h.test_acc[-3:])} |")
+        lines += [""] + parity(args.seeds)
 
     header = (f"Command: `python benchmarks/levers.py {' '.join(sys.argv[1:])}`\n\n"
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads; windows of {args.steps} batches "
-              f"({images:,} images), median of {args.rounds} round-robin rounds after one warm-up round.\n")
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, one worker process per "
+              f"configuration; windows of {args.images:,} training images, median of {args.rounds} "
+              "round-robin rounds after one warm-up round.\n")
     text = header + "\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:
@@ -99,4 +218,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker()
+    else:
+        main()

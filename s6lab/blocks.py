@@ -13,6 +13,8 @@ from collections import OrderedDict
 
 import torch.nn as nn
 
+from .dropout import Dropout
+
 
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -87,7 +89,7 @@ class ConvBN(nn.Sequential):
             layers["bn"] = nn.BatchNorm2d(out_channels)
         layers["relu"] = nn.ReLU()
         if dropout > 0:
-            layers["drop"] = nn.Dropout(dropout)
+            layers["drop"] = Dropout(dropout)
         super().__init__(OrderedDict(layers))
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -132,7 +134,7 @@ class PoolDrop(nn.Sequential):
         _check_dropout(dropout)
         layers: dict[str, nn.Module] = {"pool": nn.MaxPool2d(kernel_size)}
         if dropout > 0:
-            layers["drop"] = nn.Dropout(dropout)
+            layers["drop"] = Dropout(dropout)
         super().__init__(OrderedDict(layers))
         self.in_channels = self.out_channels = channels
 

@@ -89,6 +89,16 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+#: TrainConfig booleans that default to on (``--no-KEY``) and to off (``--KEY``)
+_OFF_SWITCHES = {"augment": "no random rotation/translation",
+                 "channels_last": "NCHW instead of channels_last",
+                 "inplace_relu": "keep ReLU out-of-place while training",
+                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask",
+                 "retain_memory": "leave glibc malloc's thresholds alone"}
+_ON_SWITCHES = {"fused": "fused optimizer kernel instead of foreach",
+                "compile": "torch.compile the training forward"}
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from .check import all_passed, assignment_check, format_check
@@ -98,13 +108,16 @@ def _train(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.model)
     values = {**TrainConfig().to_dict(), **spec.train}
-    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "device", "precision"):
+    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "device", "precision",
+                "eval_batch_size"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
-    if args.no_augment:
-        values["augment"] = False
-    if args.no_channels_last:
-        values["channels_last"] = False
+    for key in _OFF_SWITCHES:
+        if getattr(args, f"no_{key}"):
+            values[key] = False
+    for key in _ON_SWITCHES:
+        if getattr(args, key):
+            values[key] = True
     config = TrainConfig.from_dict(values)
     out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
     run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
@@ -252,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule")
     p.add_argument("--device")
     p.add_argument("--precision", help="auto | bf16 | fp32")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--eval-batch-size", type=int)
+    for key, text in _OFF_SWITCHES.items():
+        p.add_argument(f"--no-{key.replace('_', '-')}", action="store_true", help=text)
+    for key, text in _ON_SWITCHES.items():
+        p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=text)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--out", help="run directory (default: runs/MODEL-seedS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -71,13 +71,13 @@ VARIANTS: tuple[NetSpec, ...] = (
     _variant("s6-pool-after-1x1", "Max-pool after the first 1x1 instead of before it (pooling position).",
              layers=(S6.layers[0], S6.layers[1], S6.layers[3], S6.layers[2], *S6.layers[4:])),
     _variant("s6-no-augment", "The reference net trained without augmentation.", train={"augment": False}),
-    _variant("s6-step-lr", "The reference net trained with a step schedule (lr 0.05, x0.1 every 6 epochs) "
+    _variant("s6-step-lr", "The reference net trained with a step schedule (the default lr, x0.1 every 6 epochs) "
              "instead of OneCycle.", train={"schedule": "step", "step_epochs": 6, "gamma": 0.1}),
     NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
         Conv(16, 3, bias=True), Conv(16, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
         Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear())),
     NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP head; "
-            "trained with peak lr 0.1.", train={"lr": 0.1},
+            "trained at batch 128 with peak lr 0.1.", train={"batch_size": 128, "lr": 0.1},
             layers=(
                 Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
 )

@@ -272,3 +272,41 @@ def test_old_checkpoint_config_without_new_fields_resumes(tmp_path):
     del state["config"]["fused"]
     torch.save(state, ckpt)
     assert len(fit(get_model("s6"), data, cfg, checkpoint=ckpt, resume=True, progress=False)) == 2
+
+
+def test_inplace_relu_is_restored_after_training_and_matches_out_of_place():
+    import torch.nn as nn
+
+    from s6lab.train import inplace_relu
+
+    results = []
+    for flag in (False, True):
+        seed_everything(0)
+        model = get_model("s6")
+        fit(model, synthetic(64), TrainConfig(epochs=1, batch_size=32, inplace_relu=flag, precision="fp32"),
+            progress=False)
+        assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+        results.append(model.head.fc.weight.detach().clone())
+    assert torch.allclose(results[0], results[1], atol=1e-6)  # same numbers, less memory traffic
+    model = get_model("s6")
+    with pytest.raises(RuntimeError, match="boom"), inplace_relu(model):
+        assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+        raise RuntimeError("boom")
+    assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))  # restored on error too
+
+
+def test_fast_dropout_switch_is_seeded_either_way():
+    for flag in (True, False):
+        seed_everything(0)
+        h = fit(get_model("s6"), synthetic(64), TrainConfig(epochs=2, batch_size=32, fast_dropout=flag),
+                progress=False)
+        seed_everything(0)
+        again = fit(get_model("s6"), synthetic(64), TrainConfig(epochs=2, batch_size=32, fast_dropout=flag),
+                    progress=False)
+        assert again.test_acc == h.test_acc  # each path is seeded
+
+
+def test_retain_memory_switch():
+    h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=False),
+            progress=False)
+    assert len(h) == 1
