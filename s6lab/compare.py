@@ -147,8 +147,16 @@ def compare(
         runs = []
         for seed in seeds:
             path = run_dir(out, spec.name, seed, epochs, train_size)
+            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, "epochs": epochs,
+                                            "seed": seed})
             if (path / WEIGHTS).exists():
-                runs.append(load_run(path))
+                run = load_run(path)
+                stale = sorted(k for k, v in config.to_dict().items() if run.config.to_dict().get(k) != v)
+                if stale and train:
+                    raise RunError(f"the finished run at {path} was trained with other settings "
+                                   f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "
+                                   "that directory to retrain it, or compare into a new --out")
+                runs.append(run)
                 continue
             if not train:
                 raise RunError(f"no finished run at {path}; run the comparison with training on "
@@ -157,8 +165,6 @@ def compare(
                 from .data import load_mnist
 
                 data = load_mnist(data_root, train_size=train_size, test_size=test_size)
-            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, "epochs": epochs,
-                                            "seed": seed})
             log.info("training %s seed %d -> %s", spec.name, seed, path)
             runs.append(train_run(spec, path, config, resume=True, data=data, train_size=train_size,
                                   test_size=test_size, progress=progress, write_report=False))

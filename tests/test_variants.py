@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sys
 
 import pytest
@@ -99,6 +101,18 @@ def test_compare_finishes_an_interrupted_comparison(tmp_path):
         compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, train=False)
     done = compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, data=data, progress=False)
     assert done.rows[0].seeds == 2
+
+
+def test_compare_refuses_a_run_trained_with_another_recipe(tmp_path):
+    data = tiny_data()
+    compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    config_file = run_dir(tmp_path, "s6", 0, 1) / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["train"]["batch_size"] = 64  # as if trained under an older default recipe
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(RunError, match=r"trained with other settings \(batch_size differ.*delete that directory"):
+        compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    assert compare(["s6"], seeds=[0], epochs=1, out=tmp_path, train=False).rows[0].seeds == 1  # re-render is fine
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
