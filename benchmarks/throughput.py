@@ -10,8 +10,11 @@ Reported per setting: training images/s (median of ``--repeats`` timed windows),
 seconds per epoch (60k / that rate), evaluation images/s, peak resident memory of the
 process, achieved GFLOP/s (3 x 2 x forward multiply-adds per training image) and that
 as a percentage of this CPU's measured matmul peak (fp32 and bf16, measured in the same
-run). ``--full`` also trains each setting to the end and reports wall-clock seconds to
-the first epoch at >= 99.4% test accuracy (full 10k test set); those runs stop there.
+run). ``--device cuda`` runs every setting on a GPU (peak memory then also reports
+``torch.cuda.max_memory_allocated``). The typical loop uses ``nn.Dropout``'s own masks
+(s6lab's fast dropout path is switched off for it). ``--full`` also trains each setting
+to the end and reports wall-clock seconds to the first epoch at >= 99.4% test accuracy
+(full 10k test set); those runs stop there.
 
     python benchmarks/throughput.py                 # throughput only, a few minutes
     python benchmarks/throughput.py --full --seeds 0 1 2
@@ -41,14 +44,21 @@ def forward_macs(model_name: str) -> int:
     return summary(get_model(model_name)).total_mult_adds
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Achieved GFLOP/s of a large square matmul: this CPU's practical peak."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 10) -> float:
+    """Achieved GFLOP/s of a large square matmul: this device's practical peak."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     times = []
     for _ in range(reps):
+        sync(device)
         t = time.perf_counter()
         a @ b
+        sync(device)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
 
@@ -68,11 +78,11 @@ def typical_loaders(workers: int, batch_size: int = 128):
     return train, test
 
 
-def measure_typical(workers: int, steps: int, repeats: int, seed: int) -> dict:
+def measure_typical(workers: int, steps: int, repeats: int, seed: int, device: torch.device) -> dict:
     from s6lab import get_model, seed_everything
 
     seed_everything(seed)
-    model = get_model("s6")
+    model = get_model("s6").to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     train, test = typical_loaders(workers)
     it = iter(train)
@@ -85,6 +95,7 @@ def measure_typical(workers: int, steps: int, repeats: int, seed: int) -> dict:
             it = iter(train)
             x, y = next(it)
         model.train()
+        x, y = x.to(device), y.to(device)
         loss = F.nll_loss(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -95,50 +106,53 @@ def measure_typical(workers: int, steps: int, repeats: int, seed: int) -> dict:
         step()
     rates = []
     for _ in range(repeats):
+        sync(device)
         t, n = time.perf_counter(), 0
         for _ in range(steps):
             n += step()
+        sync(device)
         rates.append(n / (time.perf_counter() - t))
     model.eval()
     t, n = time.perf_counter(), 0
     with torch.no_grad():
         for x, _ in test:
-            model(x)
+            model(x.to(device))
             n += x.shape[0]
+    sync(device)
     return {"train_ips": statistics.median(rates), "train_ips_runs": rates,
             "eval_ips": n / (time.perf_counter() - t)}
 
 
-def measure_s6lab(steps: int, repeats: int, seed: int) -> dict:
+def measure_s6lab(steps: int, repeats: int, seed: int, device: torch.device) -> dict:
     """Time the trainer's own epoch loop on windows of ``steps`` batches."""
     from s6lab import TrainConfig, evaluate, fit, get_model, load_mnist, seed_everything
     from s6lab.data import MNISTTensors
 
     data = load_mnist()
-    cfg = TrainConfig(seed=seed)
+    cfg = TrainConfig(seed=seed, device=str(device))
     n = steps * cfg.batch_size
     window = MNISTTensors(data.train.subset(n), data.test.subset(cfg.eval_batch_size))
     seed_everything(seed)
     model = get_model("s6")
     # epochs=1 per window: fit() runs exactly the trainer's step (augmentation, bf16, channels_last)
     fit(model, MNISTTensors(data.train.subset(5 * cfg.batch_size), window.test),
-        TrainConfig(seed=seed, epochs=1), progress=False)  # warm-up
+        TrainConfig(seed=seed, epochs=1, device=str(device)), progress=False)  # warm-up
     rates = []
     for _ in range(repeats):
-        history = fit(model, window, TrainConfig(seed=seed, epochs=1), progress=False)
+        history = fit(model, window, TrainConfig(seed=seed, epochs=1, device=str(device)), progress=False)
         rates.append(n / history.epochs[0].train_seconds)
     t = time.perf_counter()
-    evaluate(model, data.test, batch_size=cfg.eval_batch_size)
+    evaluate(model, data.test, batch_size=cfg.eval_batch_size, device=device)  # ends on the CPU: synced
     eval_ips = len(data.test) / (time.perf_counter() - t)
     return {"train_ips": statistics.median(rates), "train_ips_runs": rates, "eval_ips": eval_ips}
 
 
-def full_run_typical(workers: int, seed: int, epochs: int, target: float) -> dict:
+def full_run_typical(workers: int, seed: int, epochs: int, target: float, device: torch.device) -> dict:
     from s6lab import get_model, seed_everything
     from s6lab.train import TrainConfig, lr_at
 
     seed_everything(seed)
-    model = get_model("s6")
+    model = get_model("s6").to(device)
     cfg = TrainConfig(seed=seed, epochs=epochs)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     train, test = typical_loaders(workers)
@@ -146,6 +160,7 @@ def full_run_typical(workers: int, seed: int, epochs: int, target: float) -> dic
     for _ in range(epochs):
         model.train()
         for x, y in train:
+            x, y = x.to(device), y.to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, len(train), cfg)
             loss = F.nll_loss(model(x), y)
@@ -157,7 +172,7 @@ def full_run_typical(workers: int, seed: int, epochs: int, target: float) -> dic
         correct = 0
         with torch.no_grad():
             for x, y in test:
-                correct += (model(x).argmax(1) == y).sum().item()
+                correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
         accs.append(100 * correct / len(test.dataset))
         if accs[-1] >= target:  # time to target is all this measures: stop there
             reached = time.perf_counter() - start
@@ -165,7 +180,7 @@ def full_run_typical(workers: int, seed: int, epochs: int, target: float) -> dic
     return {"seconds_to_target": reached, "test_acc": accs}
 
 
-def full_run_s6lab(seed: int, target: float) -> dict:
+def full_run_s6lab(seed: int, target: float, device: torch.device) -> dict:
     from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
 
     class Reached(Exception):
@@ -182,7 +197,7 @@ def full_run_s6lab(seed: int, target: float) -> dict:
             raise Reached(time.perf_counter() - start)
 
     try:
-        fit(get_model("s6"), data, TrainConfig(seed=seed), progress=False, on_epoch=on_epoch)
+        fit(get_model("s6"), data, TrainConfig(seed=seed, device=str(device)), progress=False, on_epoch=on_epoch)
     except Reached as done:
         return {"seconds_to_target": done.args[0], "test_acc": accs}
     return {"seconds_to_target": None, "test_acc": accs}
@@ -190,17 +205,34 @@ def full_run_s6lab(seed: int, target: float) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     if args.only == "s6lab":
-        result = measure_s6lab(args.steps, args.repeats, args.seed)
+        result = measure_s6lab(args.steps, args.repeats, args.seed, device)
         if args.full:
-            result["full"] = [full_run_s6lab(s, 99.4) for s in args.seeds]
+            result["full"] = [full_run_s6lab(s, 99.4, device) for s in args.seeds]
     else:
+        from s6lab.dropout import fast_dropout_enabled
+
         workers = int(args.only.removeprefix("typical-w"))
-        result = measure_typical(workers, args.steps, args.repeats, args.seed)
-        if args.full:
-            result["full"] = [full_run_typical(workers, s, args.epochs, 99.4) for s in args.seeds[:1]]
+        with fast_dropout_enabled(False):  # the typical model's nn.Dropout: bernoulli_ masks
+            result = measure_typical(workers, args.steps, args.repeats, args.seed, device)
+            if args.full:
+                result["full"] = [full_run_typical(workers, s, args.epochs, 99.4, device) for s in args.seeds[:1]]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps(result))
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu, {torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+def memory(r: dict) -> str:
+    text = f"{r['peak_rss_mb']:,.0f}"
+    return text + (f" (GPU {r['peak_cuda_mb']:,.0f})" if "peak_cuda_mb" in r else "")
 
 
 def table(results: dict, macs: int, peaks: dict) -> str:
@@ -220,7 +252,7 @@ def table(results: dict, macs: int, peaks: dict) -> str:
             if len(times) > 1 and None not in times:
                 to_target += f" (median {statistics.median(times):.0f})"
         rows.append(f"| {s} | {r['train_ips']:,.0f} | {60000 / r['train_ips']:.1f} | "
-                    f"{r['train_ips'] / base:.2f}x | {r['eval_ips']:,.0f} | {r['peak_rss_mb']:,.0f} | "
+                    f"{r['train_ips'] / base:.2f}x | {r['eval_ips']:,.0f} | {memory(r)} | "
                     f"{gflops:.1f} | {100 * gflops / peaks['fp32']:.0f}% | "
                     f"{100 * gflops / peaks['bf16']:.0f}% | "
                     f"{to_target} |")
@@ -235,6 +267,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also train to the end: time to 99.4%%")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for --full")
     parser.add_argument("--epochs", type=int, default=15, help="epochs for the typical loop in --full")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (all settings run there)")
     parser.add_argument("--out", type=Path, help="write the table and raw JSON here (markdown)")
     parser.add_argument("--only", choices=SETTINGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,13 +275,18 @@ def main() -> None:
         child(args)
         return
     from s6lab.data import ensure_mnist
+    from s6lab.train import resolve_device
 
     ensure_mnist()
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:  # CUDA asked for and missing
+        raise SystemExit(f"benchmarks/throughput.py: {e}") from None
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     macs = forward_macs("s6")
     results = {}
-    passthrough = ["--steps", str(args.steps), "--repeats", str(args.repeats), "--seed", str(args.seed),
-                   "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
+    passthrough = ["--device", str(device), "--steps", str(args.steps), "--repeats", str(args.repeats),
+                   "--seed", str(args.seed), "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
     if args.full:
         passthrough.append("--full")
     for setting in SETTINGS:
@@ -260,8 +298,7 @@ def main() -> None:
         results[setting] = json.loads(done.stdout.strip().splitlines()[-1])
     text = table(results, macs, peaks)
     header = (f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`\n\n"
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+              f"torch {torch.__version__}, device {describe(device)}; "
               f"measured matmul peak {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16; "
               f"model s6, {macs / 1e6:.2f} M forward multiply-adds per image "
               f"({3 * 2 * macs / 1e6:.0f} MFLOP per training image).\n"

@@ -17,8 +17,8 @@ with probability ``t / 2**15`` (``p`` rounded to a multiple of ``2**-15``, an er
 most ``2**-15 = 3.1e-5``; ``2**-31`` for fp32) and scaled by ``1 / (1 - p)`` rounded to the
 tensor's dtype, exactly as ``nn.Dropout`` rounds it. The bits come from torch's global
 CPU generator, so ``torch.manual_seed`` makes it repeatable and a checkpoint of
-``torch.get_rng_state()`` resumes it. Other devices, dtypes, layouts and ``inplace`` fall
-back to ``nn.functional.dropout``.
+``torch.get_rng_state()`` resumes it. Other devices, dtypes, layouts, ``inplace`` and
+code traced by ``torch.compile`` fall back to ``nn.functional.dropout``.
 
 Measured in ``benchmarks/levers.py`` (the "nn.Dropout" lever).
 """
@@ -57,7 +57,12 @@ def fast_dropout_enabled(enabled: bool) -> Iterator[None]:
 
 
 def fast_path_applies(x: torch.Tensor) -> bool:
-    """Whether :func:`fast_dropout` handles ``x`` itself (CPU, bf16/fp16/fp32, dense layout)."""
+    """Whether :func:`fast_dropout` handles ``x`` itself (CPU, bf16/fp16/fp32, dense layout).
+
+    Never under ``torch.compile``: the compiler generates its own fused dropout.
+    """
+    if torch.compiler.is_compiling():
+        return False
     dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
     return x.device.type == "cpu" and x.dtype in _LANES and dense and x.numel() > 0
 

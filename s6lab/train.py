@@ -438,6 +438,8 @@ def fit(
                     seen = min(n, (i + 1) * config.batch_size)
                     bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
                                     acc=f"{100 * correct.item() / seen:.2f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the last step's kernels count toward this epoch
         train_seconds = time.perf_counter() - started
         test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
                         channels_last=config.channels_last)

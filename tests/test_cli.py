@@ -94,3 +94,32 @@ def test_python_dash_m():
     assert done.returncode == 0 and "19,602" in done.stdout
     done = subprocess.run([sys.executable, "-m", "s6lab"], capture_output=True, text=True)
     assert done.returncode == 2 and "COMMAND" in done.stderr
+
+
+def test_reader_leaving_early_is_not_an_error():
+    """`s6lab models | head -1`: the pipe closes under us; exit quietly, no traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    done = subprocess.run([sys.executable, "-m", "s6lab", "models"], stdout=write_end, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write_end)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_every_speed_lever_has_a_switch(capsys, tmp_path):
+    """Each lever's flag reaches the run's recorded config (tiny real-MNIST subset, 1 epoch)."""
+    import json
+
+    out_dir = tmp_path / "levers"
+    code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
+                       "--out", str(out_dir), "--no-inplace-relu", "--no-fast-dropout", "--no-retain-memory",
+                       "--no-channels-last", "--fused", "--eval-batch-size", "50", "--precision", "fp32",
+                       "--batch-size", "64", "--lr", "0.05")
+    assert code == 0, out
+    config = json.loads((out_dir / "config.json").read_text())["train"]
+    assert {k: config[k] for k in ("inplace_relu", "fast_dropout", "retain_memory", "channels_last", "fused",
+                                   "eval_batch_size", "precision", "batch_size", "lr")} == {
+        "inplace_relu": False, "fast_dropout": False, "retain_memory": False, "channels_last": False,
+        "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05}

@@ -310,3 +310,9 @@ def test_retain_memory_switch():
     h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=False),
             progress=False)
     assert len(h) == 1
+
+
+def test_compile_switch_trains_with_s6lab_dropout():
+    """torch.compile traces the model; s6lab's Dropout must hand over to the compiler's own dropout."""
+    h = fit(get_model("s6"), synthetic(64), TrainConfig(epochs=1, batch_size=32, compile=True), progress=False)
+    assert len(h) == 1 and math.isfinite(h.epochs[0].train_loss)
