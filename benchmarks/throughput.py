@@ -153,7 +153,7 @@ def full_run_typical(workers: int, seed: int, epochs: int, target: float, device
 
     seed_everything(seed)
     model = get_model("s6").to(device)
-    cfg = TrainConfig(seed=seed, epochs=epochs)
+    cfg = TrainConfig(seed=seed, epochs=epochs, batch_size=128, lr=0.05)  # the schedule, at batch 128's lr
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     train, test = typical_loaders(workers)
     start, step, reached, accs = time.perf_counter(), 0, None, []

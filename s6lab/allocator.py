@@ -2,8 +2,9 @@
 
 A training step allocates and frees the same few multi-megabyte activation tensors
 every batch. With glibc's defaults, blocks that large are ``mmap``-ed and ``munmap``-ed
-(or trimmed off the heap) each time, so every step pays the kernel to fault in and zero
-fresh pages: for the reference net at batch 128 that is about a fifth of the step. Raising
+(or trimmed off the heap) each time, so a step can pay the kernel to fault in and zero
+fresh pages. How much depends on the allocation pattern; in s6lab's trainer it is a few
+percent (the "glibc malloc defaults" row of ``benchmarks/levers.py``). Raising
 glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps the memory
 for reuse instead. This is the in-process version of the usual advice to run CPU
 training under jemalloc or tcmalloc.
@@ -11,7 +12,7 @@ training under jemalloc or tcmalloc.
 The setting is process-wide and stays on once made (it cannot be undone reliably);
 the cost is that the process keeps its peak heap size. Elsewhere than glibc (macOS,
 Windows, musl) it does nothing. Measured in ``benchmarks/levers.py`` (the "glibc
-defaults" lever) and switched by ``TrainConfig.retain_memory``.
+defaults" row) and switched by ``TrainConfig.retain_memory``.
 """
 
 from __future__ import annotations

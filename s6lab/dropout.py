@@ -1,8 +1,8 @@
-"""Dropout whose CPU training path draws its mask about 6x faster than ``nn.Dropout``.
+"""Dropout whose CPU training path draws its mask several times faster than ``nn.Dropout``.
 
 On a CPU, ``nn.Dropout`` spends its time in ``bernoulli_``: one call of the
-single-threaded Mersenne Twister per element, then a mixed-dtype multiply. For the
-reference net that is about an eighth of a training step. :func:`fast_dropout` draws 64
+single-threaded Mersenne Twister per element, then a mixed-dtype multiply; for the
+reference net that is a visible share of a training step. :func:`fast_dropout` draws 64
 random bits per four elements (bf16/fp16; per two for fp32) and turns them into the
 scaled mask with a few vectorized integer operations:
 
@@ -20,7 +20,7 @@ CPU generator, so ``torch.manual_seed`` makes it repeatable and a checkpoint of
 ``torch.get_rng_state()`` resumes it. Other devices, dtypes, layouts, ``inplace`` and
 code traced by ``torch.compile`` fall back to ``nn.functional.dropout``.
 
-Measured in ``benchmarks/levers.py`` (the "nn.Dropout" lever).
+Measured end to end in ``benchmarks/levers.py`` (the "nn.Dropout masks" rows).
 """
 
 from __future__ import annotations

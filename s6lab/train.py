@@ -253,8 +253,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def inplace_relu(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Make every ``nn.ReLU`` of ``model`` in-place inside the block, then restore each one.
 
-    In-place ReLU saves writing a fresh activation tensor per layer (about 5% of a
-    training step of the reference net on a CPU). s6lab blocks keep ReLU non-inplace
+    In-place ReLU saves writing a fresh activation tensor per layer (measured in
+    ``benchmarks/levers.py``, the "out-of-place ReLU" rows). s6lab blocks keep ReLU non-inplace
     outside training so that hooks and attribution tools see the pre-activation
     tensors unmodified. Autograd refuses (it does not silently miscompute) if an
     in-place ReLU would overwrite a tensor that backward still needs.
