@@ -36,16 +36,11 @@ from pathlib import Path
 import torch
 
 LADDER: dict[str, dict] = {
-    "typical numerics: fp32, NCHW, nn.Dropout, out-of-place ReLU, glibc malloc, batch 128": {
-        "precision": "fp32", "channels_last": False, "fast_dropout": False, "inplace_relu": False,
-        "retain_memory": False, "batch_size": 128, "lr": 0.05},
-    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "inplace_relu": False,
-                        "retain_memory": False, "batch_size": 128, "lr": 0.05},
-    "+ bf16 autocast": {"fast_dropout": False, "inplace_relu": False, "retain_memory": False,
-                        "batch_size": 128, "lr": 0.05},
-    "+ integer-op dropout masks": {"inplace_relu": False, "retain_memory": False, "batch_size": 128, "lr": 0.05},
-    "+ in-place ReLU": {"retain_memory": False, "batch_size": 128, "lr": 0.05},
-    "+ retained malloc memory": {"batch_size": 128, "lr": 0.05},
+    "typical numerics: fp32, NCHW, nn.Dropout masks, batch 128": {
+        "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05},
+    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05},
+    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05},
+    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05},
     "+ batch 256, lr x2 (= s6lab defaults)": {},
 }
 ONE_OFF: dict[str, dict] = {
@@ -53,12 +48,12 @@ ONE_OFF: dict[str, dict] = {
     "fp32 (bf16 autocast off)": {"precision": "fp32"},
     "NCHW (channels_last off)": {"channels_last": False},
     "nn.Dropout masks (fast_dropout off)": {"fast_dropout": False},
-    "out-of-place ReLU (inplace_relu off)": {"inplace_relu": False},
-    "glibc malloc defaults (retain_memory off)": {"retain_memory": False},
     "batch 128, lr / 2": {"batch_size": 128, "lr": 0.05},
     "batch 512, lr x2": {"batch_size": 512, "lr": 0.2},
-    "fused SGD (instead of foreach)": {"fused": True},
-    "torch.compile": {"compile": True},
+    "in-place ReLU (inplace_relu on)": {"inplace_relu": True},
+    "retained malloc memory (retain_memory on)": {"retain_memory": True},
+    "fused SGD instead of foreach (fused on)": {"fused": True},
+    "torch.compile (compile on)": {"compile": True},
 }
 PARITY: dict[str, dict] = {
     "s6lab defaults": {},

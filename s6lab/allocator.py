@@ -3,16 +3,16 @@
 A training step allocates and frees the same few multi-megabyte activation tensors
 every batch. With glibc's defaults, blocks that large are ``mmap``-ed and ``munmap``-ed
 (or trimmed off the heap) each time, so a step can pay the kernel to fault in and zero
-fresh pages. How much depends on the allocation pattern; in s6lab's trainer it is a few
-percent (the "glibc malloc defaults" row of ``benchmarks/levers.py``). Raising
+fresh pages. How much depends on the allocation pattern: in a bare training loop of the
+reference net it was visible, but in s6lab's trainer it measured within noise (the
+"retained malloc memory" row of ``benchmarks/levers.py``), so it is off by default. Raising
 glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps the memory
 for reuse instead. This is the in-process version of the usual advice to run CPU
 training under jemalloc or tcmalloc.
 
 The setting is process-wide and stays on once made (it cannot be undone reliably);
 the cost is that the process keeps its peak heap size. Elsewhere than glibc (macOS,
-Windows, musl) it does nothing. Measured in ``benchmarks/levers.py`` (the "glibc
-defaults" row) and switched by ``TrainConfig.retain_memory``.
+Windows, musl) it does nothing. Switched by ``TrainConfig.retain_memory``.
 """
 
 from __future__ import annotations

@@ -93,10 +93,10 @@ def _data(args: argparse.Namespace) -> int:
 #: TrainConfig booleans that default to on (``--no-KEY``) and to off (``--KEY``)
 _OFF_SWITCHES = {"augment": "no random rotation/translation",
                  "channels_last": "NCHW instead of channels_last",
-                 "inplace_relu": "keep ReLU out-of-place while training",
-                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask",
-                 "retain_memory": "leave glibc malloc's thresholds alone"}
-_ON_SWITCHES = {"fused": "fused optimizer kernel instead of foreach",
+                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask"}
+_ON_SWITCHES = {"inplace_relu": "in-place ReLU while training",
+                "retain_memory": "glibc malloc keeps freed buffers (process-wide)",
+                "fused": "fused optimizer kernel instead of foreach",
                 "compile": "torch.compile the training forward"}
 
 

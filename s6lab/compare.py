@@ -29,6 +29,10 @@ from .train import TrainConfig
 log = logging.getLogger(__name__)
 
 
+#: TrainConfig fields that change speed, not the numbers: a run differing only there is not stale
+SPEED_ONLY = frozenset({"inplace_relu", "retain_memory", "eval_batch_size"})
+
+
 def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: int | None = None) -> Path:
     """Where compare keeps one (variant, seed) run."""
     subset = f"-n{train_size}" if train_size else ""
@@ -151,7 +155,8 @@ def compare(
                                             "seed": seed})
             if (path / WEIGHTS).exists():
                 run = load_run(path)
-                stale = sorted(k for k, v in config.to_dict().items() if run.config.to_dict().get(k) != v)
+                stale = sorted(k for k, v in config.to_dict().items()
+                               if k not in SPEED_ONLY and run.config.to_dict().get(k) != v)
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "

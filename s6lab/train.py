@@ -3,10 +3,10 @@
 Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
 augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
 weights and activations are channels_last, convolutions run under bf16 autocast
-where the CPU supports it, s6lab's Dropout draws its masks with integer ops
-(:mod:`s6lab.dropout`) and freed activation buffers are reused rather than handed back
-to the OS (:mod:`s6lab.allocator`). Every lever has a switch in :class:`TrainConfig`.
-The same code runs on CUDA.
+where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
+(:mod:`s6lab.dropout`). Every lever has a switch in :class:`TrainConfig`, including the
+ones measured and left off (``inplace_relu``, ``retain_memory``, ``fused``, ``compile``;
+see ``benchmarks/levers.py``). The same code runs on CUDA.
 
 Seeded: ``fit`` draws data order, augmentation and dropout from RNGs seeded with
 ``config.seed``, and a checkpoint stores their state, so a resumed run ends exactly
@@ -65,9 +65,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format for weights and activations
     fused: bool = False  # fused optimizer kernel instead of foreach (see benchmarks/levers.py)
     compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
-    inplace_relu: bool = True  # ReLU overwrites its input while training (restored afterwards)
+    inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    retain_memory: bool = True  # glibc malloc keeps freed buffers, no page faults per step (s6lab.allocator)
+    retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; measured: no gain here)
     eval_batch_size: int = 500  # batch size for evaluate / predict (500: cache-friendly, fastest here)
 
     def __post_init__(self) -> None:
@@ -253,8 +253,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def inplace_relu(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Make every ``nn.ReLU`` of ``model`` in-place inside the block, then restore each one.
 
-    In-place ReLU saves writing a fresh activation tensor per layer (measured in
-    ``benchmarks/levers.py``, the "out-of-place ReLU" rows). s6lab blocks keep ReLU non-inplace
+    In-place ReLU saves writing a fresh activation tensor per layer; on this project's
+    CPU it measured no faster (``benchmarks/levers.py``), so it is off by default. s6lab blocks keep ReLU non-inplace
     outside training so that hooks and attribution tools see the pre-activation
     tensors unmodified. Autograd refuses (it does not silently miscompute) if an
     in-place ReLU would overwrite a tensor that backward still needs.
