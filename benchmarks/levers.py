@@ -128,13 +128,14 @@ class Worker:
 def table(title: str, configs: dict, rates: dict, first: dict, chained: bool) -> list[str]:
     base = statistics.median(rates[next(iter(configs))])
     head = "vs row above" if chained else "vs s6lab defaults"
-    lines = [f"| {title} | train img/s (median) | {head} | vs first row | first window s |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [f"| {title} | train img/s (median) | range over rounds | {head} | vs first row | first window s |",
+             "|---|---:|---:|---:|---:|---:|"]
     previous = base
     for name in configs:
         rate = statistics.median(rates[name])
         step = rate / previous if chained else rate / base
-        lines.append(f"| {name} | {rate:,.0f} | {step:.2f}x | {rate / base:.2f}x | {first[name]:.1f} |")
+        spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
+        lines.append(f"| {name} | {rate:,.0f} | {spread} | {step:.2f}x | {rate / base:.2f}x | {first[name]:.1f} |")
         previous = rate
     return lines
 
@@ -163,7 +164,7 @@ def parity(seeds: list[int]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--full", action="store_true", help="also the accuracy-parity runs (slow)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
     parser.add_argument("--out", type=Path)

@@ -254,10 +254,11 @@ def inplace_relu(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Make every ``nn.ReLU`` of ``model`` in-place inside the block, then restore each one.
 
     In-place ReLU saves writing a fresh activation tensor per layer; on this project's
-    CPU it measured no faster (``benchmarks/levers.py``), so it is off by default. s6lab blocks keep ReLU non-inplace
-    outside training so that hooks and attribution tools see the pre-activation
-    tensors unmodified. Autograd refuses (it does not silently miscompute) if an
-    in-place ReLU would overwrite a tensor that backward still needs.
+    CPU it measured no faster (``benchmarks/levers.py``), so ``fit`` leaves it off by
+    default. s6lab blocks keep ReLU out-of-place outside this block so that hooks and
+    attribution tools see the pre-activation tensors unmodified. Autograd refuses (it
+    does not silently miscompute) if an in-place ReLU would overwrite a tensor that
+    backward still needs.
     """
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     saved = [m.inplace for m in relus]
