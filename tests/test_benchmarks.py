@@ -1,0 +1,49 @@
+"""The benchmark scripts run end to end (tiny windows) and explain a bad device."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_throughput_script_smoke(tmp_path):
+    """Real MNIST, 2 batches per window, 1 window: every setting reports, ratios are printed."""
+    out = tmp_path / "t.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--steps", "2",
+                           "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    for setting in ("typical-w0", "typical-w2", "s6lab"):
+        assert f"| {setting} |" in text
+    assert "vs faster typical" in text and "% of bf16 peak" in text
+    raw = json.loads(text.split("```json")[1].split("```")[0])
+    assert set(raw["results"]) == {"typical-w0", "typical-w2", "s6lab"}
+    assert all(r["train_ips"] > 0 for r in raw["results"].values())
+
+
+def test_throughput_script_names_a_missing_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--device", "cuda"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "CUDA is not available; use --device cpu" in done.stderr
+
+
+def test_levers_tables_show_ratios():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import levers
+    finally:
+        sys.path.pop(0)
+    configs = {"a": {}, "b": {}}
+    lines = levers.table("t", configs, {"a": [100.0, 110.0, 90.0], "b": [200.0, 190.0, 210.0]},
+                         {"a": 1.0, "b": 2.0}, chained=True)
+    assert lines[2] == "| a | 100 | 90-110 | 1.00x | 1.00x | 1.0 |"
+    assert lines[3] == "| b | 200 | 190-210 | 2.00x | 2.00x | 2.0 |"
