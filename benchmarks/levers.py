@@ -19,7 +19,7 @@ timed the same way for several batch sizes and for ``torch.no_grad`` against
     python benchmarks/levers.py --out benchmarks/results/levers.md
 
 ``--full`` also trains the levers that change the numerics (fp32, the batch size, the
-dropout masks, the OneCycle shape) to the end for ``--seeds`` and reports best / final accuracy and the first
+dropout masks) to the end for ``--seeds`` and reports best / final accuracy and the first
 epoch at >= 99.4%, next to the defaults: the accuracy-parity check.
 """
 
@@ -60,7 +60,6 @@ PARITY: dict[str, dict] = {
     "fp32": {"precision": "fp32"},
     "batch 128, lr / 2": {"batch_size": 128, "lr": 0.05},
     "nn.Dropout masks": {"fast_dropout": False},
-    "OneCycle with 10% warm-up (default 20%)": {"warmup": 0.1},
 }
 EVAL_BATCH_SIZES = (250, 500, 1000, 2000, 10000)
 
