@@ -68,7 +68,7 @@ class TrainConfig:
     inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
     retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; measured: no gain here)
-    eval_batch_size: int = 500  # batch size for evaluate / predict (500: cache-friendly, fastest here)
+    eval_batch_size: int = 500  # batch size for evaluate / predict (2000 and up measured slower)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
