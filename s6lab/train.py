@@ -68,7 +68,7 @@ class TrainConfig:
     inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
     retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; measured: no gain here)
-    eval_batch_size: int = 500  # batch size for evaluate / predict (2000 and up measured slower)
+    eval_batch_size: int = 250  # batch size for evaluate / predict (fastest in benchmarks/results/levers-full.md)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -291,7 +291,7 @@ class Evaluation:
     n: int
 
 
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500,
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 250,
             device: str | torch.device = "auto", channels_last: bool = True) -> torch.Tensor:
     """Log-probabilities of ``model`` on ``images`` in eval mode, fp32, no autograd.
 
@@ -316,7 +316,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500,
     return torch.cat(outs) if outs else torch.empty(0, 0)
 
 
-def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = 500,
+def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = 250,
              device: str | torch.device = "auto", channels_last: bool = True) -> Evaluation:
     """Mean NLL loss and accuracy (in %) of ``model`` on a split."""
     logp = predict(model, split.images, batch_size=batch_size, device=device,

@@ -70,7 +70,7 @@ class Predictions:
         return right[self.confidence[right].argsort(descending=True)]
 
 
-def interpret(model: nn.Module, split: TensorSplit, *, batch_size: int = 500) -> Predictions:
+def interpret(model: nn.Module, split: TensorSplit, *, batch_size: int = 250) -> Predictions:
     """Predict a whole split (eval mode, fp32)."""
     return Predictions(predict(model, split.images, batch_size=batch_size), split.labels)
 
