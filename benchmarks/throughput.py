@@ -132,17 +132,16 @@ def measure_s6lab(steps: int, repeats: int, seed: int, device: torch.device) -> 
     from s6lab.data import MNISTTensors
 
     data = load_mnist()
-    cfg = TrainConfig(seed=seed, device=str(device))
+    cfg = TrainConfig(seed=seed, epochs=1, device=str(device))  # one window per fit(): the defaults otherwise
     n = steps * cfg.batch_size
     window = MNISTTensors(data.train.subset(n), data.test.subset(cfg.eval_batch_size))
     seed_everything(seed)
     model = get_model("s6")
     # epochs=1 per window: fit() runs exactly the trainer's step (augmentation, bf16, channels_last)
-    fit(model, MNISTTensors(data.train.subset(5 * cfg.batch_size), window.test),
-        TrainConfig(seed=seed, epochs=1, device=str(device)), progress=False)  # warm-up
+    fit(model, MNISTTensors(data.train.subset(5 * cfg.batch_size), window.test), cfg, progress=False)  # warm-up
     rates = []
     for _ in range(repeats):
-        history = fit(model, window, TrainConfig(seed=seed, epochs=1, device=str(device)), progress=False)
+        history = fit(model, window, cfg, progress=False)
         rates.append(n / history.epochs[0].train_seconds)
     eval_rates = []
     for _ in range(3):  # the median of three passes over the test set

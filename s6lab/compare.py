@@ -155,8 +155,7 @@ def compare(
                                             "seed": seed})
             if (path / WEIGHTS).exists():
                 run = load_run(path)
-                stale = sorted(k for k, v in config.to_dict().items()
-                               if k not in SPEED_ONLY and run.config.to_dict().get(k) != v)
+                stale = run.config.differing(config, ignore=SPEED_ONLY)
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "

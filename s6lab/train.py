@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+#: evaluation batch size: the fastest in benchmarks/results/levers-full.md (500+ was up to 3x slower)
+EVAL_BATCH_SIZE = 250
 
 
 @dataclass
@@ -67,8 +69,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
     inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; measured: no gain here)
-    eval_batch_size: int = 250  # batch size for evaluate / predict (fastest in benchmarks/results/levers-full.md)
+    retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; not a measured win here)
+    eval_batch_size: int = EVAL_BATCH_SIZE  # batch size for evaluate / predict
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -106,6 +108,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def differing(self, other: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+        """Sorted names of the fields whose values differ from ``other``'s, minus ``ignore``.
+
+        Examples:
+            >>> TrainConfig(seed=1, epochs=3).differing(TrainConfig(epochs=3, seed=2, lr=0.2))
+            ['lr', 'seed']
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        return sorted(k for k in mine if k not in ignore and mine[k] != theirs[k])
 
 
 @dataclass
@@ -291,7 +303,7 @@ class Evaluation:
     n: int
 
 
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 250,
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE,
             device: str | torch.device = "auto", channels_last: bool = True) -> torch.Tensor:
     """Log-probabilities of ``model`` on ``images`` in eval mode, fp32, no autograd.
 
@@ -316,7 +328,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 250,
     return torch.cat(outs) if outs else torch.empty(0, 0)
 
 
-def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = 250,
+def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = EVAL_BATCH_SIZE,
              device: str | torch.device = "auto", channels_last: bool = True) -> Evaluation:
     """Mean NLL loss and accuracy (in %) of ``model`` on a split."""
     logp = predict(model, split.images, batch_size=batch_size, device=device,
@@ -382,9 +394,8 @@ def fit(
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = TrainConfig.from_dict(state["config"]).to_dict()  # older checkpoints: defaults fill in
-        if saved != config.to_dict():
-            changed = sorted(k for k in saved if saved[k] != config.to_dict().get(k))
+        changed = TrainConfig.from_dict(state["config"]).differing(config)  # older checkpoints: defaults fill in
+        if changed:
             raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
                              f"({', '.join(changed)} differ); use the same settings or a new --out")
         model.load_state_dict(state["model"])

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import TensorSplit
-from ..train import predict
+from ..train import EVAL_BATCH_SIZE, predict
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Predictions:
         return right[self.confidence[right].argsort(descending=True)]
 
 
-def interpret(model: nn.Module, split: TensorSplit, *, batch_size: int = 250) -> Predictions:
+def interpret(model: nn.Module, split: TensorSplit, *, batch_size: int = EVAL_BATCH_SIZE) -> Predictions:
     """Predict a whole split (eval mode, fp32)."""
     return Predictions(predict(model, split.images, batch_size=batch_size), split.labels)
 
