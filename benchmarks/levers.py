@@ -12,7 +12,9 @@ Every configuration runs in its own worker process (some levers, such as the all
 are process-wide), started and warmed up once; the parent then times them round-robin,
 one window of ``--images`` training images per configuration per round, for ``--rounds``
 rounds, so drift of the machine hits all alike. Reported: the median rate and its ratio.
-``torch.compile`` also reports the seconds of its first (compiling) window. Evaluation is
+``torch.compile`` also reports the seconds of its first (compiling) window. The allocator
+setting is timed once more over ``--processes`` fresh processes per setting, since its
+effect differs from one process to the next. Evaluation is
 timed the same way for several batch sizes and for ``torch.no_grad`` against
 ``torch.inference_mode``.
 
@@ -35,13 +37,16 @@ from pathlib import Path
 
 import torch
 
+_GLIBC = {"retain_memory": False}
 LADDER: dict[str, dict] = {
     "typical numerics: fp32, NCHW, nn.Dropout masks, batch 128": {
-        "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05},
-    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05},
-    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05},
-    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05},
-    "+ batch 256, lr x2 (= s6lab defaults)": {},
+        "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05,
+        **_GLIBC},
+    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC},
+    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC},
+    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC},
+    "+ batch 256, lr x2": {**_GLIBC},
+    "+ retained malloc memory (= s6lab defaults)": {},
 }
 ONE_OFF: dict[str, dict] = {
     "s6lab defaults": {},
@@ -51,9 +56,14 @@ ONE_OFF: dict[str, dict] = {
     "batch 128, lr / 2": {"batch_size": 128, "lr": 0.05},
     "batch 512, lr x2": {"batch_size": 512, "lr": 0.2},
     "in-place ReLU (inplace_relu on)": {"inplace_relu": True},
-    "retained malloc memory (retain_memory on)": {"retain_memory": True},
+    "glibc malloc defaults (retain_memory off)": {**_GLIBC},
     "fused SGD instead of foreach (fused on)": {"fused": True},
     "torch.compile (compile on)": {"compile": True},
+}
+#: the allocator setting is per process and so is its effect: timed over fresh processes
+ALLOCATOR: dict[str, dict] = {
+    "freed memory kept (retain_memory on, default)": {},
+    "glibc malloc defaults (retain_memory off)": {**_GLIBC},
 }
 PARITY: dict[str, dict] = {
     "s6lab defaults": {},
@@ -139,6 +149,32 @@ def table(title: str, configs: dict, rates: dict, first: dict, chained: bool) ->
     return lines
 
 
+def allocator(processes: int, images: int) -> list[str]:
+    """Each allocator setting in ``processes`` fresh worker processes, alternating.
+
+    glibc settles into a different pattern in different processes, so one process per
+    setting (as in the tables above) says little; the slowest process says the most.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in ALLOCATOR}
+    for i in range(processes):
+        for name, overrides in ALLOCATOR.items():
+            worker = Worker(overrides, images)
+            try:
+                worker.ask()  # warm-up window
+                rates[name].append(statistics.median(worker.ask()["rate"] for _ in range(3)))
+            finally:
+                worker.close()
+        print(f"allocator: process {i + 1}/{processes} of each done", file=sys.stderr, flush=True)
+    base = statistics.median(rates[next(iter(ALLOCATOR))])
+    lines = [f"| allocator: {processes} fresh processes each, median of 3 windows per process | "
+             "train img/s (median) | slowest process | fastest process | vs first row |",
+             "|---|---:|---:|---:|---:|"]
+    for name, values in rates.items():
+        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f} | "
+                     f"{statistics.median(values) / base:.2f}x |")
+    return lines
+
+
 def parity(seeds: list[int]) -> list[str]:
     from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
 
@@ -164,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--processes", type=int, default=7, help="fresh processes per allocator setting")
     parser.add_argument("--full", action="store_true", help="also the accuracy-parity runs (slow)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
     parser.add_argument("--out", type=Path)
@@ -198,6 +235,7 @@ def main() -> None:
               for bs in EVAL_BATCH_SIZES]
     lines += [f"| bare loop under {mode}, batch 500 | {statistics.median(e[mode + ' 500'] for e in evals):,.0f} |"
               for mode in ("no_grad", "inference_mode")]
+    lines += [""] + allocator(args.processes, args.images)
     if args.full:
         lines += [""] + parity(args.seeds)
 

@@ -3,10 +3,12 @@
 The typical loop is what most course notebooks do: ``torchvision.datasets.MNIST`` with
 per-sample ``RandomRotation``/``ToTensor``/``Normalize``, a ``DataLoader`` (batch 128,
 ``num_workers`` 0 and 2), eager fp32, NCHW. The s6lab trainer uses its defaults.
-Every setting runs in its own subprocess (clean peak memory, no warm caches shared),
-all in one invocation of this script, on the same model and seed.
+Every setting runs in its own worker process (clean peak memory, no warm caches shared),
+all in one invocation of this script, on the same model and seed. The workers are built
+and warmed up once, then timed round-robin, one window per setting per round, so drift
+of the machine hits all settings alike; the ratio is also reported round by round.
 
-Reported per setting: training images/s (median of ``--repeats`` timed windows),
+Reported per setting: training images/s (median over ``--repeats`` rounds, and its range),
 seconds per epoch (60k / that rate), evaluation images/s, peak resident memory of the
 process, achieved GFLOP/s (3 x 2 x forward multiply-adds per training image) and that
 as a percentage of this CPU's measured matmul peak (fp32 and bf16, measured in the same
@@ -78,78 +80,86 @@ def typical_loaders(workers: int, batch_size: int = 128):
     return train, test
 
 
-def measure_typical(workers: int, steps: int, repeats: int, seed: int, device: torch.device) -> dict:
-    from s6lab import get_model, seed_everything
+class TypicalLoop:
+    """The course-notebook loop: DataLoader batches of per-sample transforms, eager fp32, NCHW."""
 
-    seed_everything(seed)
-    model = get_model("s6").to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    train, test = typical_loaders(workers)
-    it = iter(train)
+    def __init__(self, workers: int, seed: int, device: torch.device) -> None:
+        from s6lab import get_model, seed_everything
 
-    def step() -> int:
-        nonlocal it
+        seed_everything(seed)
+        self.device = device
+        self.model = get_model("s6").to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.train, self.test = typical_loaders(workers)
+        self.batches = iter(self.train)
+        for _ in range(5):  # warm-up (and DataLoader worker start-up)
+            self.step()
+
+    def step(self) -> int:
         try:
-            x, y = next(it)
+            x, y = next(self.batches)
         except StopIteration:
-            it = iter(train)
-            x, y = next(it)
-        model.train()
-        x, y = x.to(device), y.to(device)
-        loss = F.nll_loss(model(x), y)
-        opt.zero_grad()
+            self.batches = iter(self.train)
+            x, y = next(self.batches)
+        self.model.train()
+        x, y = x.to(self.device), y.to(self.device)
+        loss = F.nll_loss(self.model(x), y)
+        self.opt.zero_grad()
         loss.backward()
-        opt.step()
+        self.opt.step()
         return y.numel()
 
-    for _ in range(5):  # warm-up (and worker start-up)
-        step()
-    rates = []
-    for _ in range(repeats):
-        sync(device)
+    def train_window(self, steps: int) -> float:
+        sync(self.device)
         t, n = time.perf_counter(), 0
         for _ in range(steps):
-            n += step()
-        sync(device)
-        rates.append(n / (time.perf_counter() - t))
-    model.eval()
-    eval_rates = []
-    for _ in range(3):  # the median of three passes over the test set
+            n += self.step()
+        sync(self.device)
+        return n / (time.perf_counter() - t)
+
+    def eval_pass(self) -> float:
+        self.model.eval()
         t, n = time.perf_counter(), 0
         with torch.no_grad():
-            for x, _ in test:
-                model(x.to(device))
+            for x, _ in self.test:
+                self.model(x.to(self.device))
                 n += x.shape[0]
-        sync(device)
-        eval_rates.append(n / (time.perf_counter() - t))
-    return {"train_ips": statistics.median(rates), "train_ips_runs": rates,
-            "eval_ips": statistics.median(eval_rates)}
+        sync(self.device)
+        return n / (time.perf_counter() - t)
 
 
-def measure_s6lab(steps: int, repeats: int, seed: int, device: torch.device) -> dict:
-    """Time the trainer's own epoch loop on windows of ``steps`` batches."""
-    from s6lab import TrainConfig, evaluate, fit, get_model, load_mnist, seed_everything
-    from s6lab.data import MNISTTensors
+class S6labTrainer:
+    """The s6lab trainer with its defaults: each window is one ``fit`` over ``steps`` batches."""
 
-    data = load_mnist()
-    cfg = TrainConfig(seed=seed, epochs=1, device=str(device))  # one window per fit(): the defaults otherwise
-    n = steps * cfg.batch_size
-    window = MNISTTensors(data.train.subset(n), data.test.subset(cfg.eval_batch_size))
-    seed_everything(seed)
-    model = get_model("s6")
-    # epochs=1 per window: fit() runs exactly the trainer's step (augmentation, bf16, channels_last)
-    fit(model, MNISTTensors(data.train.subset(5 * cfg.batch_size), window.test), cfg, progress=False)  # warm-up
-    rates = []
-    for _ in range(repeats):
-        history = fit(model, window, cfg, progress=False)
-        rates.append(n / history.epochs[0].train_seconds)
-    eval_rates = []
-    for _ in range(3):  # the median of three passes over the test set
+    def __init__(self, steps: int, seed: int, device: torch.device) -> None:
+        from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+        from s6lab.data import MNISTTensors
+
+        self.data = load_mnist()
+        self.device = device
+        self.config = TrainConfig(seed=seed, epochs=1, device=str(device))  # the defaults otherwise
+        self.images = steps * self.config.batch_size
+        self.window = MNISTTensors(self.data.train.subset(self.images),
+                                   self.data.test.subset(self.config.eval_batch_size))
+        seed_everything(seed)
+        self.model = get_model("s6")
+        # epochs=1 per window: fit() runs exactly the trainer's step (augmentation, bf16, channels_last)
+        warm_up = MNISTTensors(self.data.train.subset(5 * self.config.batch_size), self.window.test)
+        fit(self.model, warm_up, self.config, progress=False)
+
+    def train_window(self, steps: int) -> float:
+        from s6lab import fit
+
+        history = fit(self.model, self.window, self.config, progress=False)
+        return self.images / history.epochs[0].train_seconds
+
+    def eval_pass(self) -> float:
+        from s6lab import evaluate
+
         t = time.perf_counter()
-        evaluate(model, data.test, batch_size=cfg.eval_batch_size, device=device)  # ends on the CPU: synced
-        eval_rates.append(len(data.test) / (time.perf_counter() - t))
-    eval_ips = statistics.median(eval_rates)
-    return {"train_ips": statistics.median(rates), "train_ips_runs": rates, "eval_ips": eval_ips}
+        evaluate(self.model, self.data.test, batch_size=self.config.eval_batch_size,
+                 device=self.device)  # ends on the CPU: synced
+        return len(self.data.test) / (time.perf_counter() - t)
 
 
 def full_run_typical(workers: int, seed: int, epochs: int, target: float, device: torch.device) -> dict:
@@ -209,24 +219,101 @@ def full_run_s6lab(seed: int, target: float, device: torch.device) -> dict:
 
 
 def child(args: argparse.Namespace) -> None:
+    """Worker process for one setting: build it, warm it up, then answer the parent's requests.
+
+    One JSON line per request: ``train`` (img/s of one window of ``--steps`` batches),
+    ``eval`` (img/s of one pass over the test set), ``full`` (the runs to 99.4%),
+    ``stats`` (peak memory of this process).
+    """
+    from contextlib import nullcontext
+
+    from s6lab.dropout import fast_dropout_enabled
+
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    if args.only == "s6lab":
-        result = measure_s6lab(args.steps, args.repeats, args.seed, device)
-        if args.full:
-            result["full"] = [full_run_s6lab(s, 99.4, device) for s in args.seeds]
-    else:
-        from s6lab.dropout import fast_dropout_enabled
+    typical = args.only.startswith("typical")
+    # the typical model keeps nn.Dropout's own bernoulli_ masks
+    with fast_dropout_enabled(False) if typical else nullcontext():
+        if typical:
+            workers = int(args.only.removeprefix("typical-w"))
+            setting = TypicalLoop(workers, args.seed, device)
+        else:
+            setting = S6labTrainer(args.steps, args.seed, device)
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            request = line.strip()
+            if request == "train":
+                answer = {"ips": setting.train_window(args.steps)}
+            elif request == "eval":
+                answer = {"ips": setting.eval_pass()}
+            elif request == "full" and typical:
+                answer = {"full": [full_run_typical(workers, s, args.epochs, 99.4, device)
+                                   for s in args.seeds[:1]]}
+            elif request == "full":
+                answer = {"full": [full_run_s6lab(s, 99.4, device) for s in args.seeds]}
+            elif request == "stats":
+                answer = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                if device.type == "cuda":
+                    answer["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            else:
+                raise SystemExit(f"unknown request {request!r}")
+            print(json.dumps(answer), flush=True)
 
-        workers = int(args.only.removeprefix("typical-w"))
-        with fast_dropout_enabled(False):  # the typical model's nn.Dropout: bernoulli_ masks
-            result = measure_typical(workers, args.steps, args.repeats, args.seed, device)
-            if args.full:
-                result["full"] = [full_run_typical(workers, s, args.epochs, 99.4, device) for s in args.seeds[:1]]
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.type == "cuda":
-        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    print(json.dumps(result))
+
+class Worker:
+    """The parent's handle on one setting's worker process."""
+
+    def __init__(self, setting: str, passthrough: list[str]) -> None:
+        self.setting = setting
+        self.proc = subprocess.Popen([sys.executable, __file__, "--only", setting, *passthrough],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.read()  # ready: built and warmed up
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.setting} worker failed (exit {self.proc.wait()}); its error is above")
+        return json.loads(line)
+
+    def ask(self, request: str) -> dict:
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        answer = self.read()
+        time.sleep(0.3)  # let its OpenMP threads stop spinning before the next worker runs
+        return answer
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure(workers: dict[str, Worker], repeats: int, full: bool) -> dict:
+    """Round-robin: one training window per setting per round, so drift hits all alike."""
+    results: dict = {s: {"train_ips_runs": [], "eval_ips_runs": []} for s in workers}
+    for round_ in range(repeats):
+        for setting, worker in workers.items():
+            results[setting]["train_ips_runs"].append(worker.ask("train")["ips"])
+        print(f"round {round_ + 1}/{repeats} done", file=sys.stderr, flush=True)
+    for _ in range(3):  # evaluation: the median of three passes over the test set
+        for setting, worker in workers.items():
+            results[setting]["eval_ips_runs"].append(worker.ask("eval")["ips"])
+    for setting, worker in workers.items():
+        r = results[setting]
+        r["train_ips"] = statistics.median(r["train_ips_runs"])
+        r["eval_ips"] = statistics.median(r["eval_ips_runs"])
+        if full:  # one setting at a time; the others wait idle
+            print(f"training {setting} to 99.4% ...", file=sys.stderr, flush=True)
+            r.update(worker.ask("full"))
+        r.update(worker.ask("stats"))
+    return results
+
+
+def round_ratios(results: dict) -> list[float]:
+    """s6lab's rate over the faster typical setting's, per round."""
+    typical = [s for s in SETTINGS if s.startswith("typical")]
+    runs = zip(results["s6lab"]["train_ips_runs"], *(results[s]["train_ips_runs"] for s in typical))
+    return [ours / max(theirs) for ours, *theirs in runs]
 
 
 def describe(device: torch.device) -> str:
@@ -243,9 +330,9 @@ def memory(r: dict) -> str:
 def table(results: dict, macs: int, peaks: dict) -> str:
     flop_per_image = 3 * 2 * macs
     base = max(results[s]["train_ips"] for s in SETTINGS if s.startswith("typical"))
-    rows = ["| setting | train img/s | s/epoch | vs faster typical | eval img/s | peak RSS MB | "
-            "GFLOP/s | % of fp32 peak | % of bf16 peak | s to 99.4% (per seed) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| setting | train img/s | range over rounds | s/epoch | vs faster typical | eval img/s | "
+            "peak RSS MB | GFLOP/s | % of fp32 peak | % of bf16 peak | s to 99.4% (per seed) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for s in SETTINGS:
         r = results[s]
         gflops = r["train_ips"] * flop_per_image / 1e9
@@ -256,11 +343,15 @@ def table(results: dict, macs: int, peaks: dict) -> str:
             to_target = ", ".join("not reached" if t is None else f"{t:.0f}" for t in times)
             if len(times) > 1 and None not in times:
                 to_target += f" (median {statistics.median(times):.0f})"
-        rows.append(f"| {s} | {r['train_ips']:,.0f} | {60000 / r['train_ips']:.1f} | "
+        spread = f"{min(r['train_ips_runs']):,.0f}-{max(r['train_ips_runs']):,.0f}"
+        rows.append(f"| {s} | {r['train_ips']:,.0f} | {spread} | {60000 / r['train_ips']:.1f} | "
                     f"{r['train_ips'] / base:.2f}x | {r['eval_ips']:,.0f} | {memory(r)} | "
                     f"{gflops:.1f} | {100 * gflops / peaks['fp32']:.0f}% | "
                     f"{100 * gflops / peaks['bf16']:.0f}% | "
                     f"{to_target} |")
+    ratios = round_ratios(results)
+    rows.append(f"\ns6lab over the faster typical setting, round by round: median {statistics.median(ratios):.2f}x, "
+                f"range {min(ratios):.2f}x-{max(ratios):.2f}x over {len(ratios)} rounds.")
     return "\n".join(rows)
 
 
@@ -289,25 +380,25 @@ def main() -> None:
         raise SystemExit(f"benchmarks/throughput.py: {e}") from None
     peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     macs = forward_macs("s6")
-    results = {}
-    passthrough = ["--device", str(device), "--steps", str(args.steps), "--repeats", str(args.repeats),
-                   "--seed", str(args.seed), "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
-    if args.full:
-        passthrough.append("--full")
-    for setting in SETTINGS:
-        print(f"measuring {setting} ...", file=sys.stderr, flush=True)
-        done = subprocess.run([sys.executable, __file__, "--only", setting, *passthrough],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"{setting} failed:\n{done.stderr[-2000:]}")
-        results[setting] = json.loads(done.stdout.strip().splitlines()[-1])
+    passthrough = ["--device", str(device), "--steps", str(args.steps), "--seed", str(args.seed),
+                   "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
+    workers: dict[str, Worker] = {}
+    try:
+        for setting in SETTINGS:
+            print(f"starting {setting} ...", file=sys.stderr, flush=True)
+            workers[setting] = Worker(setting, passthrough)
+        results = measure(workers, args.repeats, args.full)
+    finally:
+        for worker in workers.values():
+            worker.close()
     text = table(results, macs, peaks)
     header = (f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`\n\n"
               f"torch {torch.__version__}, device {describe(device)}; "
               f"measured matmul peak {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16; "
               f"model s6, {macs / 1e6:.2f} M forward multiply-adds per image "
               f"({3 * 2 * macs / 1e6:.0f} MFLOP per training image).\n"
-              f"Train img/s is the median of {args.repeats} windows of {args.steps} batches, eval img/s of 3 passes; "
+              f"One worker process per setting, timed round-robin: train img/s is the median of {args.repeats} "
+              f"rounds of one window of {args.steps} batches each, eval img/s of 3 passes; "
               "peak RSS is the measuring process only (DataLoader workers excluded).\n")
     print(header)
     print(text)

@@ -3,11 +3,13 @@
 A training step allocates and frees the same few multi-megabyte activation tensors
 every batch. With glibc's defaults, blocks that large are ``mmap``-ed and ``munmap``-ed
 (or trimmed off the heap) each time, so a step can pay the kernel to fault in and zero
-fresh pages. How much depends on the allocation pattern: in a bare training loop of the
-reference net it was visible, but in s6lab's trainer it measured within noise (the
-"retained malloc memory" row of ``benchmarks/levers.py``), so it is off by default. Raising
-glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps the memory
-for reuse instead. This is the in-process version of the usual advice to run CPU
+fresh pages. How much depends on the process: glibc adapts its thresholds to the
+sizes it has seen, so two runs of the same training can settle into different patterns.
+Measured over fresh processes (the "allocator" table of ``benchmarks/levers.py``), some
+processes with the defaults page-fault on every step and run well below the rest;
+with freed memory kept, none do, and the median is no lower. So ``fit`` turns it on by
+default. Raising glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt``
+keeps the memory for reuse. This is the in-process version of the usual advice to run CPU
 training under jemalloc or tcmalloc.
 
 The setting is process-wide and stays on once made (it cannot be undone reliably);

@@ -93,9 +93,9 @@ def _data(args: argparse.Namespace) -> int:
 #: TrainConfig booleans that default to on (``--no-KEY``) and to off (``--KEY``)
 _OFF_SWITCHES = {"augment": "no random rotation/translation",
                  "channels_last": "NCHW instead of channels_last",
-                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask"}
+                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask",
+                 "retain_memory": "glibc's malloc defaults instead of keeping freed buffers in the process"}
 _ON_SWITCHES = {"inplace_relu": "in-place ReLU while training",
-                "retain_memory": "glibc malloc keeps freed buffers (process-wide)",
                 "fused": "fused optimizer kernel instead of foreach",
                 "compile": "torch.compile the training forward"}
 

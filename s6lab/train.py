@@ -5,8 +5,9 @@ augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per ba
 weights and activations are channels_last, convolutions run under bf16 autocast
 where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
 (:mod:`s6lab.dropout`). Every lever has a switch in :class:`TrainConfig`, including the
-ones measured and left off (``inplace_relu``, ``retain_memory``, ``fused``, ``compile``;
-see ``benchmarks/levers.py``). The same code runs on CUDA.
+ones measured and left off (``inplace_relu``, ``fused``, ``compile``; see
+``benchmarks/levers.py``). On glibc the process keeps freed activation buffers for reuse
+(``retain_memory``, :mod:`s6lab.allocator`). The same code runs on CUDA.
 
 Seeded: ``fit`` draws data order, augmentation and dropout from RNGs seeded with
 ``config.seed``, and a checkpoint stores their state, so a resumed run ends exactly
@@ -69,7 +70,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
     inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    retain_memory: bool = False  # glibc malloc keeps freed buffers (s6lab.allocator; not a measured win here)
+    retain_memory: bool = True  # glibc malloc keeps freed buffers (s6lab.allocator): steadier, no slow processes
     eval_batch_size: int = EVAL_BATCH_SIZE  # batch size for evaluate / predict
 
     def __post_init__(self) -> None:

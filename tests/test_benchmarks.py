@@ -22,7 +22,7 @@ def test_throughput_script_smoke(tmp_path):
     text = out.read_text()
     for setting in ("typical-w0", "typical-w2", "s6lab"):
         assert f"| {setting} |" in text
-    assert "vs faster typical" in text and "% of bf16 peak" in text
+    assert "vs faster typical" in text and "% of bf16 peak" in text and "round by round" in text
     raw = json.loads(text.split("```json")[1].split("```")[0])
     assert set(raw["results"]) == {"typical-w0", "typical-w2", "s6lab"}
     assert all(r["train_ips"] > 0 for r in raw["results"].values())
@@ -36,12 +36,24 @@ def test_throughput_script_names_a_missing_gpu():
     assert done.returncode != 0 and "CUDA is not available; use --device cpu" in done.stderr
 
 
-def test_levers_tables_show_ratios():
+def _benchmark_module(name: str):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import levers
+        return __import__(name)
     finally:
         sys.path.pop(0)
+
+
+def test_throughput_ratio_is_taken_round_by_round_against_the_faster_typical_setting():
+    throughput = _benchmark_module("throughput")
+    results = {"typical-w0": {"train_ips_runs": [100.0, 200.0]},
+               "typical-w2": {"train_ips_runs": [150.0, 100.0]},
+               "s6lab": {"train_ips_runs": [300.0, 500.0]}}
+    assert throughput.round_ratios(results) == [2.0, 2.5]
+
+
+def test_levers_tables_show_ratios():
+    levers = _benchmark_module("levers")
     configs = {"a": {}, "b": {}}
     lines = levers.table("t", configs, {"a": [100.0, 110.0, 90.0], "b": [200.0, 190.0, 210.0]},
                          {"a": 1.0, "b": 2.0}, chained=True)

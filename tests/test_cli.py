@@ -114,12 +114,12 @@ def test_every_speed_lever_has_a_switch(capsys, tmp_path):
 
     out_dir = tmp_path / "levers"
     code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
-                       "--out", str(out_dir), "--inplace-relu", "--no-fast-dropout", "--retain-memory",
+                       "--out", str(out_dir), "--inplace-relu", "--no-fast-dropout", "--no-retain-memory",
                        "--no-channels-last", "--fused", "--eval-batch-size", "50", "--precision", "fp32",
                        "--batch-size", "64", "--lr", "0.05")
     assert code == 0, out
     config = json.loads((out_dir / "config.json").read_text())["train"]
     assert {k: config[k] for k in ("inplace_relu", "fast_dropout", "retain_memory", "channels_last", "fused",
                                    "eval_batch_size", "precision", "batch_size", "lr")} == {
-        "inplace_relu": True, "fast_dropout": False, "retain_memory": True, "channels_last": False,
+        "inplace_relu": True, "fast_dropout": False, "retain_memory": False, "channels_last": False,
         "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05}

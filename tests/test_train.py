@@ -306,10 +306,15 @@ def test_fast_dropout_switch_is_seeded_either_way():
         assert again.test_acc == h.test_acc  # each path is seeded
 
 
-def test_retain_memory_switch():
-    h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=False),
+@pytest.mark.parametrize("flag", [True, False])
+def test_retain_memory_switch_decides_whether_fit_asks_the_allocator(monkeypatch, flag):
+    import s6lab.train
+
+    calls = []
+    monkeypatch.setattr(s6lab.train, "retain_freed_memory", lambda: calls.append(1) or True)
+    h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=flag),
             progress=False)
-    assert len(h) == 1
+    assert len(h) == 1 and len(calls) == int(flag)
 
 
 def test_compile_switch_trains_with_s6lab_dropout():
