@@ -89,9 +89,13 @@ def main() -> None:
         for suffix in ("_curves.png", "_params.png"):
             shutil.copy(RESULTS / f"{name}{suffix}", FIGURES / f"{name}{suffix}")
     for name, command in (("throughput", "make bench"), ("throughput-full", "make bench-full"),
-                          ("levers-full", "make bench-levers-full")):
+                          ("levers", "make bench-levers")):
         bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
         text(f"{name}.md", bench.split("<details>")[0].strip() + "\n")
+    levers_full = need(ROOT / "benchmarks" / "results" / "levers-full.md", "make bench-levers-full").read_text()
+    command = levers_full.splitlines()[0]
+    parity = levers_full[levers_full.index("| full run"):]  # the accuracy-parity table only
+    text("parity.md", f"{command}\n\n{parity.strip()}\n")
     print(f"wrote {len(list(FIGURES.iterdir()))} figures to {FIGURES} and tables to {GENERATED}")
 
 
