@@ -5,10 +5,10 @@ every batch. With glibc's defaults, blocks that large are ``mmap``-ed and ``munm
 (or trimmed off the heap) each time, so a step can pay the kernel to fault in and zero
 fresh pages. How much depends on the process: glibc adapts its thresholds to the
 sizes it has seen, so two runs of the same training can settle into different patterns.
-Measured over fresh processes (the "allocator" table of ``benchmarks/levers.py``), some
-processes with the defaults page-fault on every step and run well below the rest;
-with freed memory kept, none do, and the median is no lower. So ``fit`` turns it on by
-default. Raising glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt``
+Measured over fresh processes (the "allocator" table of ``benchmarks/levers.py``), the
+slowest of seven processes with the defaults ran about 11% below their median, the slowest
+with freed memory kept about 2% below, and the median was no lower. So ``fit`` turns it
+on by default. Raising glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt``
 keeps the memory for reuse. This is the in-process version of the usual advice to run CPU
 training under jemalloc or tcmalloc.
 
