@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _worker import WorkerProcess
 
 _GLIBC = {"retain_memory": False}
 LADDER: dict[str, dict] = {
@@ -115,23 +115,9 @@ def eval_rates(model, test) -> dict:
     return out
 
 
-class Worker:
-    def __init__(self, overrides: dict, images: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(overrides), str(images)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, request: str = "window") -> dict:
-        self.proc.stdin.write(request + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"a benchmark worker died (exit {self.proc.wait()}); see its error above")
-        time.sleep(0.3)  # let its OpenMP threads stop spinning before the next worker runs
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+def start_worker(overrides: dict, images: int) -> WorkerProcess:
+    """The worker process of one configuration (it warms up on the first request)."""
+    return WorkerProcess([__file__, "--worker", json.dumps(overrides), str(images)], json.dumps(overrides))
 
 
 def table(title: str, configs: dict, rates: dict, first: dict, chained: bool) -> list[str]:
@@ -158,10 +144,10 @@ def allocator(processes: int, images: int) -> list[str]:
     rates: dict[str, list[float]] = {name: [] for name in ALLOCATOR}
     for i in range(processes):
         for name, overrides in ALLOCATOR.items():
-            worker = Worker(overrides, images)
+            worker = start_worker(overrides, images)
             try:
-                worker.ask()  # warm-up window
-                rates[name].append(statistics.median(worker.ask()["rate"] for _ in range(3)))
+                worker.ask("window")  # warm-up window
+                rates[name].append(statistics.median(worker.ask("window")["rate"] for _ in range(3)))
             finally:
                 worker.close()
         print(f"allocator: process {i + 1}/{processes} of each done", file=sys.stderr, flush=True)
@@ -207,13 +193,13 @@ def main() -> None:
     args = parser.parse_args()
 
     configs = {**{("ladder", k): v for k, v in LADDER.items()}, **{("one off", k): v for k, v in ONE_OFF.items()}}
-    workers = {key: Worker(overrides, args.images) for key, overrides in configs.items()}
+    workers = {key: start_worker(overrides, args.images) for key, overrides in configs.items()}
     rates: dict = {key: [] for key in configs}
     first: dict = {}
     try:
         for round_ in range(args.rounds + 1):  # round 0 warms up (and compiles)
             for key, w in workers.items():
-                result = w.ask()
+                result = w.ask("window")
                 if round_ == 0:
                     first[key] = result["wall"]
                 else:

@@ -29,13 +29,13 @@ import json
 import math
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _worker import WorkerProcess
 
 SETTINGS = ("typical-w0", "typical-w2", "s6lab")
 
@@ -83,10 +83,11 @@ def typical_loaders(workers: int, batch_size: int = 128):
 class TypicalLoop:
     """The course-notebook loop: DataLoader batches of per-sample transforms, eager fp32, NCHW."""
 
-    def __init__(self, workers: int, seed: int, device: torch.device) -> None:
+    def __init__(self, workers: int, steps: int, seed: int, device: torch.device) -> None:
         from s6lab import get_model, seed_everything
 
         seed_everything(seed)
+        self.steps = steps
         self.device = device
         self.model = get_model("s6").to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
@@ -109,10 +110,10 @@ class TypicalLoop:
         self.opt.step()
         return y.numel()
 
-    def train_window(self, steps: int) -> float:
+    def train_window(self) -> float:
         sync(self.device)
         t, n = time.perf_counter(), 0
-        for _ in range(steps):
+        for _ in range(self.steps):
             n += self.step()
         sync(self.device)
         return n / (time.perf_counter() - t)
@@ -147,7 +148,7 @@ class S6labTrainer:
         warm_up = MNISTTensors(self.data.train.subset(5 * self.config.batch_size), self.window.test)
         fit(self.model, warm_up, self.config, progress=False)
 
-    def train_window(self, steps: int) -> float:
+    def train_window(self) -> float:
         from s6lab import fit
 
         history = fit(self.model, self.window, self.config, progress=False)
@@ -236,14 +237,14 @@ def child(args: argparse.Namespace) -> None:
     with fast_dropout_enabled(False) if typical else nullcontext():
         if typical:
             workers = int(args.only.removeprefix("typical-w"))
-            setting = TypicalLoop(workers, args.seed, device)
+            setting = TypicalLoop(workers, args.steps, args.seed, device)
         else:
             setting = S6labTrainer(args.steps, args.seed, device)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             request = line.strip()
             if request == "train":
-                answer = {"ips": setting.train_window(args.steps)}
+                answer = {"ips": setting.train_window()}
             elif request == "eval":
                 answer = {"ips": setting.eval_pass()}
             elif request == "full" and typical:
@@ -260,35 +261,14 @@ def child(args: argparse.Namespace) -> None:
             print(json.dumps(answer), flush=True)
 
 
-class Worker:
-    """The parent's handle on one setting's worker process."""
-
-    def __init__(self, setting: str, passthrough: list[str]) -> None:
-        self.setting = setting
-        self.proc = subprocess.Popen([sys.executable, __file__, "--only", setting, *passthrough],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.read()  # ready: built and warmed up
-
-    def read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {self.setting} worker failed (exit {self.proc.wait()}); its error is above")
-        return json.loads(line)
-
-    def ask(self, request: str) -> dict:
-        self.proc.stdin.write(request + "\n")
-        self.proc.stdin.flush()
-        answer = self.read()
-        time.sleep(0.3)  # let its OpenMP threads stop spinning before the next worker runs
-        return answer
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait()
+def start_worker(setting: str, passthrough: list[str]) -> WorkerProcess:
+    """The worker process of one setting, once it is built and warmed up."""
+    worker = WorkerProcess([__file__, "--only", setting, *passthrough], setting)
+    worker.read()  # ready
+    return worker
 
 
-def measure(workers: dict[str, Worker], repeats: int, full: bool) -> dict:
+def measure(workers: dict[str, WorkerProcess], repeats: int, full: bool) -> dict:
     """Round-robin: one training window per setting per round, so drift hits all alike."""
     results: dict = {s: {"train_ips_runs": [], "eval_ips_runs": []} for s in workers}
     for round_ in range(repeats):
@@ -382,11 +362,11 @@ def main() -> None:
     macs = forward_macs("s6")
     passthrough = ["--device", str(device), "--steps", str(args.steps), "--seed", str(args.seed),
                    "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
-    workers: dict[str, Worker] = {}
+    workers: dict[str, WorkerProcess] = {}
     try:
         for setting in SETTINGS:
             print(f"starting {setting} ...", file=sys.stderr, flush=True)
-            workers[setting] = Worker(setting, passthrough)
+            workers[setting] = start_worker(setting, passthrough)
         results = measure(workers, args.repeats, args.full)
     finally:
         for worker in workers.values():
