@@ -161,6 +161,12 @@ class History:
         """The first epoch (1-based) whose test accuracy is >= ``target``, or None."""
         return next((e.epoch for e in self.epochs if e.test_acc >= target), None)
 
+    def seconds_to_reach(self, target: float) -> float | None:
+        """Wall-clock seconds (training plus evaluation) until the end of the first epoch at
+        >= ``target``, or None if no epoch reaches it."""
+        epoch = self.first_epoch_reaching(target)
+        return None if epoch is None else sum(e.seconds for e in self.epochs if e.epoch <= epoch)
+
     def to_json(self) -> str:
         return json.dumps([asdict(e) for e in self.epochs], indent=2)
 

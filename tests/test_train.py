@@ -238,8 +238,9 @@ def test_weights_of_another_architecture_are_named(tmp_path, tiny_run):
 
 
 def test_history_helpers():
-    h = History([EpochRecord(i, 0.1, 99, 0.1, a, 0.1, 1, 0.8) for i, a in enumerate([99.0, 99.5, 99.3], 1)])
+    h = History([EpochRecord(i, 0.1, 99, 0.1, a, 0.1, i + 0.5, 0.8) for i, a in enumerate([99.0, 99.5, 99.3], 1)])
     assert h.first_epoch_reaching(99.4) == 2 and h.first_epoch_reaching(99.9) is None
+    assert h.seconds_to_reach(99.4) == 4.0 and h.seconds_to_reach(99.0) == 1.5 and h.seconds_to_reach(99.9) is None
     assert History.from_json(h.to_json()) == h
 
 
