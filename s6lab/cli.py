@@ -227,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare, format_comparison, render
+    from .comparison import compare, format_comparison, render
 
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
