@@ -174,7 +174,7 @@ def parity(seeds: list[int]) -> list[str]:
     """
     from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
     from s6lab.check import TARGET_ACC
-    from s6lab.compare import Spread
+    from s6lab.comparison import Spread
 
     data = load_mnist()
     lines = [f"| full run, {TrainConfig().epochs} epochs unless named, seeds {' '.join(map(str, seeds))} | "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 import s6lab
-from s6lab.compare import Comparison, format_comparison, render
+from s6lab.comparison import Comparison, format_comparison, render
 
 
 def parse(doc: str, epochs: int = 10) -> argparse.Namespace:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
 from .check import assignment_check, count_parameters, format_check
-from .compare import compare
+from .comparison import compare
 from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dataset
 from .models import get_model, get_spec, list_models, register_model
 from .runs import Run, load_run, train_run

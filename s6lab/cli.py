@@ -109,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.model)
     values = {**TrainConfig().to_dict(), **spec.train}
-    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "device", "precision",
+    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "warmup", "device", "precision",
                 "eval_batch_size"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
@@ -227,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare, format_comparison, render
+    from .comparison import compare, format_comparison, render
 
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer")
-    p.add_argument("--schedule")
+    p.add_argument("--schedule", help="onecycle | step | constant")
+    p.add_argument("--warmup", type=float, help="onecycle: fraction of the steps spent rising to --lr (default 0.2)")
     p.add_argument("--device")
     p.add_argument("--precision", help="auto | bf16 | fp32")
     p.add_argument("--eval-batch-size", type=int)

@@ -76,6 +76,8 @@ def test_train_rejects_bad_arguments(capsys, tmp_path):
     assert code == 2 and "epochs must be a positive integer" in err
     code, _, err = run(capsys, "train", "--optimizer", "rmsprop", "--out", str(tmp_path / "x"))
     assert code == 2 and "optimizer must be one of" in err
+    code, _, err = run(capsys, "train", "--warmup", "1.5", "--out", str(tmp_path / "x"))
+    assert code == 2 and "warmup must be in [0, 1), got 1.5" in err
 
 
 def test_check_missing_directory(capsys, tmp_path):
@@ -116,10 +118,10 @@ def test_every_speed_lever_has_a_switch(capsys, tmp_path):
     code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
                        "--out", str(out_dir), "--inplace-relu", "--no-fast-dropout", "--no-retain-memory",
                        "--no-channels-last", "--fused", "--eval-batch-size", "50", "--precision", "fp32",
-                       "--batch-size", "64", "--lr", "0.05")
+                       "--batch-size", "64", "--lr", "0.05", "--warmup", "0.3")
     assert code == 0, out
     config = json.loads((out_dir / "config.json").read_text())["train"]
     assert {k: config[k] for k in ("inplace_relu", "fast_dropout", "retain_memory", "channels_last", "fused",
-                                   "eval_batch_size", "precision", "batch_size", "lr")} == {
+                                   "eval_batch_size", "precision", "batch_size", "lr", "warmup")} == {
         "inplace_relu": True, "fast_dropout": False, "retain_memory": False, "channels_last": False,
-        "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05}
+        "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05, "warmup": 0.3}

@@ -69,3 +69,29 @@ def test_docs_build_strict(tmp_path):
     done = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_speed_tutorial_lever_table_names_real_fields_switches_and_defaults():
+    """Each row of the speed tutorial's lever table: its TrainConfig fields exist, its
+    `s6lab train` switches exist, and a default stated as numbers or on/off is the field's default."""
+    import re
+
+    from s6lab.cli import build_parser
+    from s6lab.train import TrainConfig
+
+    page = (ROOT / "docs" / "tutorials" / "speed.md").read_text()
+    table = page.split("## What the trainer does", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    switches = {s for action in train._actions for s in action.option_strings}
+    defaults = TrainConfig().to_dict()
+    assert len(rows) >= 10
+    for _, fields, flags, default in rows:
+        names = re.findall(r"`(\w+)`", fields)
+        assert names and all(n in defaults for n in names), fields
+        assert all(f in switches for f in re.findall(r"`(--[\w-]+)", flags)), flags
+        stated = default.rstrip(" |").split(":")[0].split(", ")
+        if len(stated) == len(names) and all(re.fullmatch(r"[\d.]+", v) for v in stated):
+            assert [float(v) for v in stated] == [float(defaults[n]) for n in names], (fields, default)
+        elif stated[0] in ("on", "off"):
+            assert len(names) == 1 and defaults[names[0]] is (stated[0] == "on"), (fields, default)

@@ -20,6 +20,19 @@ def test_every_method_gives_finite_maps_of_image_shape(tiny_run, mnist_small):
         assert m.abs().sum() > 0, name
 
 
+def test_smoothgrad_is_seeded_and_leaves_the_global_generator_alone():
+    model, x = get_model("s6"), torch.randn(2, 1, 28, 28)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = attributions(model, x, methods=("smoothgrad",), smoothgrad_samples=3)["smoothgrad"]
+    assert torch.equal(torch.rand(3), expected_next)  # global state as before the call
+    again = attributions(model, x, methods=("smoothgrad",), smoothgrad_samples=3)["smoothgrad"]
+    other = attributions(model, x, methods=("smoothgrad",), smoothgrad_samples=3, seed=1)["smoothgrad"]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
 def test_gradcam_layer_choice_and_errors():
     model = get_model("s6")
     assert default_gradcam_layer(model) == "conv3.conv"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
 import s6lab
 from s6lab.analysis.receptive_field import final_receptive_field
-from s6lab.compare import compare, comparison_csv, format_comparison, render, run_dir
+from s6lab.comparison import compare, comparison_csv, format_comparison, render, run_dir
 from s6lab.data import MNISTTensors, TensorSplit
 from s6lab.runs import RunError
 from tests.conftest import png_is_not_blank
@@ -82,7 +81,7 @@ def test_compare_resumes_and_rerenders(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("retrained a finished run")
 
-    monkeypatch.setattr(sys.modules["s6lab.compare"], "train_run", no_training)  # s6lab.compare is the function
+    monkeypatch.setattr(s6lab.comparison, "train_run", no_training)
     again = compare(["s6", "s6-gap"], seeds=[0, 1], epochs=1, out=tmp_path, train=False)
     assert [r.best.values for r in again.rows] == [r.best.values for r in first.rows]
     files = render(again, tmp_path, "t")

@@ -6,7 +6,9 @@ Methods (all attribute the *predicted* class unless targets are given):
 - ``integrated_gradients``: gradients integrated along the path from a black image to
   the digit; the baseline is the normalized black background, not 0 (0 is mid-grey
   after normalization).
-- ``smoothgrad``: saliency averaged over noisy copies of the input (``NoiseTunnel``).
+- ``smoothgrad``: saliency averaged over noisy copies of the input (``NoiseTunnel``); the
+  noise is drawn from its own generator seeded by ``seed``, so the maps are reproducible
+  and the global random state is left as it was.
 - ``gradcam``: LayerGradCam on a chosen conv layer, upsampled to 28x28. On the S6 Net
   the last conv map is 8x8 (or 4x4 after pooling), so the map is coarse by construction.
 - ``occlusion``: the drop in the class score when a 4x4 patch is painted black.
@@ -42,7 +44,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
 
 def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None, *,
                  methods: tuple[str, ...] = METHODS, layer: str | None = None,
-                 smoothgrad_samples: int = 20, ig_steps: int = 32) -> dict[str, torch.Tensor]:
+                 smoothgrad_samples: int = 20, ig_steps: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
     """Attribution maps for each method.
 
     Args:
@@ -54,6 +56,7 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
             non-1x1 conv.
         smoothgrad_samples: noisy copies per image for ``smoothgrad``.
         ig_steps: integration steps for ``integrated_gradients``.
+        seed: seeds the ``smoothgrad`` noise (the global random state is restored after).
 
     Returns:
         ``{method: (N, H, W) tensor}``, channel dimension summed, on the CPU.
@@ -88,8 +91,11 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
         elif method == "integrated_gradients":
             a = IntegratedGradients(model).attribute(x, baselines=baseline, target=targets, n_steps=ig_steps)
         elif method == "smoothgrad":
-            a = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=smoothgrad_samples,
-                                                       stdevs=0.3, target=targets, abs=True)
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # captum draws its noise from the global generator
+                torch.manual_seed(seed)
+                a = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=smoothgrad_samples,
+                                                           stdevs=0.3, target=targets, abs=True)
         elif method == "gradcam":
             name = layer or default_gradcam_layer(model)
             modules = dict(model.named_modules())
