@@ -9,7 +9,7 @@ EPOCHS ?= 15
 OUT    ?= runs/s6-seed$(SEED)
 STAMP  := $(VENV)/.installed
 
-.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full
+.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,8 +71,12 @@ bench-levers: data
 bench-levers-full: data
 	$(BIN)/python benchmarks/levers.py --full --out benchmarks/results/levers-full.md
 
+# the warm-up fraction over four more seeds (3-6): default 20% against 10% -> warmup-seeds.md
+bench-warmup-seeds: data
+	$(BIN)/python benchmarks/levers.py --parity-only --rows defaults "warm-up 10%" --seeds 3 4 5 6 --out benchmarks/results/warmup-seeds.md
+
 # wall-clock time to 99.4%: typical loop (seed 0) against s6lab (seeds 0 1 2) -> throughput-full.md
 bench-full: data
 	$(BIN)/python benchmarks/throughput.py --full --seeds 0 1 2 --out benchmarks/results/throughput-full.md
 
-evidence: evidence-s6 bench evidence-small evidence-variants bench-levers bench-full bench-levers-full
+evidence: evidence-s6 bench evidence-small evidence-variants bench-levers bench-full bench-levers-full bench-warmup-seeds

@@ -23,13 +23,17 @@ timed the same way for several batch sizes and for ``torch.no_grad`` against
 ``--full`` also trains the levers that change the numerics (fp32, the batch size, the
 dropout masks, the OneCycle shape) to the end for ``--seeds`` and reports best / final
 accuracy, the first epoch at >= 99.4% and the seconds to it, next to the defaults: the
-accuracy-parity check.
+accuracy-parity check. ``--parity-only`` runs only those, and ``--rows`` picks some of them
+by a part of their name:
+
+    python benchmarks/levers.py --parity-only --rows defaults "warm-up 10%" --seeds 3 4 5 6
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -166,7 +170,7 @@ def allocator(processes: int, images: int) -> list[str]:
     return lines
 
 
-def parity(seeds: list[int]) -> list[str]:
+def parity(seeds: list[int], rows: dict[str, dict] = PARITY) -> list[str]:
     """Each numerics-changing lever trained to the end per seed: accuracy and time to 99.4%.
 
     Seconds to 99.4% are the run's own wall clock (training plus evaluation) up to the end of
@@ -181,7 +185,7 @@ def parity(seeds: list[int]) -> list[str]:
              f"best % (mean ± sd) | final % (mean ± sd) | first epoch >= {TARGET_ACC}% per seed | "
              f"s to {TARGET_ACC}% per seed |",
              "|---|---:|---:|---|---|"]
-    for name, overrides in PARITY.items():
+    for name, overrides in rows.items():
         histories = []
         for seed in seeds:
             seed_everything(seed)
@@ -197,16 +201,8 @@ def parity(seeds: list[int]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--processes", type=int, default=7, help="fresh processes per allocator setting")
-    parser.add_argument("--full", action="store_true", help="also the accuracy-parity runs (slow)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-
+def throughput_tables(args: argparse.Namespace) -> list[str]:
+    """The ladder, one-off, evaluation and allocator tables."""
     configs = {**{("ladder", k): v for k, v in LADDER.items()}, **{("one off", k): v for k, v in ONE_OFF.items()}}
     workers = {key: start_worker(overrides, args.images) for key, overrides in configs.items()}
     rates: dict = {key: [] for key in configs}
@@ -237,13 +233,44 @@ def main() -> None:
     lines += [f"| bare loop under {mode}, batch 500 | {statistics.median(e[mode + ' 500'] for e in evals):,.0f} |"
               for mode in ("no_grad", "inference_mode")]
     lines += [""] + allocator(args.processes, args.images)
-    if args.full:
-        lines += [""] + parity(args.seeds)
+    return lines
 
-    header = (f"Command: `python benchmarks/levers.py {' '.join(sys.argv[1:])}`\n\n"
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, one worker process per "
-              f"configuration; windows of {args.images:,} training images, median of {args.rounds} "
-              "round-robin rounds after one warm-up round.\n")
+
+def pick_rows(wanted: list[str] | None, parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """The parity rows named by ``--rows`` (each a case-insensitive part of one row's name)."""
+    if not wanted:
+        return PARITY
+    picked = {}
+    for part in wanted:
+        hits = [name for name in PARITY if part.lower() in name.lower()]
+        if len(hits) != 1:
+            parser.error(f"--rows {part!r} matches {len(hits)} parity rows; name one of: {'; '.join(PARITY)}")
+        picked[hits[0]] = PARITY[hits[0]]
+    return picked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--processes", type=int, default=7, help="fresh processes per allocator setting")
+    parser.add_argument("--full", action="store_true", help="also the accuracy-parity runs (slow)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
+    parser.add_argument("--parity-only", action="store_true", help="only the accuracy-parity runs")
+    parser.add_argument("--rows", nargs="+", metavar="PART", help="parity rows whose name contains PART")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    rows = pick_rows(args.rows, parser)
+    lines = [] if args.parity_only else throughput_tables(args)
+    if args.full or args.parity_only:
+        lines += ([""] if lines else []) + parity(args.seeds, rows)
+
+    how = ("parity runs only, one after another" if args.parity_only else
+           f"one worker process per configuration; windows of {args.images:,} training images, median of "
+           f"{args.rounds} round-robin rounds after one warm-up round")
+    header = (f"Command: `python benchmarks/levers.py {shlex.join(sys.argv[1:])}`\n\n"
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {how}.\n")
     text = header + "\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:
