@@ -59,3 +59,19 @@ def test_levers_tables_show_ratios():
                          {"a": 1.0, "b": 2.0}, chained=True)
     assert lines[2] == "| a | 100 | 90-110 | 1.00x | 1.00x | 1.0 |"
     assert lines[3] == "| b | 200 | 190-210 | 2.00x | 2.00x | 2.0 |"
+
+
+def test_levers_parity_rows_are_picked_by_one_unambiguous_part_of_their_name(capsys):
+    import argparse
+
+    levers = _benchmark_module("levers")
+    parser = argparse.ArgumentParser(prog="levers.py")
+    assert levers.pick_rows(None, parser) is levers.PARITY
+    picked = levers.pick_rows(["DEFAULTS", "warm-up 10%"], parser)
+    assert list(picked) == ["s6lab defaults", "OneCycle warm-up 10% of steps (default 20%)"]
+    assert picked["OneCycle warm-up 10% of steps (default 20%)"] == {"warmup": 0.1}
+    for bad, count in (("warm", 2), ("lamb", 0)):
+        with pytest.raises(SystemExit):
+            levers.pick_rows([bad], parser)
+        err = capsys.readouterr().err
+        assert f"--rows '{bad}' matches {count} parity rows; name one of: s6lab defaults; fp32" in err
