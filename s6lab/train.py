@@ -50,7 +50,7 @@ class TrainConfig:
     """Everything that decides a training run. Defaults are the measured fast recipe."""
 
     epochs: int = 15  # passes over the 60k training images (the assignment allows < 20)
-    batch_size: int = 256  # training batch size (256 with lr 0.1: faster than 128 with 0.05, same accuracy)
+    batch_size: int = 256  # 256 with lr 0.1: faster than 128, same accuracy; 512 is faster but later to 99.4%
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # peak learning rate (onecycle) or starting rate (step, constant)
     momentum: float = 0.9  # SGD momentum (Nesterov)
