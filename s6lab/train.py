@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
-#: evaluation batch size: the fastest in benchmarks/results/levers-full.md (500+ up to 3x slower there);
-#: with freed memory retained (benchmarks/results/levers.md) 250 to 2,000 are equally fast
+#: evaluation batch size: with glibc's malloc defaults 500+ ran up to 3x slower than 250 (levers-full.md
+#: as recorded at commit 3b0d2c3); with freed memory retained (levers.md) 250 to 2,000 are equally fast
 EVAL_BATCH_SIZE = 250
 
 
