@@ -90,14 +90,53 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-#: TrainConfig booleans that default to on (``--no-KEY``) and to off (``--KEY``)
-_OFF_SWITCHES = {"augment": "no random rotation/translation",
-                 "channels_last": "NCHW instead of channels_last",
-                 "fast_dropout": "nn.Dropout's bernoulli_ mask instead of s6lab's integer-op mask",
-                 "retain_memory": "glibc's malloc defaults instead of keeping freed buffers in the process"}
-_ON_SWITCHES = {"inplace_relu": "in-place ReLU while training",
-                "fused": "fused optimizer kernel instead of foreach",
-                "compile": "torch.compile the training forward"}
+def config_help(cls: type) -> dict[str, str]:
+    """Each dataclass field's trailing ``# comment`` in ``cls``'s source: its help text.
+
+    The comments are the documentation a reader of the dataclass sees; deriving the CLI's
+    help from them keeps one source. Returns ``{}`` where the source is not available.
+    """
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$")
+    return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """One option per field of the dataclass ``cls``: type, choices, help and default derived.
+
+    Booleans get ``--x/--no-x``; every option defaults to ``None`` (not given), so that
+    :func:`config_values` applies only what the user typed over the recipe's own values.
+    """
+    from dataclasses import MISSING, fields
+
+    from .train import CHOICES
+
+    helps = config_help(cls)
+    group = parser.add_argument_group(title)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        text = helps.get(f.name, f.name).replace("%", "%%")
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{text} (default: {'on' if default else 'off'})")
+            continue
+        kind = type(default) if default is not None else str
+        group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name), metavar=None
+                           if f.name in CHOICES else f.name.upper(), help=f"{text} (default: {default})")
+
+
+def config_values(args: argparse.Namespace, cls: type) -> dict[str, object]:
+    """The fields of ``cls`` the user gave on the command line."""
+    from dataclasses import fields
+
+    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
 
 
 @command("train")
@@ -108,18 +147,7 @@ def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
 
     spec = get_spec(args.model)
-    values = {**TrainConfig().to_dict(), **spec.train}
-    for key in ("epochs", "seed", "batch_size", "lr", "optimizer", "schedule", "warmup", "device", "precision",
-                "eval_batch_size"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    for key in _OFF_SWITCHES:
-        if getattr(args, f"no_{key}"):
-            values[key] = False
-    for key in _ON_SWITCHES:
-        if getattr(args, key):
-            values[key] = True
-    config = TrainConfig.from_dict(values)
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **config_values(args, TrainConfig)})
     out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
     run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
                     train_size=args.train_size, test_size=args.test_size,
@@ -130,12 +158,23 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if all_passed(rows) or not args.strict else 1
 
 
+@command("doctor")
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, doctor_json, format_doctor
+
+    if not args.seconds > 0:
+        raise CLIError(f"--seconds must be > 0, got {args.seconds}")
+    report = diagnose(root=args.root, measure=not args.no_measure, device=args.device, budget_seconds=args.seconds)
+    print(doctor_json(report) if args.json else format_doctor(report))
+    return 0
+
+
 @command("check")
 def _check(args: argparse.Namespace) -> int:
     from .check import all_passed, assignment_check, format_check
     from .runs import load_run
 
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, need_weights=False)  # the rules need the architecture, not the weights
     rows = assignment_check(run.model, run.history)
     print(format_check(rows, markdown=args.markdown))
     return 0 if all_passed(rows) else 1
@@ -239,6 +278,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
     parser = argparse.ArgumentParser(prog="s6lab", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -258,20 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument("--model", default="s6")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer")
-    p.add_argument("--schedule", help="onecycle | step | constant")
-    p.add_argument("--warmup", type=float, help="onecycle: fraction of the steps spent rising to --lr (default 0.2)")
-    p.add_argument("--device")
-    p.add_argument("--precision", help="auto | bf16 | fp32")
-    p.add_argument("--eval-batch-size", type=int)
-    for key, text in _OFF_SWITCHES.items():
-        p.add_argument(f"--no-{key.replace('_', '-')}", action="store_true", help=text)
-    for key, text in _ON_SWITCHES.items():
-        p.add_argument(f"--{key.replace('_', '-')}", action="store_true", help=text)
+    add_config_arguments(p, TrainConfig, "training recipe (TrainConfig fields)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--out", help="run directory (default: runs/MODEL-seedS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -280,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, help="evaluate on the first N test images only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true", help="exit 1 if the assignment check fails")
+
+    p = sub.add_parser("doctor", help="this machine: versions, CPU and bf16, CUDA, data, seconds per epoch")
+    p.add_argument("--json", action="store_true", help="emit the report as JSON")
+    p.add_argument("--no-measure", action="store_true", help="skip the ~10 s timing of the reference net")
+    p.add_argument("--seconds", type=float, default=8.0, help="time budget of the measurement (default: 8)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--root", help="MNIST data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
 
     p = sub.add_parser("check", help="the assignment's PASS/FAIL table for a run")
     p.add_argument("run_dir")

@@ -10,7 +10,7 @@ from ._io import atomic_write_text
 from .analysis.gallery import Predictions
 from .check import assignment_check, format_check
 from .data import TensorSplit, load_split
-from .runs import Run
+from .runs import Run, machine_line, recorded_precision, reproduce_command
 from .summary import summary
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,9 @@ def write_report(run: Run) -> Path:
         f"- data: {'a subset of ' if subset else ''}MNIST{subset and ' (' + subset.strip() + ')'}",
         f"- seed {cfg.seed}, {len(run.history)} of {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), augmentation {'on' if cfg.augment else 'off'}",
-        f"- device {meta.get('device')}, bf16 autocast {meta.get('bf16')}, torch {meta.get('torch')}, "
-        f"{meta.get('threads')} threads",
-        f"- reproduce: `s6lab train --model {run.spec.name} --epochs {cfg.epochs} --seed {cfg.seed} "
-        f"--out {run.path}{subset}`",
+        f"- machine: {machine_line(meta)}; trained in {recorded_precision(meta)}"
+        f"{' (' + meta['precision_reason'] + ')' if meta.get('precision_reason') else ''}",
+        f"- reproduce: `{reproduce_command(run)}`",
     ]
     parts = ["\n".join(header)]
     for section in SECTIONS:

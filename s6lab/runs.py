@@ -26,9 +26,10 @@ import torch
 
 from ._io import atomic_torch_save, atomic_write_text
 from .data import MNISTTensors, load_mnist
+from .hardware import machine_info, native_bf16, resolve_precision
 from .models import get_spec
 from .specs import Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
-from .train import EpochRecord, History, TrainConfig, fit, resolve_device, seed_everything, use_bf16
+from .train import EpochRecord, History, TrainConfig, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,14 @@ def train_run(
         config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train})
     out = Path(out)
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    machine = machine_info(device)
     meta = {
         "model": spec_to_dict(spec), "train": config.to_dict(),
-        "torch": torch.__version__, "device": str(device), "bf16": use_bf16(config, device),
+        "precision": precision.precision,  # what ran: "auto" resolves differently per machine
+        "precision_reason": precision.reason,
+        "torch": torch.__version__, "device": str(device), "bf16": precision.precision == "bf16",
+        "machine": machine.to_dict(), "machine_class": machine.machine_class,
         "platform": platform.platform(), "threads": torch.get_num_threads(),
         "data": {"train_size": train_size, "test_size": test_size},
     }
@@ -119,6 +125,11 @@ def train_run(
             if old.get(key) != meta[key]:
                 raise RunError(f"cannot resume {out}: its {key} settings differ from the ones given; "
                                "repeat the original command with --resume, or choose another --out")
+        ran = recorded_precision(old)
+        if ran != precision.precision:
+            raise RunError(f"cannot resume {out}: it trained in {ran} and would continue in "
+                           f"{precision.precision} here ({precision.reason}); a different precision is a "
+                           f"different recipe: resume with --precision {ran}, or choose another --out")
     atomic_write_text(out / CONFIG, json.dumps(meta, indent=2))
 
     seed_everything(config.seed)
@@ -148,8 +159,69 @@ def train_run(
     return run
 
 
-def load_run(path: str | Path, *, device: str = "cpu") -> Run:
+def recorded_precision(meta: dict[str, Any]) -> str:
+    """The precision a recorded run actually trained in (``bf16`` or ``fp32``).
+
+    Runs written before the resolved precision was recorded carry only the ``bf16`` flag.
+    """
+    if meta.get("precision") in ("bf16", "fp32"):
+        return meta["precision"]
+    return "bf16" if meta.get("bf16") else "fp32"
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """Where a recorded run trained, in one line (older runs recorded less)."""
+    m = meta.get("machine")
+    if not m:
+        return (f"device {meta.get('device')}, {meta.get('threads')} threads, torch {meta.get('torch')} "
+                "(CPU model and capability not recorded by this older run)")
+    name = m["device_name"] if str(m["device"]).startswith("cuda") else m["cpu_model"]
+    return f"{name} ({meta.get('machine_class')}), {m['threads']} threads, torch {m['torch']}"
+
+
+def reproduce_command(run: Run, *, resume: bool = False) -> str:
+    """The ``s6lab train`` command that trains this exact run again.
+
+    Every recipe field that differs from today's defaults is spelled out, and the precision
+    is pinned to what ran, so the command means the same recipe on any machine.
+    """
+    return train_command(run.spec.name, run.config, run.meta, run.path, resume=resume)
+
+
+def train_command(model: str, config: TrainConfig, meta: dict[str, Any], path: Path, *,
+                  resume: bool = False) -> str:
+    """See :func:`reproduce_command`; works from a run's recorded files alone."""
+    import shlex
+
+    defaults = TrainConfig().to_dict()
+    parts = ["s6lab", "train", "--model", model]
+    for key, value in config.to_dict().items():
+        if key == "precision":
+            value = recorded_precision(meta)
+        elif value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            parts += [flag, str(value)]
+    for key, value in (meta.get("data") or {}).items():
+        if value:
+            parts += ["--" + key.replace("_", "-"), str(value)]
+    parts += ["--out", str(path)] + (["--resume"] if resume else [])
+    return shlex.join(parts)
+
+
+def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True) -> Run:
     """Load a run directory: spec, config, history and the model with its weights.
+
+    Args:
+        path: the run directory.
+        device: where to load the weights.
+        need_weights: ``False`` accepts a directory with only config.json and history.json
+            (a recorded run in a fresh clone: weights are not committed). The model is then
+            the recorded architecture, untrained, and the run counts as finished when its
+            history has every epoch: enough for the assignment check, not for predictions.
 
     Raises:
         RunError: the directory, its config or its weights are missing, or the weights
@@ -170,9 +242,17 @@ def load_run(path: str | Path, *, device: str = "cpu") -> Run:
         weights = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
     elif (path / CHECKPOINT).exists():
         weights = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)["model"]
+    elif not need_weights:
+        return Run(path, spec, config, history, model.eval(), len(history) == config.epochs, meta)
+    elif len(history) == config.epochs:
+        command = train_command(spec.name, config, meta, path, resume=True)
+        native = recorded_precision(meta) == "fp32" or native_bf16(torch.device("cpu"))
+        raise RunError(f"{path} is a recorded run: its {CONFIG} and {HISTORY} are here, but weights are not "
+                       f"committed; retrain this exact run with `{command}`"
+                       + ("" if native else " (it trained in bf16, which this CPU only emulates: slow)"))
     else:
         raise RunError(f"{path} has no {WEIGHTS} or {CHECKPOINT}: the run never finished an epoch; "
-                       f"train it with `s6lab train --model {spec.name} --out {path} --resume`")
+                       f"train it with `{train_command(spec.name, config, meta, path, resume=True)}`")
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

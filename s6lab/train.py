@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -34,12 +35,15 @@ from ._io import atomic_torch_save
 from .allocator import retain_freed_memory
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
+from .hardware import describe_machine, native_bf16, resolve_precision
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+#: the allowed values of the TrainConfig fields that take one of a few strings
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
 #: evaluation batch size: with glibc's malloc defaults 500+ ran up to 3x slower than 250 (levers-full.md
 #: as recorded at commit 3b0d2c3); with freed memory retained (levers.md) 250 to 2,000 are equally fast
 EVAL_BATCH_SIZE = 250
@@ -190,19 +194,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here (AVX-512 bf16 / AMX on CPU, Ampere+ on CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch.backends, "cpu", None)
-    capability = cpu.get_cpu_capability() if cpu else ""
-    is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    return capability in ("AVX512", "AMX") and bool(is_bf16())
+    """Whether bf16 autocast is native here (see :func:`s6lab.hardware.native_bf16`)."""
+    return native_bf16(device)
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
-    if config.precision == "auto":
-        return bf16_supported(device)
-    return config.precision == "bf16"
+    """Whether ``config`` trains in bf16 on ``device`` (``auto``: where it is native)."""
+    return resolve_precision(config.precision, device).precision == "bf16"
 
 
 def seed_everything(seed: int) -> None:
@@ -389,7 +387,15 @@ def fit(
 
     config = config or TrainConfig()
     device = resolve_device(config.device)
-    bf16 = use_bf16(config, device)
+    precision = resolve_precision(config.precision, device)
+    bf16 = precision.precision == "bf16"
+    announce = f"training on {describe_machine(device)}: {precision.reason}"
+    log.info(announce)
+    if progress:
+        tqdm.write(announce)
+    if precision.emulated:
+        warnings.warn(f"{precision.reason}; use precision='fp32' (--precision fp32) on this machine",
+                      stacklevel=2)
     if config.retain_memory and device.type == "cpu":
         retain_freed_memory()
     _to_device(model, device, config.channels_last)
@@ -406,6 +412,11 @@ def fit(
         if changed:
             raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
                              f"({', '.join(changed)} differ); use the same settings or a new --out")
+        ran = state.get("precision", precision.precision)  # older checkpoints did not record it
+        if ran != precision.precision:
+            raise ValueError(f"cannot resume from {ckpt_path}: it trained in {ran} and would continue in "
+                             f"{precision.precision} here ({precision.reason}); a different precision is a "
+                             f"different recipe: resume with precision='{ran}' (--precision {ran}) or a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -476,7 +487,8 @@ def fit(
         if ckpt_path is not None:
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save({
-                "epoch": epoch, "config": config.to_dict(), "model": model.state_dict(),
+                "epoch": epoch, "config": config.to_dict(), "precision": precision.precision,
+                "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": history.to_json(),
             }, ckpt_path)

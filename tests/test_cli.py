@@ -74,8 +74,10 @@ def test_train_then_check(capsys, tmp_path):
 def test_train_rejects_bad_arguments(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--epochs", "0", "--out", str(tmp_path / "x"))
     assert code == 2 and "epochs must be a positive integer" in err
-    code, _, err = run(capsys, "train", "--optimizer", "rmsprop", "--out", str(tmp_path / "x"))
-    assert code == 2 and "optimizer must be one of" in err
+    with pytest.raises(SystemExit) as e:  # choices are checked while parsing, before any work
+        main(["train", "--optimizer", "rmsprop", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2 and "invalid choice: 'rmsprop' (choose from 'sgd', 'adam', 'adamw')" in \
+        capsys.readouterr().err
     code, _, err = run(capsys, "train", "--warmup", "1.5", "--out", str(tmp_path / "x"))
     assert code == 2 and "warmup must be in [0, 1), got 1.5" in err
 
@@ -125,3 +127,41 @@ def test_every_speed_lever_has_a_switch(capsys, tmp_path):
                                    "eval_batch_size", "precision", "batch_size", "lr", "warmup")} == {
         "inplace_relu": True, "fast_dropout": False, "retain_memory": False, "channels_last": False,
         "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05, "warmup": 0.3}
+
+
+def test_every_trainconfig_field_has_an_option_with_help_and_default(capsys):
+    """The train options are derived from TrainConfig: a new field gets a flag for free."""
+    from dataclasses import fields
+
+    from s6lab.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+    assert "--weight-decay WEIGHT_DECAY L2 penalty (decoupled for adamw) (default: " in text
+    assert "--augment, --no-augment batched random rotation and translation (default: on)" in text
+
+
+def test_recipe_fields_reach_the_config(capsys, tmp_path):
+    import json
+
+    out_dir = tmp_path / "r"
+    code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
+                       "--out", str(out_dir), "--batch-size", "64", "--weight-decay", "5e-4", "--momentum", "0.8",
+                       "--label-smoothing", "0.05", "--rotation", "5", "--translate", "0.1", "--schedule", "step",
+                       "--step-epochs", "2", "--gamma", "0.5", "--precision", "fp32")
+    assert code == 0, out
+    config = json.loads((out_dir / "config.json").read_text())["train"]
+    assert {k: config[k] for k in ("weight_decay", "momentum", "label_smoothing", "rotation", "translate",
+                                   "schedule", "step_epochs", "gamma")} == {
+        "weight_decay": 5e-4, "momentum": 0.8, "label_smoothing": 0.05, "rotation": 5.0, "translate": 0.1,
+        "schedule": "step", "step_epochs": 2, "gamma": 0.5}
+
+
+def test_bad_choice_is_refused_before_training(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--precision", "fp16"])
+    assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -223,6 +223,9 @@ def test_load_run_errors(tmp_path, tiny_run):
     shutil.copytree(tiny_run.path, copy)
     (copy / "model.pt").unlink()
     (copy / "checkpoint.pt").unlink()
+    with pytest.raises(RunError, match="recorded run.*weights are not committed.*--resume"):
+        load_run(copy)
+    (copy / "history.json").unlink()
     with pytest.raises(RunError, match="never finished an epoch.*--resume"):
         load_run(copy)
 

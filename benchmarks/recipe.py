@@ -1,0 +1,142 @@
+"""The training recipe with margin: which recipe passes the assignment on every seed?
+
+Each row is a :class:`s6lab.TrainConfig` override of the trainer's defaults for the
+unchanged reference net (``s6``). Every (row, precision, seed) is an ordinary run directory
+under ``--out/runs/ROW/PRECISION-sSEED`` (config.json + history.json are committed; weights
+are not), so the study resumes where it stopped and a finished run is never trained twice.
+Runs go one after another: one training at a time.
+
+The table reports, per row and precision: the seeds, how many pass ``s6lab check``
+(>= 99.4% in each of the last three epochs, plus the other rules), the final accuracy
+(mean, sample sd, min), the lowest of the last-three-epoch accuracies, and the machine.
+
+    python benchmarks/recipe.py --rows all --seeds 0 1 2 --out results/recipe     # screen
+    python benchmarks/recipe.py --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9
+
+``--precision bf16`` on a CPU without native bf16 (AVX-512 bf16 / AMX) skips the rows
+and says so: emulated bf16 is many times slower and is not what a user of that CPU gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+#: name -> TrainConfig overrides of the trainer's defaults
+ROWS: dict[str, dict] = {
+    "defaults before the margin recipe (15 epochs, no weight decay)": {"epochs": 15, "weight_decay": 0.0},
+    "wd 5e-4, 15 epochs": {"epochs": 15, "weight_decay": 5e-4},
+    "wd 5e-4, 18 epochs": {"epochs": 18, "weight_decay": 5e-4},
+    "wd 1e-3, 18 epochs": {"epochs": 18, "weight_decay": 1e-3},
+    "wd 5e-4, label smoothing 0.05, 18 epochs": {"epochs": 18, "weight_decay": 5e-4, "label_smoothing": 0.05},
+}
+
+
+def slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in ".-" else "-" for c in name.lower())
+    return "-".join(part for part in keep.split("-") if part)
+
+
+def pick_rows(parts: list[str] | None, parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """Rows named by one unambiguous part of their name (``all``: every row)."""
+    if not parts or parts == ["all"]:
+        return ROWS
+    picked: dict[str, dict] = {}
+    for part in parts:
+        matches = [name for name in ROWS if part.lower() in name.lower()]
+        exact = [name for name in matches if name.lower() == part.lower()]
+        matches = exact or matches
+        if len(matches) != 1:
+            parser.error(f"--rows {part!r} matches {len(matches)} rows; name one of: {'; '.join(ROWS)}")
+        picked[matches[0]] = ROWS[matches[0]]
+    return picked
+
+
+def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: Path) -> list:
+    """Train (or load) one row for each seed; returns the finished runs."""
+    from s6lab import TrainConfig
+    from s6lab.runs import WEIGHTS, load_run, train_run
+
+    runs = []
+    for seed in seeds:
+        path = out / "runs" / slug(name) / f"{precision}-s{seed}"
+        config = TrainConfig(**{**overrides, "seed": seed, "precision": precision})
+        if (path / WEIGHTS).exists() or (path / "history.json").exists() and _finished(path, config):
+            run = load_run(path, need_weights=False)
+        else:
+            print(f"training {name!r} {precision} seed {seed} -> {path}", file=sys.stderr, flush=True)
+            run = train_run("s6", path, config, resume=True, progress=False, write_report=False)
+        last3 = run.history.test_acc[-3:]
+        print(f"{name} {precision} seed {seed}: last three {' / '.join(f'{a:.2f}' for a in last3)}",
+              file=sys.stderr, flush=True)
+        runs.append(run)
+    return runs
+
+
+def _finished(path: Path, config) -> bool:
+    from s6lab.train import History
+
+    history = History.from_json((path / "history.json").read_text())
+    return len(history) == config.epochs
+
+
+def table(results: dict[tuple[str, str], list]) -> list[str]:
+    from s6lab.check import TARGET_ACC, all_passed, assignment_check
+    from s6lab.comparison import Spread
+
+    lines = [f"| recipe | precision | seeds | pass `s6lab check` | final acc % (mean ± sd) | final min | "
+             f"lowest of last 3 epochs | first epoch >= {TARGET_ACC} (per seed) |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    for (name, precision), runs in results.items():
+        if not runs:
+            lines.append(f"| {name} | {precision} | - | not supported here | - | - | - | - |")
+            continue
+        finals = Spread.of([r.history.final_acc for r in runs])
+        passed = sum(all_passed(assignment_check(r.model, r.history)) for r in runs)
+        lowest = min(min(r.history.test_acc[-3:]) for r in runs)
+        first = "/".join(str(r.history.first_epoch_reaching(TARGET_ACC) or "-") for r in runs)
+        seeds = " ".join(str(r.config.seed) for r in runs)
+        lines.append(f"| {name} | {precision} | {seeds} | {passed}/{len(runs)} | {finals} | "
+                     f"{min(finals.values):.2f} | {lowest:.2f} | {first} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="+", help="rows by a part of their name; 'all' (default) for every row")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
+                        help="precisions to train in; bf16 is skipped where the CPU lacks it")
+    parser.add_argument("--out", type=Path, default=Path("results/recipe"), help="run directories go here")
+    parser.add_argument("--table", type=Path, help="write the markdown table here")
+    args = parser.parse_args()
+    rows = pick_rows(args.rows, parser)
+
+    import torch
+
+    from s6lab._io import atomic_write_text
+    from s6lab.data import ensure_mnist
+    from s6lab.hardware import describe_machine, native_bf16
+
+    ensure_mnist()
+    device = torch.device("cpu")
+    results: dict[tuple[str, str], list] = {}
+    for name, overrides in rows.items():
+        for precision in args.precision:
+            if precision == "bf16" and not native_bf16(device):
+                print(f"{name}: bf16 not supported natively on this CPU: skipped", file=sys.stderr)
+                results[(name, precision)] = []
+                continue
+            results[(name, precision)] = run_row(name, overrides, precision, args.seeds, args.out)
+    command = "python benchmarks/recipe.py " + shlex.join(sys.argv[1:])
+    text = "\n".join([f"Command: `{command}`", "", f"Machine: {describe_machine(device)}.", "",
+                      *table(results), ""])
+    print(text)
+    if args.table:
+        atomic_write_text(args.table, text)
+
+
+if __name__ == "__main__":
+    main()

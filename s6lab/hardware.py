@@ -1,0 +1,129 @@
+"""What machine is this? The CPU model and capability, bf16 support, threads, the GPU.
+
+Every time and every precision s6lab reports depends on the machine: an AVX-512 CPU with
+native bf16 trains the reference net 3-4x faster than an AVX2 CPU without it, and the
+precision that ``precision="auto"`` picks differs between them. This module answers the
+questions once, so that ``fit``, ``s6lab train``, ``s6lab doctor``, run directories and
+benchmarks all say the same thing.
+
+Examples:
+    >>> import torch
+    >>> p = resolve_precision("fp32", torch.device("cpu"))
+    >>> p.precision, p.reason
+    ('fp32', 'fp32 was asked for')
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), or what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_capability() -> str:
+    """The SIMD level torch dispatches to: ``AVX2``, ``AVX512``, ``AMX``, ``DEFAULT``, ..."""
+    cpu = getattr(torch.backends, "cpu", None)
+    return cpu.get_cpu_capability() if cpu is not None else "unknown"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs natively here (AVX-512 bf16 / AMX on a CPU, bf16 support on CUDA).
+
+    Without it, bf16 is emulated: correct, but many times slower than fp32. Setting the
+    environment variable ``S6LAB_NATIVE_BF16=0`` makes s6lab treat this machine as one
+    without native bf16 (``auto`` then trains in fp32, benchmarks skip bf16): how the
+    tests check the AVX2 path on an AVX-512 machine, and a way to get fp32 everywhere.
+    """
+    if os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    return cpu_capability() in ("AVX512", "AMX") and bool(is_bf16())
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision a run trains in, and why."""
+
+    precision: str  # "bf16" or "fp32": what actually runs, never "auto"
+    reason: str  # one clause a user can read, e.g. "this CPU has no native bf16"
+    emulated: bool = False  # bf16 asked for where it is not native: correct but slow
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """Turn ``auto`` | ``bf16`` | ``fp32`` into what runs on ``device``.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    native = native_bf16(device)
+    where = "this GPU" if device.type == "cuda" else f"this CPU ({cpu_capability()})"
+    if requested == "auto":
+        if native:
+            return Precision("bf16", f"{where} has native bf16: bf16 autocast (auto)")
+        return Precision("fp32", f"{where} has no native bf16: training in fp32 (auto)")
+    if requested == "bf16":
+        if native:
+            return Precision("bf16", "bf16 was asked for")
+        return Precision("bf16", f"bf16 was asked for, but {where} has no native bf16: it is emulated "
+                                 "and several times slower than fp32", emulated=True)
+    if requested == "fp32":
+        return Precision("fp32", "fp32 was asked for")
+    raise ValueError(f"precision must be auto, bf16 or fp32, got {requested!r}")
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """The machine a number was measured on."""
+
+    device: str  # "cpu" or "cuda:0"
+    device_name: str  # CPU model or GPU name
+    cpu_model: str
+    cpu_capability: str  # AVX2, AVX512, AMX, ...
+    native_bf16: bool
+    threads: int  # torch intra-op threads
+    torch: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def machine_class(self) -> str:
+        """A short class name for tables: ``AVX2, no bf16`` / ``AVX512, bf16`` / the GPU."""
+        if self.device.startswith("cuda"):
+            return f"CUDA {self.device_name}"
+        return f"{self.cpu_capability}, {'bf16' if self.native_bf16 else 'no bf16'}"
+
+
+def machine_info(device: torch.device | str = "cpu") -> MachineInfo:
+    """Describe ``device`` and this process's torch."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return MachineInfo(str(device), name, cpu_model(), cpu_capability(), native_bf16(device),
+                       torch.get_num_threads(), torch.__version__)
+
+
+def describe_machine(device: torch.device | str = "cpu") -> str:
+    """One line: ``AMD EPYC (AVX2, no bf16), 2 threads, torch 2.14.1``."""
+    info = machine_info(device)
+    if info.device.startswith("cuda"):
+        return f"{info.device_name} ({info.device}), host CPU {info.cpu_model}, torch {info.torch}"
+    return (f"{info.cpu_model} ({info.machine_class}), {info.threads} threads, torch {info.torch}")

@@ -1,0 +1,115 @@
+"""Run directories record the machine and the precision that ran; recorded runs are checkable from a fresh clone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from s6lab.cli import main
+from s6lab.data import MNISTTensors, TensorSplit
+from s6lab.models import get_model
+from s6lab.runs import RunError, load_run, recorded_precision, reproduce_command, train_run
+from s6lab.train import TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "results" / "runs" / "s6" / "e15-s0"  # committed: config.json + history.json, no weights
+
+
+def synthetic(n: int) -> MNISTTensors:
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return MNISTTensors(split, split)
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+
+
+def test_config_records_resolved_precision_machine_and_torch(tmp_path, no_bf16):
+    out = tmp_path / "run"
+    run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, device="cpu"), data=synthetic(64),
+                    progress=False, write_report=False)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["train"]["precision"] == "auto" and meta["precision"] == "fp32"
+    assert "no native bf16" in meta["precision_reason"]
+    assert meta["machine"]["cpu_capability"] and meta["machine"]["cpu_model"] and meta["torch"] == torch.__version__
+    assert meta["machine_class"].endswith("no bf16")
+    assert "--precision fp32" in reproduce_command(run)  # the command means the same recipe everywhere
+
+
+def test_resume_in_another_precision_is_refused_by_name(tmp_path, no_bf16):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=32, device="cpu")
+    train_run("s6", out, cfg, data=synthetic(64), progress=False, write_report=False)
+    meta = json.loads((out / "config.json").read_text())
+    meta["precision"] = "bf16"  # as if trained on a CPU with native bf16, where auto meant bf16
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="trained in bf16 and would continue in fp32.*--precision bf16"):
+        train_run("s6", out, cfg, data=synthetic(64), resume=True, progress=False)
+
+
+def test_fit_refuses_a_checkpoint_of_another_precision(tmp_path, no_bf16):
+    ckpt = tmp_path / "c.pt"
+    fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, device="cpu", precision="fp32"),
+        checkpoint=ckpt, progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["precision"] == "fp32"
+    state["precision"] = "bf16"
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match="trained in bf16 and would continue in fp32"):
+        fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, device="cpu", precision="fp32"),
+            checkpoint=ckpt, resume=True, progress=False)
+
+
+def test_older_runs_without_a_recorded_precision_read_the_bf16_flag():
+    assert recorded_precision({"bf16": True}) == "bf16"
+    assert recorded_precision({"bf16": False}) == "fp32"
+    assert recorded_precision({"precision": "fp32", "bf16": True}) == "fp32"
+
+
+def test_check_works_from_config_and_history_alone(tmp_path, capsys):
+    """A committed run, as a fresh clone has it: no weights. The check rebuilds the recorded spec."""
+    copy = tmp_path / "recorded"
+    shutil.copytree(RECORDED, copy)
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json", "history.json"]
+    assert main(["check", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "19,602" in out and "Overall: PASS" in out
+    run = load_run(copy, need_weights=False)
+    assert run.finished and len(run.history) == 15
+
+
+def test_commands_that_need_weights_say_they_are_not_committed(tmp_path, capsys):
+    copy = tmp_path / "recorded"
+    shutil.copytree(RECORDED, copy)
+    for command in ("gallery", "saliency"):
+        assert main([command, str(copy)]) == 2
+        err = capsys.readouterr().err
+        assert "is a recorded run" in err and "weights are not committed" in err
+        assert "never finished" not in err
+        assert "s6lab train --model s6 --precision bf16" in err and f"--out {copy} --resume" in err
+
+
+def test_the_printed_retrain_command_is_accepted_by_resume(tmp_path, no_bf16):
+    """The suggested command resumes (retrains) the recorded run instead of being refused: run
+    here on a tiny synthetic set with the recorded settings, 1 epoch."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", weight_decay=1e-4, precision="fp32")
+    run = train_run("s6", out, cfg, data=synthetic(64), progress=False, write_report=False)
+    (out / "model.pt").unlink()
+    (out / "checkpoint.pt").unlink()
+    with pytest.raises(RunError, match="recorded run") as e:
+        load_run(out)
+    command = str(e.value).split("`")[1]
+    assert command == reproduce_command(run, resume=True) and "--weight-decay 0.0001" in command
+    from s6lab.cli import build_parser, config_values
+
+    args = build_parser().parse_args(command.split()[1:])
+    again = train_run("s6", out, TrainConfig.from_dict({**TrainConfig().to_dict(), **config_values(args, TrainConfig)}),
+                      data=synthetic(64), resume=True, progress=False, write_report=False)
+    assert again.finished
