@@ -81,6 +81,17 @@ PARITY: dict[str, dict] = {
     "OneCycle over 10 epochs (10-epoch run)": {"epochs": 10},
 }
 EVAL_BATCH_SIZES = (250, 500, 1000, 2000, 10000)
+#: rows that measure bf16 against fp32: meaningless (and emulated, many times slower) without native bf16
+BF16_ROWS = frozenset({"+ bf16 autocast", "fp32 (bf16 autocast off)", "fp32"})
+
+
+def without_bf16_rows(rows: dict[str, dict], native: bool) -> tuple[dict[str, dict], list[str]]:
+    """``rows`` minus the bf16 rows where bf16 is not native, and a note naming what was skipped."""
+    if native:
+        return rows, []
+    skipped = [name for name in rows if name in BF16_ROWS]
+    kept = {name: overrides for name, overrides in rows.items() if name not in BF16_ROWS}
+    return kept, [f"*{name}: bf16 not supported here (no native bf16): skipped*" for name in skipped]
 
 
 def worker() -> None:
@@ -201,9 +212,11 @@ def parity(seeds: list[int], rows: dict[str, dict] = PARITY) -> list[str]:
     return lines
 
 
-def throughput_tables(args: argparse.Namespace) -> list[str]:
-    """The ladder, one-off, evaluation and allocator tables."""
-    configs = {**{("ladder", k): v for k, v in LADDER.items()}, **{("one off", k): v for k, v in ONE_OFF.items()}}
+def throughput_tables(args: argparse.Namespace, native: bool) -> list[str]:
+    """The ladder, one-off, evaluation and allocator tables (bf16 rows only where bf16 is native)."""
+    ladder, ladder_notes = without_bf16_rows(LADDER, native)
+    one_off, one_off_notes = without_bf16_rows(ONE_OFF, native)
+    configs = {**{("ladder", k): v for k, v in ladder.items()}, **{("one off", k): v for k, v in one_off.items()}}
     workers = {key: start_worker(overrides, args.images) for key, overrides in configs.items()}
     rates: dict = {key: [] for key in configs}
     first: dict = {}
@@ -225,8 +238,9 @@ def throughput_tables(args: argparse.Namespace) -> list[str]:
     def part(kind: str) -> tuple[dict, dict]:
         return ({k: v for (g, k), v in rates.items() if g == kind}, {k: v for (g, k), v in first.items() if g == kind})
 
-    lines = table("ladder: one lever added per row", LADDER, *part("ladder"), chained=True)
-    lines += [""] + table("one lever off (or on) from the s6lab defaults", ONE_OFF, *part("one off"), chained=False)
+    lines = table("ladder: one lever added per row", ladder, *part("ladder"), chained=True) + ladder_notes
+    lines += [""] + table("one lever off (or on) from the s6lab defaults", one_off, *part("one off"),
+                          chained=False) + one_off_notes
     lines += ["", "| evaluation (s6lab defaults, 10k test images) | eval img/s (median) |", "|---|---:|"]
     lines += [f"| s6lab.evaluate, batch {bs:,} | {statistics.median(e[str(bs)] for e in evals):,.0f} |"
               for bs in EVAL_BATCH_SIZES]
@@ -261,16 +275,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    rows = pick_rows(args.rows, parser)
-    lines = [] if args.parity_only else throughput_tables(args)
+    from s6lab.hardware import describe_machine, native_bf16
+
+    native = native_bf16(torch.device("cpu"))
+    rows, parity_notes = without_bf16_rows(pick_rows(args.rows, parser), native)
+    lines = [] if args.parity_only else throughput_tables(args, native)
     if args.full or args.parity_only:
-        lines += ([""] if lines else []) + parity(args.seeds, rows)
+        lines += ([""] if lines else []) + parity(args.seeds, rows) + parity_notes
 
     how = ("parity runs only, one after another" if args.parity_only else
            f"one worker process per configuration; windows of {args.images:,} training images, median of "
            f"{args.rounds} round-robin rounds after one warm-up round")
     header = (f"Command: `python benchmarks/levers.py {shlex.join(sys.argv[1:])}`\n\n"
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {how}.\n")
+              f"Machine: {describe_machine()}; {how}.\n")
     text = header + "\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -81,3 +81,29 @@ def test_levers_parity_rows_are_picked_by_one_unambiguous_part_of_their_name(cap
             levers.pick_rows([bad], parser)
         err = capsys.readouterr().err
         assert f"--rows '{bad}' matches {count} parity rows; name one of: s6lab defaults; fp32" in err
+
+
+def test_levers_skip_bf16_rows_where_bf16_is_not_native():
+    levers = _benchmark_module("levers")
+    kept, notes = levers.without_bf16_rows(levers.LADDER, native=False)
+    assert "+ bf16 autocast" not in kept and len(kept) == len(levers.LADDER) - 1
+    assert notes == ["*+ bf16 autocast: bf16 not supported here (no native bf16): skipped*"]
+    kept, notes = levers.without_bf16_rows(levers.PARITY, native=False)
+    assert "fp32" not in kept and "s6lab defaults" in kept and len(notes) == 1
+    assert levers.without_bf16_rows(levers.ONE_OFF, native=True) == (levers.ONE_OFF, [])
+    assert all(name in {**levers.LADDER, **levers.ONE_OFF, **levers.PARITY} for name in levers.BF16_ROWS)
+
+
+def test_recipe_rows_are_picked_by_one_part_and_bf16_is_skipped_without_native_support(tmp_path):
+    """No training: bf16 on a machine without it is reported as not supported, with the machine named."""
+    env = {**os.environ, "S6LAB_NATIVE_BF16": "0"}
+    table = tmp_path / "r.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--rows", "wd 5e-4, 18",
+                           "--precision", "bf16", "--out", str(tmp_path), "--table", str(table)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = table.read_text()
+    assert "| wd 5e-4, 18 epochs | bf16 | - | not supported here |" in text and "no bf16" in text
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--rows", "wd"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--rows 'wd' matches 4 rows" in done.stderr
