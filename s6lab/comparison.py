@@ -22,9 +22,10 @@ from typing import Any
 
 from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
+from .hardware import resolve_precision
 from .models import get_spec
-from .runs import WEIGHTS, Run, RunError, load_run, train_run
-from .train import TrainConfig
+from .runs import WEIGHTS, Run, RunError, load_run, recorded_precision, train_run
+from .train import TrainConfig, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,10 @@ def compare(
             if (path / WEIGHTS).exists():
                 run = load_run(path)
                 stale = run.config.differing(config, ignore=SPEED_ONLY)
+                ran, here = recorded_precision(run.meta), resolve_precision(config.precision,
+                                                                             resolve_device(config.device))
+                if ran != here.precision:  # "auto" means bf16 on one machine and fp32 on another
+                    stale.append(f"precision ({ran} there, {here.precision} here: {here.reason})")
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "

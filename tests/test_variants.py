@@ -116,6 +116,20 @@ def test_compare_refuses_a_run_trained_with_another_recipe(tmp_path):
     assert compare(["s6"], seeds=[0], epochs=1, out=tmp_path, train=False).rows[0].seeds == 1  # re-render is fine
 
 
+def test_compare_treats_another_resolved_precision_as_another_recipe(tmp_path, monkeypatch):
+    """Same TrainConfig ("auto"), but it ran in bf16 elsewhere and would run in fp32 here."""
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+    data = tiny_data()
+    compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    config_file = run_dir(tmp_path, "s6", 0, 1) / "config.json"
+    saved = json.loads(config_file.read_text())
+    assert saved["precision"] == "fp32" and saved["train"]["precision"] == "auto"
+    saved["precision"] = "bf16"
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(RunError, match=r"precision \(bf16 there, fp32 here: .*no native bf16.*\) differ"):
+        compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(variants=[]), ValueError, "at least one variant"),
     (dict(variants=["s6", "s6"]), ValueError, "named twice"),
