@@ -5,11 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SEED   ?= 0
-EPOCHS ?= 15
 OUT    ?= runs/s6-seed$(SEED)
 STAMP  := $(VENV)/.installed
 
-.PHONY: docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +24,7 @@ data: $(STAMP)
 	$(BIN)/s6lab data
 
 train: data
-	$(BIN)/s6lab train --model s6 --epochs $(EPOCHS) --seed $(SEED) --out $(OUT) --resume
+	$(BIN)/s6lab train --model s6 --seed $(SEED) --out $(OUT) --resume --strict
 
 test: data
 	$(BIN)/ruff check s6lab tests examples benchmarks docs
@@ -74,6 +73,21 @@ bench-levers-full: data
 # the warm-up fraction over four more seeds (3-6): default 20% against 10% -> warmup-seeds.md
 bench-warmup-seeds: data
 	$(BIN)/python benchmarks/levers.py --parity-only --rows defaults "warm-up 10%" --seeds 3 4 5 6 --out benchmarks/results/warmup-seeds.md
+
+# the recipe with margin (issue: every machine, every seed). Run directories accumulate under results/recipe/runs
+# (config.json + history.json committed), so each target resumes and never trains a finished run twice;
+# bf16 rows train only on CPUs with native bf16 and show the runs recorded elsewhere.
+RECIPE := $(BIN)/python benchmarks/recipe.py --out results/recipe
+# screen: every candidate row, seeds 0 1 2, fp32 and bf16 -> results/recipe-screen.md
+recipe-screen: data
+	$(RECIPE) --rows all --seeds 0 1 2 --table results/recipe-screen.md
+# confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
+recipe-confirm: data
+	$(RECIPE) --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9 --table results/recipe-confirm.md
+
+# what to expect per machine class: measure this machine, replace its class's row -> results/machines.md
+machines: data
+	$(BIN)/python benchmarks/machines.py
 
 # wall-clock time to 99.4%: typical loop (seed 0) against s6lab (seeds 0 1 2) -> throughput-full.md
 bench-full: data

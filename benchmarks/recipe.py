@@ -54,8 +54,8 @@ def pick_rows(parts: list[str] | None, parser: argparse.ArgumentParser) -> dict[
     return picked
 
 
-def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: Path) -> list:
-    """Train (or load) one row for each seed; returns the finished runs."""
+def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: Path, *, train: bool) -> list:
+    """Train (or load) one row for each seed; returns the finished runs (recorded ones only if not ``train``)."""
     from s6lab import TrainConfig
     from s6lab.runs import WEIGHTS, load_run, train_run
 
@@ -65,9 +65,11 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
         config = TrainConfig(**{**overrides, "seed": seed, "precision": precision})
         if (path / WEIGHTS).exists() or (path / "history.json").exists() and _finished(path, config):
             run = load_run(path, need_weights=False)
-        else:
+        elif train:
             print(f"training {name!r} {precision} seed {seed} -> {path}", file=sys.stderr, flush=True)
             run = train_run("s6", path, config, resume=True, progress=False, write_report=False)
+        else:
+            continue
         last3 = run.history.test_acc[-3:]
         print(f"{name} {precision} seed {seed}: last three {' / '.join(f'{a:.2f}' for a in last3)}",
               file=sys.stderr, flush=True)
@@ -82,24 +84,30 @@ def _finished(path: Path, config) -> bool:
     return len(history) == config.epochs
 
 
-def table(results: dict[tuple[str, str], list]) -> list[str]:
+def table(results: dict[tuple[str, str], list], seeds: list[int]) -> list[str]:
     from s6lab.check import TARGET_ACC, all_passed, assignment_check
     from s6lab.comparison import Spread
+    from s6lab.runs import machine_line
 
-    lines = [f"| recipe | precision | seeds | pass `s6lab check` | final acc % (mean ± sd) | final min | "
-             f"lowest of last 3 epochs | first epoch >= {TARGET_ACC} (per seed) |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [f"| recipe | precision | seeds recorded | pass `s6lab check` | final acc % (mean ± sd) | final min | "
+             f"lowest of last 3 epochs | first epoch >= {TARGET_ACC} (per seed) | machine class |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    machines = set()
     for (name, precision), runs in results.items():
         if not runs:
-            lines.append(f"| {name} | {precision} | - | not supported here | - | - | - | - |")
+            why = "not supported here, none recorded" if precision == "bf16" else "none recorded yet"
+            lines.append(f"| {name} | {precision} | 0 of {len(seeds)} | {why} | - | - | - | - | - |")
             continue
         finals = Spread.of([r.history.final_acc for r in runs])
         passed = sum(all_passed(assignment_check(r.model, r.history)) for r in runs)
         lowest = min(min(r.history.test_acc[-3:]) for r in runs)
         first = "/".join(str(r.history.first_epoch_reaching(TARGET_ACC) or "-") for r in runs)
-        seeds = " ".join(str(r.config.seed) for r in runs)
-        lines.append(f"| {name} | {precision} | {seeds} | {passed}/{len(runs)} | {finals} | "
-                     f"{min(finals.values):.2f} | {lowest:.2f} | {first} |")
+        recorded = " ".join(str(r.config.seed) for r in runs)
+        classes = sorted({r.meta.get("machine_class", "not recorded") for r in runs})
+        machines.update(machine_line(r.meta) for r in runs)
+        lines.append(f"| {name} | {precision} | {recorded} ({len(runs)} of {len(seeds)}) | {passed}/{len(runs)} | "
+                     f"{finals} | {min(finals.values):.2f} | {lowest:.2f} | {first} | {', '.join(classes)} |")
+    lines += ["", "Machines that trained these runs:", ""] + [f"- {m}" for m in sorted(machines)]
     return lines
 
 
@@ -111,6 +119,7 @@ def main() -> None:
                         help="precisions to train in; bf16 is skipped where the CPU lacks it")
     parser.add_argument("--out", type=Path, default=Path("results/recipe"), help="run directories go here")
     parser.add_argument("--table", type=Path, help="write the markdown table here")
+    parser.add_argument("--no-train", action="store_true", help="only tabulate the runs already recorded")
     args = parser.parse_args()
     rows = pick_rows(args.rows, parser)
 
@@ -125,14 +134,16 @@ def main() -> None:
     results: dict[tuple[str, str], list] = {}
     for name, overrides in rows.items():
         for precision in args.precision:
+            train = not args.no_train
             if precision == "bf16" and not native_bf16(device):
-                print(f"{name}: bf16 not supported natively on this CPU: skipped", file=sys.stderr)
-                results[(name, precision)] = []
-                continue
-            results[(name, precision)] = run_row(name, overrides, precision, args.seeds, args.out)
+                print(f"{name}: bf16 not supported natively on this CPU: not trained here (recorded runs are "
+                      "shown)", file=sys.stderr)
+                train = False
+            results[(name, precision)] = run_row(name, overrides, precision, args.seeds, args.out, train=train)
     command = "python benchmarks/recipe.py " + shlex.join(sys.argv[1:])
-    text = "\n".join([f"Command: `{command}`", "", f"Machine: {describe_machine(device)}.", "",
-                      *table(results), ""])
+    text = "\n".join([f"Command: `{command}`", "", f"Rendered on: {describe_machine(device)}. Each run trains "
+                      "where its machine class says; bf16 runs only on machines with native bf16.", "",
+                      *table(results, args.seeds), ""])
     print(text)
     if args.table:
         atomic_write_text(args.table, text)

@@ -51,14 +51,15 @@ EVAL_BATCH_SIZE = 250
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run. Defaults are the measured fast recipe."""
+    """Everything that decides a training run. Defaults are the measured recipe: fast, and with margin
+    over the assignment on every seed measured (results/recipe-confirm.md)."""
 
-    epochs: int = 15  # passes over the 60k training images (the assignment allows < 20)
+    epochs: int = 18  # passes over the 60k training images (the assignment allows < 20; 15 left no margin)
     batch_size: int = 256  # 256 with lr 0.1: faster than 128, same accuracy; 512 is faster but later to 99.4%
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # peak learning rate (onecycle) or starting rate (step, constant)
     momentum: float = 0.9  # SGD momentum (Nesterov)
-    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    weight_decay: float = 5e-4  # L2 penalty (decoupled for adamw); 5e-4 with 18 epochs: results/recipe-confirm.md
     schedule: str = "onecycle"  # onecycle | step | constant, evaluated per step
     warmup: float = 0.2  # onecycle: fraction of steps spent rising to lr
     step_epochs: int = 5  # step: epochs between decays

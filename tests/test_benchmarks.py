@@ -103,7 +103,33 @@ def test_recipe_rows_are_picked_by_one_part_and_bf16_is_skipped_without_native_s
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     text = table.read_text()
-    assert "| wd 5e-4, 18 epochs | bf16 | - | not supported here |" in text and "no bf16" in text
+    assert "| wd 5e-4, 18 epochs | bf16 | 0 of 3 | not supported here, none recorded |" in text
+    assert "no bf16" in text
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--rows", "wd"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--rows 'wd' matches 4 rows" in done.stderr
+
+
+def test_machines_table_has_one_row_per_class_from_recorded_throughput_files():
+    """The committed recordings parse; each row names its class, CPU, torch and the command."""
+    machines = _benchmark_module("machines")
+    text = (ROOT / "benchmarks" / "results" / "throughput-avx2-no-bf16.md").read_text()
+    parsed = machines.parse_throughput(text)
+    assert parsed["capability"] == "AVX2" and parsed["cpu_model"] and parsed["threads"] >= 1
+    row = machines.row_from(parsed, machine_class="AVX2, no bf16", cpu_model=parsed["cpu_model"],
+                            source="benchmarks/results/throughput-avx2-no-bf16.md", command="cmd", precision="fp32")
+    assert row["s6lab_img_s"] > 0 and row["ratio_range"][0] <= row["ratio_median"] <= row["ratio_range"][1]
+    table = machines.render({"AVX2, no bf16": row, "AVX512, bf16": {**row, "machine_class": "AVX512, bf16"}}, 18)
+    assert table.count("| AVX2, no bf16 |") == 1 and table.count("| AVX512, bf16 |") == 1
+    assert "(18 epochs)" in table and "s6lab doctor" in table
+
+
+def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_path):
+    bad = tmp_path / "x.md"
+    bad.write_text("no json here")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "has no raw JSON block" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(tmp_path / "n")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no such file" in done.stderr

@@ -1,0 +1,183 @@
+"""What to expect on each machine class: one row per class measured, kept across machines.
+
+Runs ``benchmarks/throughput.py`` on this machine (the s6lab trainer against the typical
+loop, round-robin, in one run), keeps its full output as
+``benchmarks/results/throughput-<class>.md``, and stores one row per machine class in
+``results/machines.json``: a later run on the same class replaces that class's row, runs on
+other classes add theirs. ``results/machines.md`` is rendered from all rows.
+
+    python benchmarks/machines.py                     # measure this machine (a few minutes)
+    python benchmarks/machines.py --device cuda       # the CUDA row, on a machine with a GPU
+    python benchmarks/machines.py --import benchmarks/results/throughput.md   # an earlier recording
+    python benchmarks/machines.py --render            # only re-render the table
+
+A machine class is the CPU's SIMD capability and whether it has native bf16 (``AVX2, no
+bf16``; ``AVX512, bf16``), or the GPU's name: the things that decide the speed and the
+precision ``auto`` picks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STORE = ROOT / "results" / "machines.json"
+TABLE = ROOT / "results" / "machines.md"
+
+
+def slug(text: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def parse_throughput(text: str) -> dict:
+    """The raw JSON block and the header facts of a ``throughput.py --out`` file."""
+    try:
+        raw = json.loads(text.split("```json")[1].split("```")[0])
+    except (IndexError, json.JSONDecodeError):
+        raise SystemExit("benchmarks/machines.py: that file has no raw JSON block; pass a file written by "
+                         "`python benchmarks/throughput.py --out FILE`") from None
+    command = re.search(r"Command: `([^`]*)`", text)
+    torch_version = re.search(r"torch (\S+?)[,;]", text)
+    capability = re.search(r"capability (\w+)", text)
+    threads = re.search(r"(\d+) threads", text)
+    cpu = re.search(r"Machine: (.+?) \(", text)
+    return {"raw": raw, "command": command.group(1) if command else None,
+            "torch": torch_version.group(1) if torch_version else None,
+            "capability": capability.group(1) if capability else None,
+            "threads": int(threads.group(1)) if threads else None,
+            "cpu_model": cpu.group(1) if cpu else None}
+
+
+def row_from(parsed: dict, *, machine_class: str, cpu_model: str | None, source: str, command: str,
+             precision: str) -> dict:
+    """One table row from a parsed throughput recording."""
+    results = parsed["raw"]["results"]
+    ours = results["s6lab"]
+    typical = max((results[s] for s in results if s.startswith("typical")), key=lambda r: r["train_ips"])
+    runs = zip(ours["train_ips_runs"], *(results[s]["train_ips_runs"] for s in results if s.startswith("typical")))
+    ratios = [a / max(rest) for a, *rest in runs]
+    seconds_per_epoch = 60_000 / ours["train_ips"] + 10_000 / ours["eval_ips"]
+    return {
+        "machine_class": machine_class, "cpu_model": cpu_model or "not recorded",
+        "torch": parsed["torch"], "threads": parsed["threads"], "precision": precision,
+        "s6lab_img_s": round(ours["train_ips"]), "typical_img_s": round(typical["train_ips"]),
+        "ratio_median": round(statistics.median(ratios), 2),
+        "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)], "rounds": len(ratios),
+        "seconds_per_epoch": round(seconds_per_epoch, 1),
+        "fp32_peak_gflops": round(parsed["raw"].get("peaks", {}).get("fp32") or 0),
+        "eval_img_s": round(ours["eval_ips"]), "date": recorded_on(source),
+        "source": source, "command": command,
+    }
+
+
+def recorded_on(source: str) -> str:
+    """The date the recording was committed (today for a fresh one)."""
+    done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", source], capture_output=True, text=True,
+                          cwd=ROOT)
+    return done.stdout.strip() or date.today().isoformat()
+
+
+def load_store() -> dict[str, dict]:
+    return json.loads(STORE.read_text()) if STORE.exists() else {}
+
+
+def render(rows: dict[str, dict], default_epochs: int) -> str:
+    lines = ["# What to expect on each machine class", "",
+             "One row per machine class measured; `make machines` measures the machine it runs on and "
+             "replaces that class's row. Throughput is the median of round-robin rounds in one run of "
+             "`benchmarks/throughput.py` (the s6lab trainer and the typical DataLoader loop, each in its own "
+             "process); the ratio is taken round by round. Seconds per epoch = 60k / train img/s + 10k / "
+             "eval img/s, on an otherwise idle machine; a default `make train` run is that times the "
+             "default epochs. Run `s6lab doctor` to measure your own machine in about ten seconds.", "",
+             "| machine class | CPU / GPU | fp32 matmul GFLOP/s | torch | threads | precision (auto) | "
+             "s6lab train img/s | typical loop img/s | ratio (median, range) | s/epoch | default run | recorded | "
+             "source |",
+             "|---|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---|"]
+    for r in sorted(rows.values(), key=lambda r: r["machine_class"]):
+        minutes = r["seconds_per_epoch"] * default_epochs / 60
+        lines.append(
+            f"| {r['machine_class']} | {r['cpu_model']} | {r.get('fp32_peak_gflops', 0) or '-'} | {r['torch']} | "
+            f"{r['threads']} | {r['precision']} | "
+            f"{r['s6lab_img_s']:,} | {r['typical_img_s']:,} | {r['ratio_median']:.2f}x "
+            f"({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x, {r['rounds']} rounds) | "
+            f"{r['seconds_per_epoch']:.0f} | {minutes:.1f} min ({default_epochs} epochs) | {r['date']} | "
+            f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |")
+    lines += ["", "Commands, per row:", ""]
+    lines += [f"- {r['machine_class']}: `{r['command']}`"
+              for r in sorted(rows.values(), key=lambda r: r["machine_class"])]
+    return "\n".join(lines) + "\n"
+
+
+def save(rows: dict[str, dict]) -> None:
+    from s6lab._io import atomic_write_text
+    from s6lab.train import TrainConfig
+
+    atomic_write_text(STORE, json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(TABLE, render(rows, TrainConfig().epochs))
+    print(TABLE.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--repeats", type=int, default=7, help="round-robin rounds of throughput.py")
+    parser.add_argument("--import", dest="import_file", type=Path,
+                        help="take an earlier throughput.py recording instead of measuring")
+    parser.add_argument("--cpu-model", help="with --import: the CPU model, when that file does not name it")
+    parser.add_argument("--render", action="store_true", help="only re-render results/machines.md")
+    args = parser.parse_args()
+    command = ("python benchmarks/machines.py " + shlex.join(sys.argv[1:])).strip()
+    rows = load_store()
+    if args.render:
+        save(rows)
+        return
+
+    import torch
+
+    from s6lab.hardware import machine_info, resolve_precision
+    from s6lab.train import resolve_device
+
+    if args.import_file:
+        if not args.import_file.exists():
+            parser.error(f"--import {args.import_file}: no such file")
+        text = args.import_file.read_text()
+        parsed = parse_throughput(text)
+        peaks = parsed["raw"].get("peaks", {})
+        # native bf16 shows as a bf16 matmul peak well above fp32; emulated bf16 is far below it
+        bf16 = bool(peaks.get("bf16")) and peaks["bf16"] > 1.5 * peaks["fp32"]
+        machine_class = f"{parsed['capability']}, {'bf16' if bf16 else 'no bf16'}"
+        row = row_from(parsed, machine_class=machine_class, cpu_model=parsed["cpu_model"] or args.cpu_model,
+                       source=str(args.import_file.relative_to(ROOT) if args.import_file.is_absolute()
+                                  else args.import_file),
+                       command=parsed["command"] or command, precision="bf16" if bf16 else "fp32")
+    else:
+        try:
+            device = resolve_device(args.device)
+        except ValueError as e:
+            raise SystemExit(f"benchmarks/machines.py: {e}") from None
+        info = machine_info(device)
+        out = Path("benchmarks/results") / f"throughput-{slug(info.machine_class)}.md"
+        run = [sys.executable, "benchmarks/throughput.py", "--device", str(device), "--repeats", str(args.repeats),
+               "--out", str(out)]
+        subprocess.run(run, check=True, cwd=ROOT)
+        parsed = parse_throughput((ROOT / out).read_text())
+        row = row_from(parsed, machine_class=info.machine_class,
+                       cpu_model=info.device_name if device.type == "cuda" else info.cpu_model,
+                       source=str(out), command=command,
+                       precision=resolve_precision("auto", device).precision)
+        row["torch"] = torch.__version__
+    rows[row["machine_class"]] = row
+    save(rows)
+
+
+if __name__ == "__main__":
+    main()
