@@ -43,20 +43,24 @@ clean:
 	rm -rf $(VENV) site .pytest_cache
 
 # ---- Evidence: every number in the README and docs comes from these commands ----
+# The evidence-* tables were recorded with the previous recipe (no weight decay) in bf16 on an AVX-512 CPU with
+# native bf16; PINNED repeats that recipe, so on a fresh clone they re-render from the recorded runs (no training),
+# and on another machine they retrain exactly that recipe (bf16 is emulated, and slow, on CPUs without it).
+PINNED := --weight-decay 0 --precision bf16
 LAYER_CHOICES := s6 s6-no-bn s6-no-dropout s6-dropout-0.25 s6-dropout-every-conv s6-no-1x1 s6-two-3x3 \
                  s6-gap s6-pool-after-1x1 s6-no-augment s6-step-lr
 
 # the reference net, default recipe (15 epochs), seeds 0 1 2 -> results/reference.md
 evidence-s6: data
-	$(BIN)/s6lab compare s6 --epochs 15 --seeds 0 1 2 --out results --name reference --quiet
+	$(BIN)/s6lab compare s6 --epochs 15 --seeds 0 1 2 $(PINNED) --out results --name reference --quiet
 
 # one variant per layer choice, 10 epochs, seeds 0 1 -> results/layer-choices.md
 evidence-variants: data
-	$(BIN)/s6lab compare $(LAYER_CHOICES) --epochs 10 --seeds 0 1 --out results --name layer-choices --quiet
+	$(BIN)/s6lab compare $(LAYER_CHOICES) --epochs 10 --seeds 0 1 $(PINNED) --out results --name layer-choices --quiet
 
 # the compact nets, 15 epochs, seeds 0 1 2 -> results/small-nets.md
 evidence-small: data
-	$(BIN)/s6lab compare s6 s6-8k s6-5k --epochs 15 --seeds 0 1 2 --out results --name small-nets --quiet
+	$(BIN)/s6lab compare s6 s6-8k s6-5k --epochs 15 --seeds 0 1 2 $(PINNED) --out results --name small-nets --quiet
 
 # training throughput against the typical DataLoader loop -> benchmarks/results/throughput.md
 bench: data

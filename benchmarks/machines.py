@@ -98,6 +98,7 @@ def render(rows: dict[str, dict], default_epochs: int) -> str:
              "process); the ratio is taken round by round. Seconds per epoch = 60k / train img/s + 10k / "
              "eval img/s, on an otherwise idle machine; a default `make train` run is that times the "
              "default epochs. Run `s6lab doctor` to measure your own machine in about ten seconds.", "",
+             "<!-- --8<-- [start:table] -->",
              "| machine class | CPU / GPU | fp32 matmul GFLOP/s | torch | threads | precision (auto) | "
              "s6lab train img/s | typical loop img/s | ratio (median, range) | s/epoch | default run | recorded | "
              "source |",
@@ -111,7 +112,7 @@ def render(rows: dict[str, dict], default_epochs: int) -> str:
             f"({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x, {r['rounds']} rounds) | "
             f"{r['seconds_per_epoch']:.0f} | {minutes:.1f} min ({default_epochs} epochs) | {r['date']} | "
             f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |")
-    lines += ["", "Commands, per row:", ""]
+    lines += ["<!-- --8<-- [end:table] -->", "", "Commands, per row:", ""]
     lines += [f"- {r['machine_class']}: `{r['command']}`"
               for r in sorted(rows.values(), key=lambda r: r["machine_class"])]
     return "\n".join(lines) + "\n"

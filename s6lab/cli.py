@@ -107,7 +107,8 @@ def config_help(cls: type) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
+                         exclude: frozenset[str] = frozenset()) -> None:
     """One option per field of the dataclass ``cls``: type, choices, help and default derived.
 
     Booleans get ``--x/--no-x``; every option defaults to ``None`` (not given), so that
@@ -120,6 +121,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str)
     helps = config_help(cls)
     group = parser.add_argument_group(title)
     for f in fields(cls):
+        if f.name in exclude:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         text = helps.get(f.name, f.name).replace("%", "%%")
@@ -132,11 +135,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str)
                            if f.name in CHOICES else f.name.upper(), help=f"{text} (default: {default})")
 
 
-def config_values(args: argparse.Namespace, cls: type) -> dict[str, object]:
+def config_values(args: argparse.Namespace, cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
     """The fields of ``cls`` the user gave on the command line."""
     from dataclasses import fields
 
-    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return {f.name: getattr(args, f.name) for f in fields(cls)
+            if f.name not in exclude and getattr(args, f.name, None) is not None}
+
+
+#: TrainConfig fields that compare sets itself (--epochs for all runs, --seeds per run)
+_COMPARE_OWN = frozenset({"epochs", "seed"})
 
 
 @command("train")
@@ -267,10 +275,12 @@ def _report(args: argparse.Namespace) -> int:
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
     from .comparison import compare, format_comparison, render
+    from .train import TrainConfig
 
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
-                     test_size=args.test_size, progress=not args.quiet)
+                     test_size=args.test_size, progress=not args.quiet,
+                     recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN))
     print(format_comparison(result, markdown=args.markdown))
     for path in render(result, args.out, args.name):
         print(f"wrote {path}")
@@ -361,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--root", help="MNIST data root")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_arguments(p, TrainConfig, "training recipe for every run (TrainConfig fields)", exclude=_COMPARE_OWN)
 
     p = sub.add_parser("report", help="(re)write report.md and its figures for a run")
     p.add_argument("run_dir")

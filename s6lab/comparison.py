@@ -22,16 +22,13 @@ from typing import Any
 
 from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
-from .hardware import resolve_precision
 from .models import get_spec
 from .runs import WEIGHTS, Run, RunError, load_run, recorded_precision, train_run
-from .train import TrainConfig, resolve_device
+from .train import SPEED_ONLY, TrainConfig, recipe_differences, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
 
 log = logging.getLogger(__name__)
 
 
-#: TrainConfig fields that change speed, not the numbers: a run differing only there is not stale
-SPEED_ONLY = frozenset({"inplace_relu", "retain_memory", "eval_batch_size"})
 
 
 def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: int | None = None) -> Path:
@@ -105,6 +102,19 @@ def summarize(name: str, runs: Sequence[Run]) -> VariantResult:
         runs=tuple(runs))
 
 
+def recorded_in_full(path: Path) -> bool:
+    """A run directory whose history has every epoch its config asked for (weights or not)."""
+    import json
+
+    from .runs import CONFIG, HISTORY
+    from .train import History
+
+    if not (path / CONFIG).exists() or not (path / HISTORY).exists():
+        return False
+    epochs = TrainConfig.from_dict(json.loads((path / CONFIG).read_text())["train"]).epochs
+    return len(History.from_json((path / HISTORY).read_text())) == epochs
+
+
 def compare(
     variants: Sequence[str],
     *,
@@ -117,6 +127,7 @@ def compare(
     train_size: int | None = None,
     test_size: int | None = None,
     progress: bool = True,
+    recipe: dict[str, Any] | None = None,
 ) -> Comparison:
     """Train (or load) every (variant, seed) and aggregate.
 
@@ -131,6 +142,8 @@ def compare(
         train_size: quick mode: train on the first N images.
         test_size: quick mode: evaluate on the first N test images.
         progress: tqdm bars.
+        recipe: :class:`TrainConfig` fields that override the defaults and each variant's
+            own training overrides (``{"weight_decay": 0.0, "precision": "bf16"}``).
 
     Returns:
         A :class:`Comparison`, one row per variant in the order given.
@@ -152,15 +165,12 @@ def compare(
         runs = []
         for seed in seeds:
             path = run_dir(out, spec.name, seed, epochs, train_size)
-            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, "epochs": epochs,
-                                            "seed": seed})
-            if (path / WEIGHTS).exists():
-                run = load_run(path)
-                stale = run.config.differing(config, ignore=SPEED_ONLY)
-                ran, here = recorded_precision(run.meta), resolve_precision(config.precision,
-                                                                             resolve_device(config.device))
-                if ran != here.precision:  # "auto" means bf16 on one machine and fp32 on another
-                    stale.append(f"precision ({ran} there, {here.precision} here: {here.reason})")
+            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **(recipe or {}),
+                                            "epochs": epochs, "seed": seed})
+            if (path / WEIGHTS).exists() or recorded_in_full(path):
+                run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
+                stale = recipe_differences(run.config, recorded_precision(run.meta), config,
+                                           resolve_device(config.device))
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "

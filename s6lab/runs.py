@@ -29,7 +29,7 @@ from .data import MNISTTensors, load_mnist
 from .hardware import machine_info, native_bf16, resolve_precision
 from .models import get_spec
 from .specs import Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
-from .train import EpochRecord, History, TrainConfig, fit, resolve_device, seed_everything
+from .train import EpochRecord, History, TrainConfig, fit, recipe_differences, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +119,18 @@ def train_run(
             raise RunError(f"{out} already holds a run; pass --resume (resume=True) to continue it, "
                            "or choose another --out")
         old = json.loads(existing.read_text())
-        # fill fields added since the run was written with their defaults before comparing
-        old["train"] = TrainConfig.from_dict(old.get("train", {})).to_dict()
-        for key in ("model", "train", "data"):
+        for key in ("model", "data"):
             if old.get(key) != meta[key]:
                 raise RunError(f"cannot resume {out}: its {key} settings differ from the ones given; "
                                "repeat the original command with --resume, or choose another --out")
-        ran = recorded_precision(old)
-        if ran != precision.precision:
-            raise RunError(f"cannot resume {out}: it trained in {ran} and would continue in "
-                           f"{precision.precision} here ({precision.reason}); a different precision is a "
-                           f"different recipe: resume with --precision {ran}, or choose another --out")
+        # fields added since the run was written fill in with their defaults
+        recorded = TrainConfig.from_dict(old.get("train", {}))
+        changed = recipe_differences(recorded, recorded_precision(old), config, device)
+        if changed:
+            original = train_command(spec.name, recorded, old, out, resume=True)
+            raise RunError(f"cannot resume {out}: its train settings differ from the ones given "
+                           f"({', '.join(changed)}); repeat the original command (`{original}`), "
+                           "or choose another --out")
     atomic_write_text(out / CONFIG, json.dumps(meta, indent=2))
 
     seed_everything(config.seed)

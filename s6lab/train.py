@@ -127,6 +127,30 @@ class TrainConfig:
         return sorted(k for k in mine if k not in ignore and mine[k] != theirs[k])
 
 
+#: TrainConfig fields that change speed, not the numbers: runs differing only there are the same run
+SPEED_ONLY = frozenset({"inplace_relu", "retain_memory", "eval_batch_size"})
+
+
+def recipe_differences(recorded: TrainConfig, recorded_precision: str, wanted: TrainConfig,
+                       device: torch.device) -> list[str]:
+    """The one "is this the same run?" rule: what makes ``wanted`` another recipe than a recorded run.
+
+    Fields are compared as written, except the speed-only ones (:data:`SPEED_ONLY`) and the
+    precision, which is compared as resolved: ``auto`` means bf16 on a CPU with native bf16
+    and fp32 on one without, so a run recorded as ``auto`` in bf16 is the same recipe as
+    ``precision="bf16"``, and another recipe than ``auto`` on an AVX2 CPU.
+
+    Returns:
+        Sorted field names that differ, then ``"precision (bf16 there, fp32 here: why)"``
+        when the resolved precisions differ; empty when it is the same recipe.
+    """
+    differences = recorded.differing(wanted, ignore=SPEED_ONLY | {"precision"})
+    here = resolve_precision(wanted.precision, device)
+    if recorded_precision != here.precision:
+        differences.append(f"precision ({recorded_precision} there, {here.precision} here: {here.reason})")
+    return differences
+
+
 @dataclass
 class EpochRecord:
     """One epoch of a history."""
@@ -409,15 +433,13 @@ def fit(
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        changed = TrainConfig.from_dict(state["config"]).differing(config)  # older checkpoints: defaults fill in
+        recorded = TrainConfig.from_dict(state["config"])  # older checkpoints: defaults fill in new fields
+        ran = state.get("precision", precision.precision)  # older checkpoints did not record it
+        changed = recipe_differences(recorded, ran, config, device)
         if changed:
             raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
-                             f"({', '.join(changed)} differ); use the same settings or a new --out")
-        ran = state.get("precision", precision.precision)  # older checkpoints did not record it
-        if ran != precision.precision:
-            raise ValueError(f"cannot resume from {ckpt_path}: it trained in {ran} and would continue in "
-                             f"{precision.precision} here ({precision.reason}); a different precision is a "
-                             f"different recipe: resume with precision='{ran}' (--precision {ran}) or a new --out")
+                             f"({', '.join(changed)} differ); use the same settings (--precision {ran}) "
+                             "or a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])

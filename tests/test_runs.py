@@ -49,7 +49,7 @@ def test_resume_in_another_precision_is_refused_by_name(tmp_path, no_bf16):
     meta = json.loads((out / "config.json").read_text())
     meta["precision"] = "bf16"  # as if trained on a CPU with native bf16, where auto meant bf16
     (out / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(RunError, match="trained in bf16 and would continue in fp32.*--precision bf16"):
+    with pytest.raises(RunError, match=r"precision \(bf16 there, fp32 here.*--precision bf16"):
         train_run("s6", out, cfg, data=synthetic(64), resume=True, progress=False)
 
 
@@ -61,7 +61,7 @@ def test_fit_refuses_a_checkpoint_of_another_precision(tmp_path, no_bf16):
     assert state["precision"] == "fp32"
     state["precision"] = "bf16"
     torch.save(state, ckpt)
-    with pytest.raises(ValueError, match="trained in bf16 and would continue in fp32"):
+    with pytest.raises(ValueError, match=r"precision \(bf16 there, fp32 here.*--precision bf16"):
         fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, device="cpu", precision="fp32"),
             checkpoint=ckpt, resume=True, progress=False)
 

@@ -152,3 +152,25 @@ def test_compare_cli(tmp_path, capsys):
     assert "s6-5k" in out and "the first 200 test images" in out
     assert main([*args, "--no-train"]) == 0
     assert main(["compare", "s6", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path), "--no-train"]) == 2
+
+
+def test_compare_renders_recorded_runs_of_a_fresh_clone_with_their_pinned_recipe(tmp_path, monkeypatch):
+    """The committed reference runs have config.json + history.json only. With the recipe they were recorded
+    with (no weight decay, bf16) they load without training; today's defaults name what differs."""
+    import shutil
+    from pathlib import Path
+
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")  # the recorded bf16 must match by resolved precision anyway
+    recorded = Path(__file__).resolve().parents[1] / "results" / "runs" / "s6"
+    for seed in (0, 1, 2):
+        shutil.copytree(recorded / f"e15-s{seed}", run_dir(tmp_path, "s6", seed, 15))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a recorded run was retrained")
+
+    monkeypatch.setattr("s6lab.comparison.train_run", no_training)
+    c = compare(["s6"], seeds=[0, 1, 2], epochs=15, out=tmp_path, recipe={"weight_decay": 0.0, "precision": "bf16"})
+    row = c.rows[0]
+    assert row.seeds == 3 and row.passed == 3 and row.params == 19_602
+    with pytest.raises(RunError, match=r"weight_decay, precision \(bf16 there, fp32 here.*\) differ"):
+        compare(["s6"], seeds=[0], epochs=15, out=tmp_path)
