@@ -99,20 +99,23 @@ def render(rows: dict[str, dict], default_epochs: int) -> str:
              "eval img/s, on an otherwise idle machine; a default `make train` run is that times the "
              "default epochs. Run `s6lab doctor` to measure your own machine in about ten seconds.", "",
              "<!-- --8<-- [start:table] -->",
-             "| machine class | CPU / GPU | fp32 matmul GFLOP/s | torch | threads | precision (auto) | "
-             "s6lab train img/s | typical loop img/s | ratio (median, range) | s/epoch | default run | recorded | "
-             "source |",
-             "|---|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---|"]
-    for r in sorted(rows.values(), key=lambda r: r["machine_class"]):
+             "| machine class | precision (auto) | s6lab train img/s | typical loop img/s | ratio (median, range) | "
+             "s/epoch | default run |",
+             "|---|---|---:|---:|---|---:|---:|"]
+    ordered = sorted(rows.values(), key=lambda r: r["machine_class"])
+    for r in ordered:
         minutes = r["seconds_per_epoch"] * default_epochs / 60
         lines.append(
-            f"| {r['machine_class']} | {r['cpu_model']} | {r.get('fp32_peak_gflops', 0) or '-'} | {r['torch']} | "
-            f"{r['threads']} | {r['precision']} | "
-            f"{r['s6lab_img_s']:,} | {r['typical_img_s']:,} | {r['ratio_median']:.2f}x "
-            f"({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x, {r['rounds']} rounds) | "
-            f"{r['seconds_per_epoch']:.0f} | {minutes:.1f} min ({default_epochs} epochs) | {r['date']} | "
-            f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |")
-    lines += ["<!-- --8<-- [end:table] -->", "", "Commands, per row:", ""]
+            f"| {r['machine_class']} ({r['cpu_model']}, {r['threads']} threads, torch {r['torch']}) | "
+            f"{r['precision']} | {r['s6lab_img_s']:,} | {r['typical_img_s']:,} | "
+            f"{r['ratio_median']:.2f}x ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x) | "
+            f"{r['seconds_per_epoch']:.0f} | {minutes:.1f} min ({default_epochs} epochs) |")
+    details = ["", "| machine class | CPU / GPU | fp32 matmul GFLOP/s | torch | threads | rounds | recorded | source |",
+               "|---|---|---:|---|---:|---:|---|---|"]
+    details += [f"| {r['machine_class']} | {r['cpu_model']} | {r.get('fp32_peak_gflops', 0) or '-'} | {r['torch']} | "
+                f"{r['threads']} | {r['rounds']} | {r['date']} | "
+                f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |" for r in ordered]
+    lines += ["<!-- --8<-- [end:table] -->", "", "Where each row was measured:", *details, "", "Commands, per row:", ""]
     lines += [f"- {r['machine_class']}: `{r['command']}`"
               for r in sorted(rows.values(), key=lambda r: r["machine_class"])]
     return "\n".join(lines) + "\n"
