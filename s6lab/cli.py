@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -157,6 +158,13 @@ def _train(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **config_values(args, TrainConfig)})
     out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
+    if args.quiet:  # fit says it beside its progress bars; without them, say it here
+        from .hardware import describe_machine, resolve_precision
+        from .train import resolve_device
+
+        device = resolve_device(config.device)
+        print(f"training on {describe_machine(device)}: {resolve_precision(config.precision, device).reason}",
+              file=sys.stderr)
     run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
                     train_size=args.train_size, test_size=args.test_size,
                     progress=not args.quiet, **_overrides(args.set))
@@ -388,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runs import RunError
     from .train import TrainingDiverged
 
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        # a user-facing warning (emulated bf16, ...) as one line, not Python's file:line form
+        print(f"s6lab {args.command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
     try:
         return COMMANDS[args.command](args)
     except (CLIError, DataError, RunError, TrainingDiverged, ValueError, KeyError, FileNotFoundError) as e:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -416,8 +417,8 @@ def fit(
     bf16 = precision.precision == "bf16"
     announce = f"training on {describe_machine(device)}: {precision.reason}"
     log.info(announce)
-    if progress:
-        tqdm.write(announce)
+    if progress:  # beside the progress bars, on stderr
+        tqdm.write(announce, file=sys.stderr)
     if precision.emulated:
         warnings.warn(f"{precision.reason}; use precision='fp32' (--precision fp32) on this machine",
                       stacklevel=2)

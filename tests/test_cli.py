@@ -165,3 +165,20 @@ def test_bad_choice_is_refused_before_training(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--precision", "fp16"])
     assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_train_in_emulated_bf16_warns_in_one_line(capsys, tmp_path, monkeypatch):
+    """Real MNIST subset (64 training / 50 test images), 1 epoch, bf16 asked for on a CPU 'without' it."""
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+    code, out, err = run(capsys, "train", "--epochs", "1", "--train-size", "64", "--test-size", "50",
+                         "--batch-size", "32", "--precision", "bf16", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "s6lab train: warning: bf16 was asked for, but this CPU" in err and "emulated" in err
+    assert "UserWarning" not in err and "training on" in err
+
+
+def test_quiet_train_still_says_machine_and_precision(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+    code, _, err = run(capsys, "train", "--epochs", "1", "--train-size", "64", "--test-size", "50",
+                       "--batch-size", "32", "--quiet", "--out", str(tmp_path / "r"))
+    assert code == 0 and "training on" in err and "no native bf16: training in fp32 (auto)" in err

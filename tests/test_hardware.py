@@ -66,7 +66,7 @@ def test_fit_states_machine_and_precision_at_the_start(no_bf16, capsys):
     fit(get_model("s6"), _tiny_data(), TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=True)
     err = capsys.readouterr()
     text = err.out + err.err
-    assert "training on" in text and "no native bf16: training in fp32" in text
+    assert "training on" in err.err and "no native bf16: training in fp32" in err.err
     assert f"{torch.get_num_threads()} threads" in text
 
 
