@@ -23,8 +23,8 @@ from typing import Any
 from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
 from .models import get_spec
-from .runs import WEIGHTS, Run, RunError, load_run, recorded_precision, train_run
-from .train import SPEED_ONLY, TrainConfig, recipe_differences, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
+from .runs import WEIGHTS, Run, RunError, load_run, run_differences, train_run
+from .train import SPEED_ONLY, TrainConfig, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def compare(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"give one or more distinct seeds, got {list(seeds)}")
     specs = [get_spec(v) for v in variants]  # unknown names fail before any training
-    epochs = epochs or TrainConfig().epochs
+    epochs = TrainConfig().epochs if epochs is None else epochs  # 0 is an error (TrainConfig says so), not "unset"
     rows = []
     for spec in specs:
         runs = []
@@ -169,8 +169,8 @@ def compare(
                                             "epochs": epochs, "seed": seed})
             if (path / WEIGHTS).exists() or recorded_in_full(path):
                 run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
-                stale = recipe_differences(run.config, recorded_precision(run.meta), config,
-                                           resolve_device(config.device))
+                stale = run_differences(run.meta, spec, config, {"train_size": train_size, "test_size": test_size},
+                                        resolve_device(config.device))
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "

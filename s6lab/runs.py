@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from ._io import atomic_torch_save, atomic_write_text
-from .data import MNISTTensors, load_mnist
+from .data import MNISTTensors, default_root, load_mnist
 from .hardware import machine_info, native_bf16, resolve_precision
 from .models import get_spec
 from .specs import Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
@@ -34,6 +36,7 @@ from .train import EpochRecord, History, TrainConfig, fit, recipe_differences, r
 log = logging.getLogger(__name__)
 
 CONFIG, HISTORY, CHECKPOINT, WEIGHTS = "config.json", "history.json", "checkpoint.pt", "model.pt"
+LOCK = ".lock"  # held by the process training into the directory
 
 
 class RunError(RuntimeError):
@@ -51,6 +54,74 @@ class Run:
     model: Net  # with the final weights (or the last checkpoint's, if unfinished)
     finished: bool
     meta: dict[str, Any]
+
+
+def read_json(path: Path) -> Any:
+    """A run file's JSON, or a :class:`RunError` that names the file and what is wrong."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); the run directory is damaged: "
+                       "delete it and train again, or restore the file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"cannot read {path} ({e}); check its permissions, or delete the run directory and "
+                       "train again") from None
+
+
+def read_tensors(path: Path, device: str = "cpu") -> Any:
+    """``torch.load`` of a run's weights or checkpoint with ``weights_only=True`` (never unpickles code).
+
+    Raises:
+        RunError: the file is truncated, not a PyTorch file, or holds more than tensors.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        kind = type(e).__name__
+        raise RunError(f"{path} cannot be loaded as s6lab weights ({kind}: the file is truncated, damaged or not "
+                       "written by s6lab); delete it and resume from the run's checkpoint, or train the run "
+                       "again") from None
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an OS lock on the run directory ``out`` (created), so two processes never train into it.
+
+    Raises:
+        RunError: ``out`` is a file, or another process holds the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a directory; choose a directory for the run")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"{out} is being trained by another s6lab process right now; wait for it to finish "
+                       "(then add --resume), or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def run_differences(meta: dict[str, Any], spec: NetSpec, config: TrainConfig, data: dict[str, Any],
+                    device: torch.device) -> list[str]:
+    """Whether a recorded run is the run asked for: the architecture, the data selection and the recipe
+    (:func:`s6lab.train.recipe_differences`: speed-only fields ignored, precision compared as resolved).
+
+    Returns:
+        What differs, in words; empty when it is the same run.
+    """
+    differences = []
+    if meta.get("model") != spec_to_dict(spec):
+        differences.append(f"architecture (the layers of {spec.name!r} differ from the recorded ones)")
+    if (meta.get("data") or {}) != data:
+        differences.append(f"data selection ({meta.get('data')} recorded, {data} asked for)")
+    recorded = TrainConfig.from_dict(meta.get("train", {}))  # fields added since then: their defaults
+    return differences + recipe_differences(recorded, recorded_precision(meta), config, device)
 
 
 def resolve_spec(model: str | NetSpec, **overrides: Any) -> NetSpec:
@@ -112,22 +183,29 @@ def train_run(
         "machine": machine.to_dict(), "machine_class": machine.machine_class,
         "platform": platform.platform(), "threads": torch.get_num_threads(),
         "data": {"train_size": train_size, "test_size": test_size},
+        "data_root": str(Path(data_root).expanduser() if data_root is not None else default_root()),
     }
+    with run_lock(out):
+        return _train_locked(spec, out, config, meta, device, resume=resume, data=data, data_root=data_root,
+                             train_size=train_size, test_size=test_size, progress=progress,
+                             write_report=write_report)
+
+
+def _train_locked(spec: NetSpec, out: Path, config: TrainConfig, meta: dict[str, Any], device: torch.device, *,
+                  resume: bool, data: MNISTTensors | None, data_root: str | Path | None, train_size: int | None,
+                  test_size: int | None, progress: bool, write_report: bool) -> Run:
+    """:func:`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
-    if existing.exists():
+    # a run that failed before its first epoch left only config.json: nothing to keep, so no refusal
+    started = (out / HISTORY).exists() or (out / CHECKPOINT).exists() or (out / WEIGHTS).exists()
+    if existing.exists() and started:
         if not resume:
             raise RunError(f"{out} already holds a run; pass --resume (resume=True) to continue it, "
                            "or choose another --out")
-        old = json.loads(existing.read_text())
-        for key in ("model", "data"):
-            if old.get(key) != meta[key]:
-                raise RunError(f"cannot resume {out}: its {key} settings differ from the ones given; "
-                               "repeat the original command with --resume, or choose another --out")
-        # fields added since the run was written fill in with their defaults
-        recorded = TrainConfig.from_dict(old.get("train", {}))
-        changed = recipe_differences(recorded, recorded_precision(old), config, device)
+        old = read_json(existing)
+        changed = run_differences(old, spec, config, meta["data"], device)
         if changed:
-            original = train_command(spec.name, recorded, old, out, resume=True)
+            original = train_command(spec.name, TrainConfig.from_dict(old.get("train", {})), old, out, resume=True)
             raise RunError(f"cannot resume {out}: its train settings differ from the ones given "
                            f"({', '.join(changed)}); repeat the original command (`{original}`), "
                            "or choose another --out")
@@ -146,7 +224,7 @@ def train_run(
         atomic_write_text(out / HISTORY, History(records).to_json())
 
     if resume and (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        state = read_tensors(out / CHECKPOINT)
         records.extend(History.from_json(state["history"]).epochs)
     history = fit(net, data, config, checkpoint=out / CHECKPOINT, resume=resume,
                   progress=progress, on_epoch=on_epoch)
@@ -233,16 +311,21 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
         raise RunError(f"{path} is not a run directory; train one with `s6lab train --out {path}`")
     if not (path / CONFIG).exists():
         raise RunError(f"{path} has no {CONFIG}; it is not a run directory written by `s6lab train`")
-    meta = json.loads((path / CONFIG).read_text())
-    spec = spec_from_dict(meta["model"])
-    config = TrainConfig.from_dict(meta["train"])
-    history = History.from_json((path / HISTORY).read_text()) if (path / HISTORY).exists() else History()
-    model = build(spec)
+    meta = read_json(path / CONFIG)
+    try:
+        spec = spec_from_dict(meta["model"])
+        config = TrainConfig.from_dict(meta["train"])
+        history = History([EpochRecord(**row) for row in read_json(path / HISTORY)]) \
+            if (path / HISTORY).exists() else History()
+        model = build(spec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
+                       f"{e}); it was not written by this s6lab: delete the directory and train again") from None
     finished = (path / WEIGHTS).exists()
     if finished:
-        weights = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
+        weights = read_tensors(path / WEIGHTS, device)
     elif (path / CHECKPOINT).exists():
-        weights = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)["model"]
+        weights = read_tensors(path / CHECKPOINT, device)["model"]
     elif not need_weights:
         return Run(path, spec, config, history, model.eval(), len(history) == config.epochs, meta)
     elif len(history) == config.epochs:

@@ -94,6 +94,8 @@ class TrainConfig:
                              ("label_smoothing", 0, 1)):
             if not lo <= getattr(self, name) < hi or (name == "gamma" and self.gamma == 0):
                 raise bad(name, f"must be in [{lo}, {hi})" if name != "gamma" else "must be in (0, 1)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63 - 1:
+            raise bad("seed", "must be an integer in [0, 2**63 - 1)")
         if self.weight_decay < 0:
             raise bad("weight_decay", "must be >= 0")
         if self.rotation < 0 or not 0 <= self.translate < 0.5:
@@ -206,14 +208,24 @@ class History:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite, or exploded past :data:`DIVERGED_LOSS`."""
+
+
+#: a mean NLL above this has exploded: chance level for 10 classes is 2.3, and logits would have to be
+#: about a thousand apart on average; a run there never recovers, so fit stops instead of "succeeding"
+DIVERGED_LOSS = 1e3
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
@@ -433,7 +445,12 @@ def fit(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
 
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, foreign or planted file: never unpickle code to find out
+            raise ValueError(f"cannot resume from {ckpt_path}: it cannot be loaded as an s6lab checkpoint "
+                             f"({type(e).__name__}: truncated, damaged or not written by s6lab); delete it to "
+                             "start over") from None
         recorded = TrainConfig.from_dict(state["config"])  # older checkpoints: defaults fill in new fields
         ran = state.get("precision", precision.precision)  # older checkpoints did not record it
         changed = recipe_differences(recorded, ran, config, device)
@@ -479,11 +496,12 @@ def fit(
                     out = forward(xb)
                 loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
                     F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
-                if not torch.isfinite(loss):
+                value = loss.item()
+                if not math.isfinite(value) or value > DIVERGED_LOSS:
                     raise TrainingDiverged(
-                        f"the training loss became {loss.item()} at epoch {epoch}, step {i + 1} "
-                        f"(lr {lr:.4g}); lower the learning rate (--lr, now {config.lr}) or use "
-                        "precision='fp32'")
+                        f"the training loss became {value:.4g} at epoch {epoch}, step {i + 1} "
+                        f"(lr {lr:.4g}): training diverged; lower the learning rate (--lr, now {config.lr}) "
+                        "or use precision='fp32'")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,0 +1,188 @@
+"""Nothing lost, nothing mixed: run directories under faults, and every bad input a one-line error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from s6lab.cli import main
+from s6lab.comparison import compare, run_dir
+from s6lab.data import MNISTTensors, TensorSplit
+from s6lab.models import get_model
+from s6lab.runs import RunError, load_run, train_run
+from s6lab.train import TrainConfig, TrainingDiverged, fit, resolve_device
+
+
+def synthetic(n: int) -> MNISTTensors:
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return MNISTTensors(split, split)
+
+
+def tiny(tmp_path, **kw):
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 32, "device": "cpu", "precision": "fp32", **kw})
+    return train_run("s6", tmp_path / "run", cfg, data=synthetic(64), progress=False, write_report=False)
+
+
+def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path):
+    """Another process holds the run directory's OS lock: training into it stops with a clear message."""
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
+                               f"lock = FileLock({str(out / '.lock')!r})\nlock.acquire()\nprint('held', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match="being trained by another s6lab process right now"):
+            train_run("s6", out, TrainConfig(epochs=1, batch_size=32), data=synthetic(32), progress=False)
+        assert not (out / "config.json").exists()  # nothing of the second run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    tiny(tmp_path)  # the lock is free again once the holder is gone
+
+
+def test_out_pointing_at_a_file_is_named(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunError, match="is a file, not a directory"):
+        train_run("s6", tmp_path / "f", TrainConfig(epochs=1), data=synthetic(32), progress=False)
+    assert main(["train", "--out", str(tmp_path / "f"), "--epochs", "1"]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_a_run_that_failed_before_its_first_epoch_does_not_block_a_retry(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged):
+        train_run("s6", out, TrainConfig(epochs=1, batch_size=32, lr=1e4, precision="fp32"), data=synthetic(64),
+                  progress=False, write_report=False)
+    assert (out / "config.json").exists() and not (out / "history.json").exists()
+    run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
+                    progress=False, write_report=False)  # corrected flags, no --resume needed
+    assert run.finished and run.config.lr == 0.1
+
+
+def test_an_exploding_but_finite_loss_is_divergence():
+    with pytest.raises(TrainingDiverged, match="training diverged; lower the learning rate"):
+        fit(get_model("s6"), synthetic(256), TrainConfig(epochs=1, batch_size=32, lr=1e4, precision="fp32",
+                                                         device="cpu"), progress=False)
+
+
+@pytest.mark.parametrize("name", ["config.json", "history.json"])
+def test_damaged_json_is_named_with_the_fix(tmp_path, name, capsys):
+    run = tiny(tmp_path)
+    (run.path / name).write_text("{not json")
+    with pytest.raises(RunError, match=f"{name} is not valid JSON .* line 1.*delete it and train again"):
+        load_run(run.path)
+    assert main(["check", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
+
+
+def test_wrong_fields_in_history_are_named(tmp_path):
+    run = tiny(tmp_path)
+    (run.path / "history.json").write_text(json.dumps([{"epoch": 1, "colour": "red"}]))
+    with pytest.raises(RunError, match="missing or wrong fields"):
+        load_run(run.path)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "checkpoint.pt"])
+def test_truncated_or_foreign_weights_never_suggest_unsafe_loading(tmp_path, name, capsys):
+    run = tiny(tmp_path)
+    if name == "checkpoint.pt":
+        (run.path / "model.pt").unlink()
+    data = (run.path / name).read_bytes()
+    (run.path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunError, match=f"{name} cannot be loaded as s6lab weights") as e:
+        load_run(run.path)
+    assert "weights_only=False" not in str(e.value)
+    assert main(["gallery", str(run.path)]) == 2
+    assert "weights_only" not in capsys.readouterr().err
+
+
+def test_a_planted_pickle_is_refused_not_executed(tmp_path):
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("planted code ran",))
+
+    run = tiny(tmp_path)
+    (run.path / "model.pt").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(RunError, match="cannot be loaded as s6lab weights"):
+        load_run(run.path)
+
+
+def test_a_truncated_checkpoint_on_resume_is_one_clear_error(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="cannot be loaded as an s6lab checkpoint.*delete it to start over"):
+        fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32), checkpoint=ckpt, resume=True,
+            progress=False)
+
+
+@pytest.mark.parametrize("device", ["foo", "tpu", "cuda:x"])
+def test_unknown_devices_are_named(device, capsys):
+    with pytest.raises(ValueError, match=f"unknown device {device!r}; use auto, cpu, cuda or cuda:N"):
+        resolve_device(device)
+    assert main(["train", "--device", device, "--epochs", "1"]) == 2
+    assert "unknown device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_seeds_outside_the_valid_range(seed, capsys):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\)"):
+        TrainConfig(seed=seed)
+    assert main(["train", "--seed", str(seed), "--epochs", "1"]) == 2
+
+
+def test_compare_epochs_zero_is_an_error_not_the_default(tmp_path):
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
+        compare(["s6"], seeds=[0], epochs=0, out=tmp_path, data=synthetic(32), progress=False)
+
+
+def test_compare_does_not_reuse_a_run_of_an_older_architecture(tmp_path):
+    data = synthetic(64)
+    compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+    config_file = run_dir(tmp_path, "s6", 0, 1) / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["model"]["layers"][0]["dropout"] = 0.3  # as if the variant's layers changed since
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(RunError, match=r"architecture \(the layers of 's6' differ"):
+        compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
+
+
+def test_resume_names_the_differing_fields_and_the_original_command(tmp_path):
+    tiny(tmp_path, epochs=2)
+    with pytest.raises(RunError, match=r"\(lr\); repeat the original command \(`s6lab train --model s6 --epochs 2 "):
+        train_run("s6", tmp_path / "run", TrainConfig(epochs=2, batch_size=32, device="cpu", precision="fp32",
+                                                      lr=0.3), data=synthetic(64), resume=True, progress=False)
+
+
+def test_the_data_root_is_recorded(tmp_path):
+    run = tiny(tmp_path)
+    assert run.meta["data_root"]
+
+
+def test_killed_trainer_releases_its_lock(tmp_path):
+    """kill -9 of a training process: the OS drops its lock, and --resume continues the run."""
+    out = tmp_path / "run"
+    code = ("import torch\nfrom s6lab.runs import train_run\nfrom s6lab.train import TrainConfig\n"
+            "from s6lab.data import MNISTTensors, TensorSplit\n"
+            "s = TensorSplit(torch.randn(20000, 1, 28, 28), torch.randint(0, 10, (20000,)))\n"
+            f"train_run('s6', {str(out)!r}, TrainConfig(epochs=50, batch_size=32, precision='fp32'), "
+            "data=MNISTTensors(s, s.subset(64)), progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not (out / "config.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.kill()
+    proc.wait()
+    run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
+                    progress=False, write_report=False)  # no history yet: a fresh start, not a refusal
+    assert run.finished
