@@ -429,8 +429,3 @@ def load_mnist(root: str | Path | None = None, *, train_size: int | None = None,
     """
     return MNISTTensors(load_split(root, train=True, size=train_size),
                         load_split(root, train=False, size=test_size))
-
-
-def remove(root: str | Path | None = None) -> None:
-    """Delete the MNIST folder under ``root`` (used by ``s6lab data --refetch``)."""
-    shutil.rmtree(raw_folder(root).parent, ignore_errors=True)
