@@ -169,6 +169,10 @@ def train_run(
         RunError: ``out`` already holds a different run, or holds one and ``resume`` is off.
     """
     spec = resolve_spec(model, **overrides)
+    for name, needed in (("in_channels", 1), ("num_classes", 10), ("image_size", 28)):
+        if getattr(spec, name) != needed:  # MNIST: 1 x 28 x 28 images of 10 digits
+            raise RunError(f"{spec.name!r} has {name}={getattr(spec, name)}, but MNIST needs {name}={needed}; "
+                           f"drop --set {name}=... (or pass {name}={needed})")
     if config is None:
         config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train})
     out = Path(out)
@@ -185,6 +189,7 @@ def train_run(
         "data": {"train_size": train_size, "test_size": test_size},
         "data_root": str(Path(data_root).expanduser() if data_root is not None else default_root()),
     }
+    meta["trained_on"] = [{k: meta[k] for k in ("machine_class", "threads", "torch")}]  # grows on resume
     with run_lock(out):
         return _train_locked(spec, out, config, meta, device, resume=resume, data=data, data_root=data_root,
                              train_size=train_size, test_size=test_size, progress=progress,
@@ -196,6 +201,11 @@ def _train_locked(spec: NetSpec, out: Path, config: TrainConfig, meta: dict[str,
                   test_size: int | None, progress: bool, write_report: bool) -> Run:
     """:func:`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
+    if resume and existing.exists():  # keep where earlier parts of the run trained (threads, machine)
+        old = read_json(existing)
+        before = old.get("trained_on") or [{k: old.get(k) for k in ("machine_class", "threads", "torch")}]
+        now = {k: meta[k] for k in ("machine_class", "threads", "torch")}
+        meta["trained_on"] = before + ([now] if now != before[-1] else [])
     # a run that failed before its first epoch left only config.json: nothing to keep, so no refusal
     started = (out / HISTORY).exists() or (out / CHECKPOINT).exists() or (out / WEIGHTS).exists()
     if existing.exists() and started:

@@ -186,3 +186,27 @@ def test_killed_trainer_releases_its_lock(tmp_path):
     run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
                     progress=False, write_report=False)  # no history yet: a fresh start, not a refusal
     assert run.finished
+
+
+@pytest.mark.parametrize("override, message", [("in_channels=3", "in_channels=3, but MNIST needs in_channels=1"),
+                                               ("num_classes=2", "num_classes=2, but MNIST needs num_classes=10")])
+def test_models_that_cannot_take_mnist_are_refused_before_training(tmp_path, capsys, override, message):
+    assert main(["train", "--set", override, "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "drop --set" in err and not (tmp_path / "r").exists()
+
+
+def test_resume_under_another_thread_count_records_both(tmp_path):
+    tiny(tmp_path, epochs=2)
+    run_path = tmp_path / "run"
+    (run_path / "model.pt").unlink()
+    state = torch.load(run_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        run = train_run("s6", run_path, TrainConfig(epochs=2, batch_size=32, device="cpu", precision="fp32"),
+                        data=synthetic(64), resume=True, progress=False, write_report=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [t["threads"] for t in run.meta["trained_on"]] == [threads, 1 if threads > 1 else 2]
