@@ -128,3 +128,68 @@ def test_plots_have_content(tmp_path, mnist_small):
     fig = plot_measured_receptive_field(model, "conv3.conv", mnist_small.test.images[:1])
     fig.savefig(tmp_path / "measured.png")
     assert png_is_not_blank(tmp_path / "growth.png") and png_is_not_blank(tmp_path / "measured.png")
+
+
+class FunctionalPoolNet(nn.Module):
+    """A conv, a functional max-pool in forward (invisible to hooks), a conv and a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 3)
+        self.fc = nn.Linear(4 * 11 * 11, 10)
+
+    def forward(self, x):
+        x = torch.nn.functional.max_pool2d(self.conv1(x), 2)  # 26 -> 13, no module
+        return self.fc(torch.flatten(self.conv2(x), 1))
+
+
+def test_a_functional_pool_in_forward_marks_the_rest_unknown_with_a_warning():
+    with pytest.warns(UserWarning, match=r"'conv2'.*changed from 26x26 to 13x13 after 'conv1'.*F.max_pool2d"):
+        rows = receptive_fields(FunctionalPoolNet(), (1, 1, 28, 28))
+    assert [(r.name, r.status, r.rf_out) for r in rows] == [("conv1", "ok", 3), ("conv2", "unknown", None),
+                                                            ("fc", "unknown", None)]
+    with pytest.warns(UserWarning, match="functional call"):
+        assert final_receptive_field(FunctionalPoolNet()) == "3"  # only what is known
+
+
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4), nn.InstanceNorm2d(4), nn.LayerNorm([4, 26, 26])])
+def test_normalisations_over_the_map_are_global(norm):
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), norm, nn.Conv2d(4, 4, 3))
+    with pytest.warns(UserWarning, match="normalises over the whole map"):
+        rows = receptive_fields(net, (1, 1, 28, 28))
+    assert [r.status for r in rows] == ["ok", "global", "global"]
+    assert rows[1].rf_out == 3 + 25  # the union of the 26x26 units' 3-pixel fields: the whole image
+
+
+def test_layernorm_over_one_axis_is_unknown():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LayerNorm(26), nn.Conv2d(4, 4, 3))
+    with pytest.warns(UserWarning, match="one axis only"):
+        assert [r.status for r in receptive_fields(net, (1, 1, 28, 28))] == ["ok", "unknown", "unknown"]
+
+
+def test_global_rows_are_centred_on_the_image():
+    fc = next(r for r in receptive_fields(get_model("s6")) if r.type == "Linear")
+    assert fc.start == 14 and fc.rf_out == 28  # centre of the union of the 4x4 units' fields
+
+
+def ceil_net():
+    # conv2 on 28 -> 27; ceil-mode max-pool 2 -> 14 (its last window reads row 26 only); Linear head
+    return nn.Sequential(nn.Conv2d(1, 2, 2), nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(2, 2, 3),
+                         nn.Flatten(), nn.Linear(2 * 12 * 12, 10))
+
+
+def test_measuring_before_a_linear_head_and_a_ceil_mode_unit():
+    m = measure_receptive_field(ceil_net(), "1", unit=(13, 13))  # the ceil-mode unit exists
+    assert m.rows == (26, 27) and m.cols == (26, 27)  # reads conv rows 26 (only): input rows 26-27
+    with pytest.raises(ValueError, match=r"unit \(14, 0\) is outside the 14x14 output of '1'"):
+        measure_receptive_field(ceil_net(), "1", unit=(14, 0))
+    assert measure_receptive_field(ceil_net(), "2").size == 2 + 1 * 1 + 2 * 2  # rf 2 -> 3 (pool, j 2) -> 7
+
+
+def test_a_dilated_pool_measures_its_bounding_box_and_reports_the_holes():
+    net = nn.Sequential(nn.MaxPool2d(3, stride=1, dilation=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    rows = receptive_fields(net, (1, 1, 28, 28))
+    assert rows[0].rf_out == 5
+    m = measure_receptive_field(net, "0")
+    assert m.size == 5 and m.box_pixels == 25 and m.pixels_used == 9  # a 3x3 lattice with holes

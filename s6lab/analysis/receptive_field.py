@@ -42,7 +42,10 @@ from ..summary import input_size_of
 
 PASSTHROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU,
                nn.ELU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout2d, nn.Identity, nn.LogSoftmax,
-               nn.Softmax, nn.GroupNorm, nn.LayerNorm)
+               nn.Softmax)
+#: normalisations whose statistics are taken over the spatial map of each sample, in training and in
+#: eval: every output unit depends on the whole map (BatchNorm in eval uses running statistics: pointwise)
+SPACE_MIXING_NORMS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.LayerNorm)
 
 
 def _first(v: Any) -> int:
@@ -73,7 +76,12 @@ class RFRow:
 
 
 def _trace(model: nn.Module, input_size: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple, tuple]]:
-    """Leaf modules in execution order with input and output shapes."""
+    """Leaf modules in execution order with input and output shapes.
+
+    Calls in ``forward`` that are not modules (``F.max_pool2d``, ``torch.flatten``, ...) are
+    invisible to hooks; :func:`receptive_fields` detects them where they change the map's
+    size between two hooked layers.
+    """
     names = {m: n for n, m in model.named_modules()}
     calls: list[tuple[str, nn.Module, tuple, tuple]] = []
 
@@ -119,12 +127,21 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
     flattened = False
     map_size = input_size[2]  # spatial size of the last 4-D activation
     rows = []
+    previous: tuple[str, tuple] | None = None  # the last hooked layer and its output shape
     for name, module, shape_in, shape_out in _trace(model, input_size):
         out_size = shape_out[2] if len(shape_out) == 4 else 1
         in_size = shape_in[2] if len(shape_in) == 4 else None
         k = s = p = d = None
         rf_in, jump_in = rf, jump
         was_global = status == "global"
+        before = previous[1] if previous else tuple(input_size)
+        if status == "ok" and len(shape_in) == 4 and len(before) == 4 and shape_in[2:] != before[2:]:
+            # the map changed size where no hook saw it: a functional call in forward
+            where = f"after {previous[0]!r}" if previous else "before the first layer"
+            status = _unknown(name, module, f"the map changed from {before[2]}x{before[3]} to {shape_in[2]}x"
+                                            f"{shape_in[3]} {where}, outside any module (a functional call "
+                                            "such as F.max_pool2d in forward); use the nn.Module instead")
+        previous = (name, shape_out)
         if status != "ok":
             pass
         elif isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -145,6 +162,14 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
                 status = "global"
         elif isinstance(module, PASSTHROUGH):
             pass
+        elif isinstance(module, SPACE_MIXING_NORMS):
+            if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) < 2:
+                status = _unknown(name, module, "LayerNorm over part of a row mixes along one axis only")
+            else:
+                warnings.warn(f"receptive field: layer {name!r} ({type(module).__name__}) normalises over the "
+                              "whole map, so every later unit depends on every input pixel: marked global",
+                              stacklevel=2)
+                status = "global"
         else:
             status = _unknown(name, module, "no receptive-field rule for this layer type")
         if k is not None and status == "ok":
@@ -153,8 +178,10 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
             start = start + ((k_eff - 1) / 2 - p) * jump
             jump = jump * s
         elif status == "global" and not was_global:
-            # a global layer sees every unit of its input map: the union of their fields
+            # a global layer sees every unit of its input map: the union of their fields, centred on
+            # the middle of those units (s6lab's "start": the centre of the first output unit's field)
             rf = rf_in + (map_size - 1) * jump_in
+            start = start + (map_size - 1) * jump_in / 2
         known = status != "unknown"
         rows.append(RFRow(name, type(module).__name__, out_size, k, s, p, d,
                           jump_in if known else None, jump if known else None,
@@ -218,7 +245,12 @@ def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_chan
 
 @dataclass(frozen=True)
 class MeasuredRF:
-    """Extent of the non-zero input gradient of one output unit (inclusive bounds)."""
+    """Extent of the non-zero input gradient of one output unit (inclusive bounds).
+
+    ``rows`` and ``cols`` bound the pixels the unit can see (the bounding box: what tables
+    show); a dilated field has holes, so ``pixels_used`` counts the pixels inside that box
+    whose gradient is non-zero.
+    """
 
     layer: str
     unit: tuple[int, int]  # (row, col) of the output unit
@@ -228,20 +260,66 @@ class MeasuredRF:
 
     @property
     def size(self) -> int:
-        """Height of the non-zero region."""
+        """Height of the bounding box of the non-zero region."""
         return self.rows[1] - self.rows[0] + 1
+
+    @property
+    def pixels_used(self) -> int:
+        """Pixels with a non-zero gradient (fewer than the box holds when the field has holes)."""
+        return int((self.gradient > 0).sum())
+
+    @property
+    def box_pixels(self) -> int:
+        return self.size * (self.cols[1] - self.cols[0] + 1)
+
+
+class LinearPool(nn.Module):
+    """A max-pool's window as a sum: every pixel in the window gets gradient 1.
+
+    Same kernel, stride, padding, dilation and ``ceil_mode`` as the max-pool it stands for,
+    so the output has the same size and each output unit reads the same input pixels; a
+    max-pool itself passes gradient to one pixel per window only.
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+        self.kernel_size = pool.kernel_size
+        self.stride = pool.stride
+        self.padding = pool.padding
+        self.dilation = pool.dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        k, s, p, d = (torch.nn.modules.utils._pair(v) for v in (self.kernel_size, self.stride or self.kernel_size,
+                                                                 self.padding, self.dilation))
+        with torch.no_grad():
+            target = self.pool(x.detach()).shape[2:]  # the max-pool's own output size (ceil_mode included)
+        # (N, C, H, W) -> zero-padded so that every window the max-pool reads exists, ceil-mode ones too
+        need = [(target[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in (0, 1)]
+        extra = [max(0, need[i] - (x.shape[2 + i] + 2 * p[i])) for i in (0, 1)]
+        x = F.pad(x, (p[1], p[1] + extra[1], p[0], p[0] + extra[0]))
+        weight = torch.ones(x.shape[1], 1, *k, dtype=x.dtype, device=x.device)
+        out = F.conv2d(x, weight, stride=s, dilation=d, groups=x.shape[1])
+        return out[:, :, :target[0], :target[1]]
+
+
+class _Reached(Exception):
+    """Stops the forward pass once the measured layer has run (later layers are irrelevant)."""
 
 
 def linearised(model: nn.Module) -> nn.Module:
-    """A copy with ReLU -> Identity, MaxPool -> AvgPool (same window), weights 1, bias 0,
-    BatchNorm and Dropout in eval mode: gradients are then zero only by geometry."""
+    """A copy with ReLU -> Identity, MaxPool -> :class:`LinearPool` (the same windows, ceil mode
+    and dilation kept), weights 1, bias 0, BatchNorm and Dropout in eval mode: gradients are
+    then zero only by geometry."""
     clone = copy.deepcopy(model).eval()
     for parent in list(clone.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU)):
                 setattr(parent, child_name, nn.Identity())
             elif isinstance(child, nn.MaxPool2d):
-                setattr(parent, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+                setattr(parent, child_name, LinearPool(child))
     with torch.no_grad():
         for module in clone.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -269,6 +347,11 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
     Returns:
         :class:`MeasuredRF` with inclusive row and column bounds.
 
+    The rule linking the two: on the linearised model the measured box equals the analytic
+    field of :func:`analytic_extent` clipped to the image, except where strided layers never
+    read the last rows or columns (an odd map pooled by 2 drops its last row): the measured
+    box then ends earlier, at the last pixel any window reads.
+
     Raises:
         ValueError: unknown layer name, a unit outside the map, or no gradient at all.
 
@@ -287,9 +370,16 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
     x = image.detach().clone().float().requires_grad_(True)
     captured: dict[str, torch.Tensor] = {}
     target = dict(net.named_modules())[layer]
-    handle = target.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
+
+    def capture(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        captured["out"] = output
+        raise _Reached  # the head (a Linear that expects the real shapes, say) never runs
+
+    handle = target.register_forward_hook(capture)
     try:
         net(x)
+    except _Reached:
+        pass
     finally:
         handle.remove()
     out = captured["out"]
