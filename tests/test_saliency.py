@@ -53,3 +53,39 @@ def test_grid_figure(tmp_path, tiny_run, mnist_small):
     fig.savefig(tmp_path / "s.png")
     assert png_is_not_blank(tmp_path / "s.png")
     assert len(fig.axes) == 4 * 3
+
+
+def test_attributions_never_mutate_the_callers_tensor():
+    from s6lab import get_model
+    from s6lab.analysis.saliency import attributions, plot_saliency
+
+    images = torch.zeros(2, 1, 28, 28)
+    maps = attributions(get_model("s6"), images, methods=("saliency", "gradcam"))
+    assert not images.requires_grad and images.grad is None
+    plot_saliency(images, maps)  # the same tensor, drawn afterwards: no error
+
+
+def test_gradcam_layer_is_the_last_conv_with_a_map_larger_than_1x1():
+    import torch.nn as nn
+
+    from s6lab.analysis.saliency import default_gradcam_layer
+
+    # the last 3x3 conv runs at 1x1: Grad-CAM there would be a constant map
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 10, 3, padding=1), nn.Flatten(), nn.LogSoftmax(1))
+    assert default_gradcam_layer(net) == "3"
+    assert default_gradcam_layer(nn.Sequential(nn.Conv2d(1, 4, 1), nn.Flatten())) == "0"  # only 1x1: still one
+    with pytest.raises(ValueError, match="no conv layer with an output map larger than 1x1"):
+        default_gradcam_layer(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(1, 4, 1), nn.Flatten()))
+
+
+def test_colour_maps_are_chosen_per_method_not_per_map():
+    from s6lab.analysis.saliency import plot_saliency
+
+    images = torch.zeros(2, 1, 28, 28)
+    # row 0 of integrated gradients happens to be all positive: still the diverging map
+    maps = {"integrated_gradients": torch.stack([torch.rand(28, 28), torch.randn(28, 28)]),
+            "saliency": torch.rand(2, 28, 28)}
+    fig = plot_saliency(images, maps)
+    cmaps = [[im.get_cmap().name for im in ax.images] for ax in fig.axes]
+    assert cmaps[1] == cmaps[4] == ["RdBu_r"] and cmaps[2] == cmaps[5] == ["magma"]

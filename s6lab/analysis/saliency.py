@@ -35,11 +35,34 @@ BACKGROUND = -MNIST_MEAN / MNIST_STD  # a black pixel after normalization
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
-    """The last Conv2d with a spatial output larger than 1x1 (dotted name)."""
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
-    if not convs:
-        raise ValueError("the model has no conv layer with a kernel larger than 1x1 for Grad-CAM")
-    return convs[-1]
+    """The last Conv2d whose output map is larger than 1x1, preferring a kernel larger than 1x1
+    (dotted name). A conv at 1x1 would make Grad-CAM a constant map.
+
+    Raises:
+        ValueError: the model has no conv layer with a spatial output.
+    """
+    from ..summary import input_size_of
+
+    sizes: dict[str, tuple[int, int]] = {}
+    names = {m: n for n, m in model.named_modules()}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_hook(lambda m, i, o: sizes.__setitem__(names[m], tuple(o.shape[2:])))
+               for m in convs]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(input_size_of(model), device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    spatial = [names[m] for m in convs if names[m] in sizes and sizes[names[m]] != (1, 1)]
+    wide = [n for n in spatial if dict(model.named_modules())[n].kernel_size != (1, 1)]
+    if not spatial:
+        raise ValueError("the model has no conv layer with an output map larger than 1x1 for Grad-CAM")
+    return (wide or spatial)[-1]
 
 
 def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None, *,
@@ -78,7 +101,8 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
         raise ValueError(f"unknown saliency method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     model = model.eval()
     device = next(model.parameters()).device
-    x = images.to(device).float().contiguous().requires_grad_(True)  # captum wants leaf inputs
+    # a copy: captum wants a leaf that requires grad, and the caller's tensor must stay as it was
+    x = images.detach().to(device).float().clone().contiguous().requires_grad_(True)
     if targets is None:
         with torch.no_grad():
             targets = model(x).argmax(1)
@@ -126,6 +150,8 @@ def pick_samples(predictions, n: int = 8, n_wrong: int | None = None) -> torch.T
     return torch.cat([wrong, right])
 
 
+#: methods whose maps carry a sign (evidence for and against the class): a diverging colour map
+SIGNED = frozenset({"integrated_gradients", "occlusion"})
 TITLES = {"saliency": "Saliency", "integrated_gradients": "Integrated Gradients",
           "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "occlusion": "Occlusion"}
 
@@ -134,10 +160,10 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
                   predicted: torch.Tensor | None = None, fig: Any = None):
     """One row per sample: the digit, then one column per method.
 
-    Signed maps (integrated gradients, occlusion, Grad-CAM) use a diverging colormap
-    centred on 0; absolute maps (saliency, SmoothGrad) a sequential one. Each map is
-    scaled on its own (by its largest absolute value), so compare shapes, not colours,
-    across rows.
+    The colour map is chosen per method, the same in every row: signed methods
+    (integrated gradients, occlusion) use a diverging map centred on 0, non-negative ones
+    (saliency, SmoothGrad, Grad-CAM after its ReLU) a sequential one. Each map is scaled on
+    its own (by its largest absolute value), so compare shapes, not colours, across rows.
 
     Args:
         images: normalized digits ``(N, 1, H, W)``, un-normalized here for display.
@@ -167,7 +193,7 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
         for c, method in enumerate(methods, start=1):
             m = maps[method][r]
             scale = float(m.abs().max()) or 1.0
-            signed = bool((m < 0).any())
+            signed = method in SIGNED
             axes[r, c].imshow(m.numpy(), cmap="RdBu_r" if signed else "magma", vmin=-scale if signed else 0,
                               vmax=scale)
             if r == 0:
