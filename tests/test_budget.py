@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn as nn
 
 from s6lab import get_model
@@ -58,3 +59,27 @@ def test_budget_of_a_plain_module():
     b = parameter_budget(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10)),
                          (1, 1, 28, 28))
     assert b.total_params == 20 + 13530
+
+
+class Scale(torch.nn.Module):
+    """A custom layer with weights: torchinfo has no multiply-add rule for it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def test_multiply_adds_of_an_unknown_layer_with_weights_are_marked_unknown():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), Scale(4), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 26 * 26, 10))
+    b = parameter_budget(net, (1, 1, 28, 28))
+    scale = next(r for r in b.layers if r.type == "Scale")
+    assert scale.mult_adds is None and b.unknown_mult_adds == ("1",)
+    conv = 4 * 9 * 26 * 26 + 4 * 26 * 26  # weights per output position, plus the bias per output element
+    assert b.total_mult_adds == conv + 4 * 26 * 26 * 10 + 10
+    text = format_budget(b, level="layers")
+    assert "?" in text and ">= " in text and "multiply-adds unknown for 1" in text
+    assert next(r for r in b.blocks if r.name == "1").mult_adds is None

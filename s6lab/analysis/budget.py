@@ -3,6 +3,13 @@
 Per leaf layer and per top-level block: parameters, share of the total, running total,
 multiply-adds (from torchinfo, per image) and output activation size.
 
+Multiply-add conventions (torchinfo's): a convolution counts one per weight per output
+position, and its bias one per output element; a Linear one per weight and bias; BatchNorm
+two per channel (scale and shift), ReLU, pooling and dropout none. For a layer type with
+weights that torchinfo has no rule for, it would report one multiply-add per parameter, a
+guess: s6lab marks those layers *unknown* ("?") and leaves them out of the total, which is
+then a lower bound (``Budget.unknown_mult_adds`` names them).
+
 Examples:
     >>> from s6lab import get_model
     >>> b = parameter_budget(get_model("s6"))
@@ -29,7 +36,7 @@ class BudgetRow:
     params: int
     percent: float  # of all parameters
     cumulative: int  # parameters up to and including this row
-    mult_adds: int  # per image
+    mult_adds: int | None  # per image; None: unknown (a layer type with weights and no MAC rule)
     activations: int  # output elements per image
 
 
@@ -39,7 +46,17 @@ class Budget:
     blocks: tuple[BudgetRow, ...]
     total_params: int
     trainable_params: int
-    total_mult_adds: int
+    total_mult_adds: int  # of the layers whose multiply-adds are known: a lower bound if any are not
+    unknown_mult_adds: tuple[str, ...] = ()  # layers whose multiply-adds are unknown
+
+
+#: layer types whose multiply-adds torchinfo counts by a real rule (see the module docstring)
+MAC_RULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def macs_known(module: nn.Module) -> bool:
+    """Whether torchinfo's multiply-add count for ``module`` is a real count, not a guess."""
+    return isinstance(module, MAC_RULES) or not any(True for _ in module.parameters(recurse=False))
 
 
 def parameter_budget(model: nn.Module, input_size: tuple[int, ...] | None = None) -> Budget:
@@ -58,9 +75,10 @@ def parameter_budget(model: nn.Module, input_size: tuple[int, ...] | None = None
             for v in info.output_size[1:]:
                 numel *= v
             raw.append((names.get(id(info.module), info.var_name), info.class_name, info.num_params,
-                        info.macs, numel))
+                        info.macs if macs_known(info.module) else None, numel))
+    unknown = tuple(name for name, _, _, macs, _ in raw if macs is None)
 
-    def rows(items: list[tuple[str, str, int, int, int]]) -> tuple[BudgetRow, ...]:
+    def rows(items: list[tuple[str, str, int, int | None, int]]) -> tuple[BudgetRow, ...]:
         out, running = [], 0
         for name, kind, params, macs, acts in items:
             running += params
@@ -74,10 +92,11 @@ def parameter_budget(model: nn.Module, input_size: tuple[int, ...] | None = None
         block_type = type(getattr(model, top, None)).__name__ if "." in name else kind
         entry = blocks.setdefault(top, [top, block_type, 0, 0, 0])
         entry[2] += params
-        entry[3] += macs
+        entry[3] = None if entry[3] is None or macs is None else entry[3] + macs  # unknown if any part is
         entry[4] = acts  # the block's output is its last layer's output
+    known_total = sum(macs for *_, macs, _ in raw if macs is not None)
     return Budget(rows(raw), rows([tuple(v) for v in blocks.values()]), total, stats.trainable_params,
-                  stats.total_mult_adds)
+                  known_total, unknown)
 
 
 @dataclass(frozen=True)
@@ -115,16 +134,21 @@ def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = Fal
     items = budget.blocks if level == "blocks" else budget.layers
     header = ("name", "type", "params", "%", "cumulative", "mult-adds", "% MACs", "activations")
     total_macs = budget.total_mult_adds or 1
-    body = [(r.name, r.type, f"{r.params:,}", f"{r.percent:.1f}", f"{r.cumulative:,}", f"{r.mult_adds:,}",
-             f"{100 * r.mult_adds / total_macs:.1f}", f"{r.activations:,}") for r in items]
-    body.append(("total", "", f"{budget.total_params:,}", "100.0", "", f"{budget.total_mult_adds:,}",
+    body = [(r.name, r.type, f"{r.params:,}", f"{r.percent:.1f}", f"{r.cumulative:,}",
+             "?" if r.mult_adds is None else f"{r.mult_adds:,}",
+             "?" if r.mult_adds is None else f"{100 * r.mult_adds / total_macs:.1f}", f"{r.activations:,}")
+            for r in items]
+    lower = ">= " if budget.unknown_mult_adds else ""
+    body.append(("total", "", f"{budget.total_params:,}", "100.0", "", f"{lower}{budget.total_mult_adds:,}",
                  "100.0", ""))
+    note = (f"\n? multiply-adds unknown for {', '.join(budget.unknown_mult_adds)} (a layer type with weights and "
+            "no counting rule): left out of the total, which is a lower bound\n") if budget.unknown_mult_adds else ""
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n" + note
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     line = "  ".join(f"{{:>{w}}}" if i >= 2 else f"{{:<{w}}}" for i, w in enumerate(widths))
-    return "\n".join(line.format(*row).rstrip() for row in [header, *body]) + "\n"
+    return "\n".join(line.format(*row).rstrip() for row in [header, *body]) + "\n" + note
 
 
 def plot_budget(budget: Budget, axes: Any = None):
@@ -141,7 +165,7 @@ def plot_budget(budget: Budget, axes: Any = None):
     total_macs = budget.total_mult_adds or 1
     for ax, values, title, colour in (
         (axes[0], [r.percent for r in budget.blocks], f"Parameters ({budget.total_params:,})", "#4c72b0"),
-        (axes[1], [100 * r.mult_adds / total_macs for r in budget.blocks],
+        (axes[1], [100 * (r.mult_adds or 0) / total_macs for r in budget.blocks],
          f"Multiply-adds per image ({budget.total_mult_adds / 1e6:.2f} M)", "#dd8452"),
     ):
         bars = ax.barh(names, values, color=colour)
