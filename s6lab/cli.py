@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -388,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errors of the disk or the file system a user can fix, with the fix
+_DISK_ERRORS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota",
+                errno.EACCES: "choose a folder you can write to (--out, --root)",
+                errno.EROFS: "choose a folder on a writable disk (--out, --root)"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
@@ -408,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, DataError, RunError, TrainingDiverged, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"s6lab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise  # a programming error is not a user error: let it show
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]} (a training run keeps "
+              "its last finished epoch: run the same command with --resume)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; a run continues with `s6lab {args.command} ... --resume`", file=sys.stderr)

@@ -210,3 +210,34 @@ def test_resume_under_another_thread_count_records_both(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert [t["threads"] for t in run.meta["trained_on"]] == [threads, 1 if threads > 1 else 2]
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing the second epoch's checkpoint (mocked: no size-limited filesystem here)."""
+    import errno
+
+    import s6lab._io as io
+
+    out = tmp_path / "run"
+    real_write = io.atomic_write
+    calls = {"n": 0}
+
+    def full_disk(path, write):
+        if str(path).endswith("checkpoint.pt"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, write)
+
+    monkeypatch.setattr(io, "atomic_write", full_disk)
+    code = main(["train", "--epochs", "2", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+                 "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device writing" in err and "free some disk space" in err
+    assert "--resume" in err and "Traceback" not in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # the first epoch's, intact
+    assert state["epoch"] == 1
+    monkeypatch.setattr(io, "atomic_write", real_write)
+    assert main(["train", "--epochs", "2", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+                 "--quiet", "--out", str(out), "--resume"]) in (0, 1)
+    assert len(load_run(out).history) == 2
