@@ -416,13 +416,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"s6lab {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except OSError as e:
-        if e.errno not in _DISK_ERRORS:
-            raise  # a programming error is not a user error: let it show
-        where = f" writing {e.filename}" if e.filename else ""
-        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]} (a training run keeps "
-              "its last finished epoch: run the same command with --resume)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; a run continues with `s6lab {args.command} ... --resume`", file=sys.stderr)
         return 130
@@ -430,3 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError when Python flushes at exit
         return 0
+    except OSError as e:  # after BrokenPipeError, which is one too
+        if e.errno not in _DISK_ERRORS:
+            raise  # a programming error is not a user error: let it show
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]} (a training run keeps "
+              "its last finished epoch: run the same command with --resume)", file=sys.stderr)
+        return 2

@@ -141,7 +141,7 @@ def test_every_trainconfig_field_has_an_option_with_help_and_default(capsys):
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
-    assert "--weight-decay WEIGHT_DECAY L2 penalty (decoupled for adamw) (default: " in text
+    assert "--weight-decay WEIGHT_DECAY L2 penalty (decoupled for adamw)" in text and "(default: 0.0005)" in text
     assert "--augment, --no-augment batched random rotation and translation (default: on)" in text
 
 

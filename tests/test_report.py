@@ -48,6 +48,9 @@ def test_analysis_commands_bad_input(capsys, tiny_run, tmp_path):
     assert "belongs to another model" in capsys.readouterr().err
     (other / "model.pt").unlink()
     (other / "checkpoint.pt").unlink()
+    assert main(["gallery", str(other)]) == 2  # config + full history, no weights: a recorded run
+    assert "recorded run" in (err := capsys.readouterr().err) and "weights are not committed" in err
+    (other / "history.json").unlink()
     assert main(["gallery", str(other)]) == 2
     assert "never finished an epoch" in capsys.readouterr().err
 
