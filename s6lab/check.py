@@ -82,6 +82,77 @@ def all_passed(rows: list[Requirement]) -> bool:
     return all(r.passed for r in rows)
 
 
+@dataclass(frozen=True)
+class Shortfall:
+    """An epoch of the last three below the target: by how much, in test images."""
+
+    epoch: int
+    accuracy: float  # %
+    images_short: int  # more test images it had to get right to reach the target
+
+
+def shortfalls(history: History, *, target: float = TARGET_ACC, test_images: int = 10_000) -> list[Shortfall]:
+    """The epochs among the last three whose test accuracy is below ``target``.
+
+    Examples:
+        >>> from s6lab.train import EpochRecord, History
+        >>> h = History([EpochRecord(e, 0, 0, 0, a, 0, 0) for e, a in [(16, 99.37), (17, 99.42), (18, 99.41)]])
+        >>> shortfalls(h)
+        [Shortfall(epoch=16, accuracy=99.37, images_short=3)]
+    """
+    import math
+
+    out = []
+    for record in history.epochs[-3:]:
+        if record.test_acc < target:
+            short = math.ceil(round((target - record.test_acc) * test_images / 100, 6))
+            out.append(Shortfall(record.epoch, record.test_acc, max(1, short)))
+    return out
+
+
+def next_steps(config, params: int, *, max_epochs: int = MAX_EPOCHS, max_params: int = MAX_PARAMS) -> list[str]:
+    """Two or three changes the assignment's rules allow, for a run that missed the accuracy rule.
+
+    Args:
+        config: the run's :class:`~s6lab.train.TrainConfig`.
+        params: the model's parameter count.
+    """
+    steps = []
+    if config.epochs < max_epochs - 1:
+        steps.append(f"train longer: up to {max_epochs - 1} epochs are allowed (--epochs {max_epochs - 1}); "
+                     "the OneCycle schedule stretches with them (docs: Speed, the OneCycle shape)")
+    if config.weight_decay == 0:
+        steps.append("add weight decay (--weight-decay 5e-4): the default recipe's margin comes from it "
+                     "(README: The recipe, and its margin)")
+    if not config.augment:
+        steps.append("switch augmentation back on (--augment): rotation and shift fight overfitting "
+                     "(docs: Comparing variants, s6-no-augment)")
+    if params < max_params * 0.9:
+        steps.append(f"widen a layer: {max_params - params - 1:,} parameters are still free under the "
+                     f"{max_params:,} limit (docs: Parameter budgets)")
+    steps.append("run other seeds (--seed 1, 2, ...): if some pass and some fail, the margin is thinner "
+                 "than the seed-to-seed spread (README: The recipe, and its margin)")
+    return steps[:3]
+
+
+def format_advice(shorts: list[Shortfall], steps: list[str], machine: str | None = None,
+                  target: float = TARGET_ACC, markdown: bool = False) -> str:
+    """How close a failed accuracy rule came, where the run trained, and what to try next."""
+    if not shorts:
+        return ""
+    bullet = "- " if markdown else "  - "
+
+    def one(s: Shortfall) -> str:
+        images = f"{s.images_short} test image{'s' if s.images_short != 1 else ''}"
+        return f"epoch {s.epoch} at {s.accuracy:.2f}% ({images} short of {target}%)"
+
+    lines = [f"How close: {', '.join(one(s) for s in shorts)}."]
+    if machine:
+        lines.append(f"Trained on: {machine}.")
+    head = ("\n\n" if markdown else "\n").join(lines)
+    return head + "\n\nWhat the rules allow you to try next:\n" + "\n".join(bullet + step for step in steps) + "\n"
+
+
 def format_check(rows: list[Requirement], markdown: bool = False) -> str:
     """The check as a text or markdown table, with a final PASS/FAIL verdict."""
     header = ("requirement", "rule", "this run", "result")

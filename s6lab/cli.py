@@ -172,6 +172,9 @@ def _train(args: argparse.Namespace) -> int:
                     progress=not args.quiet, **_overrides(args.set))
     rows = assignment_check(run.model, run.history)
     print(format_check(rows))
+    from .report import advice
+
+    print(advice(run), end="")
     print(f"run written to {out} (report: {out / 'report.md'})")
     return 0 if all_passed(rows) or not args.strict else 1
 
@@ -194,7 +197,19 @@ def _check(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir, need_weights=False)  # the rules need the architecture, not the weights
     rows = assignment_check(run.model, run.history)
+    if args.json:
+        import json
+
+        from .runs import recorded_precision
+
+        print(json.dumps({"run": str(run.path), "passed": all_passed(rows), "precision": recorded_precision(run.meta),
+                          "machine_class": run.meta.get("machine_class"),
+                          "requirements": [vars(r) for r in rows]}, indent=2))
+        return 0 if all_passed(rows) else 1
+    from .report import advice
+
     print(format_check(rows, markdown=args.markdown))
+    print(advice(run, markdown=args.markdown), end="")
     return 0 if all_passed(rows) else 1
 
 
@@ -297,11 +312,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="s6lab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="s6lab", description="Learn how small CNNs are designed: train the S6 Net and its variants on MNIST, "
+        "check the assignment, read receptive fields, budgets, mistakes and saliency.",
+        epilog="Start with `s6lab doctor` (what to expect on this machine), then `s6lab train`. "
+               "`s6lab COMMAND --help` for each command's options.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -339,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="the assignment's PASS/FAIL table for a run")
     p.add_argument("run_dir")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table")
+    p.add_argument("--json", action="store_true", help="the verdict and every requirement as JSON (exit 1 on FAIL)")
 
     p = sub.add_parser("rf", help="receptive-field table of a model")
     p.add_argument("--model", default="s6")

@@ -37,10 +37,22 @@ def history_table(run: Run) -> str:
     return "\n".join(lines)
 
 
+def advice(run: Run, markdown: bool = False) -> str:
+    """For a run that missed the accuracy rule: how close it came, where it trained, what to try next
+    (empty for a run that met it)."""
+    from .check import count_parameters, format_advice, next_steps, shortfalls
+
+    test_images = (run.meta.get("data") or {}).get("test_size") or 10_000
+    shorts = shortfalls(run.history, test_images=test_images)
+    machine = f"{machine_line(run.meta)}, in {recorded_precision(run.meta)}"
+    return format_advice(shorts, next_steps(run.config, count_parameters(run.model)), machine, markdown=markdown)
+
+
 def _section_check(run: Run) -> str:
     table = format_check(assignment_check(run.model, run.history), markdown=True)
-    atomic_write_text(run.path / "check.md", table)
-    return "## The assignment check\n\n" + table
+    help_text = advice(run, markdown=True)
+    atomic_write_text(run.path / "check.md", table + ("\n" + help_text if help_text else ""))
+    return "## The assignment check\n\n" + table + ("\n" + help_text if help_text else "")
 
 
 def _section_history(run: Run) -> str:
