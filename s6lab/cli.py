@@ -60,12 +60,36 @@ def _models(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise CLIError(f"no model matches {args.pattern!r}; run `s6lab models` to list them")
-    width = max(len(n) for n in names)
-    print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
+    rows = []
     for name in names:
         model = get_model(name)
-        rf = final_receptive_field(model)
-        print(f"{name:<{width}}  {count_parameters(model):>7,}  {rf:>4}  {get_spec(name).description}")
+        rows.append({"name": name, "params": count_parameters(model), "receptive_field": final_receptive_field(model),
+                     "description": get_spec(name).description})
+    if args.json:
+        return _print_json(rows)
+    width = max(len(n) for n in names)
+    print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['params']:>7,}  {r['receptive_field']:>4}  {r['description']}")
+    return 0
+
+
+def _print_json(value: object) -> int:
+    """``--json``: one JSON document on stdout (dataclasses and paths included)."""
+    import dataclasses
+    import json
+
+    def plain(o: object) -> object:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return {f.name: plain(getattr(o, f.name)) for f in dataclasses.fields(o)
+                    if not hasattr(getattr(o, f.name), "shape")}  # tensors stay out
+        if isinstance(o, (list, tuple)):
+            return [plain(v) for v in o]
+        if isinstance(o, dict):
+            return {str(k): plain(v) for k, v in o.items()}
+        return o if isinstance(o, (str, int, float, bool, type(None))) else str(o)
+
+    print(json.dumps(plain(value), indent=2))
     return 0
 
 
@@ -223,6 +247,8 @@ def _rf(args: argparse.Namespace) -> int:
     from .models import get_model
 
     rows = receptive_fields(get_model(args.model, **_overrides(args.set)))
+    if args.json:
+        return _print_json(rows)
     print(format_receptive_fields(rows, markdown=args.markdown, only_changes=not args.all), end="")
     if args.plot:
         from .report import save_figure
@@ -237,7 +263,13 @@ def _budget(args: argparse.Namespace) -> int:
     from .models import get_model
 
     model = get_model(args.model, **_overrides(args.set))
+    if args.max_params is not None and (args.max_params < 1):
+        raise CLIError(f"--max-params must be a positive integer, got {args.max_params}")
     budget = parameter_budget(model)
+    if args.json:
+        verdict = check_budget(model, args.max_params) if args.max_params is not None else None
+        _print_json({"budget": budget, "check": verdict})
+        return 0 if verdict is None or verdict.ok else 1
     print(format_budget(budget, level="layers" if args.layers else "blocks", markdown=args.markdown))
     if args.plot:
         from .report import save_figure
@@ -306,8 +338,12 @@ def _compare(args: argparse.Namespace) -> int:
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
                      test_size=args.test_size, progress=not args.quiet,
                      recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN))
+    written = render(result, args.out, args.name)
+    if args.json:
+        return _print_json({"epochs": result.epochs, "seeds": list(result.seeds), "rows": [
+            {k: v for k, v in vars(r).items() if k != "runs"} for r in result.rows], "files": written})
     print(format_comparison(result, markdown=args.markdown))
-    for path in render(result, args.out, args.name):
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -333,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered models with parameters and receptive field")
     p.add_argument("pattern", nargs="?", default="*", help="glob over names (default: all)")
+    p.add_argument("--json", action="store_true", help="one JSON list")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
     p.add_argument("--model", default="s6")
@@ -373,12 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--all", action="store_true", help="every layer, not only those that change the field")
+    p.add_argument("--json", action="store_true", help="every row as JSON")
     p.add_argument("--plot", metavar="PNG", help="also save the growth figure")
 
     p = sub.add_parser("budget", help="parameters and multiply-adds per block or layer")
     p.add_argument("--model", default="s6")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
-    p.add_argument("--max-params", type=int, help="exit 1 unless the model has fewer parameters")
+    p.add_argument("--max-params", type=int,
+                   help="exit 1 unless the model has fewer than this many parameters (the bound is exclusive)")
+    p.add_argument("--json", action="store_true", help="the budget (and the check) as JSON")
     p.add_argument("--layers", action="store_true", help="per layer instead of per block")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--plot", metavar="PNG", help="also save the figure")
@@ -404,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (runs go to OUT/runs/...)")
     p.add_argument("--name", default="comparison", help="file stem of the tables and figures")
     p.add_argument("--no-train", action="store_true", help="re-render from finished runs only")
+    p.add_argument("--json", action="store_true", help="the table as JSON (files are still written)")
     p.add_argument("--train-size", type=int, help="quick mode: train on the first N images")
     p.add_argument("--test-size", type=int, help="quick mode: evaluate on the first N test images")
     p.add_argument("--markdown", action="store_true")

@@ -182,3 +182,32 @@ def test_quiet_train_still_says_machine_and_precision(capsys, tmp_path, monkeypa
     code, _, err = run(capsys, "train", "--epochs", "1", "--train-size", "64", "--test-size", "50",
                        "--batch-size", "32", "--quiet", "--out", str(tmp_path / "r"))
     assert code == 0 and "training on" in err and "no native bf16: training in fp32 (auto)" in err
+
+
+def test_json_output_for_grading_scripts(capsys):
+    import json
+
+    assert main(["models", "s6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"name": "s6", "params": 19602, "receptive_field": "16",
+                                                    "description": s6lab_description()}]
+    assert main(["rf", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "conv1.conv" and rows[0]["rf_out"] == 3 and rows[-1]["status"] == "global"
+    assert main(["budget", "--json", "--max-params", "19602"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["budget"]["total_params"] == 19602 and report["check"]["ok"] is False
+    assert "remove at least 1" in report["check"]["message"]
+
+
+def test_budget_bound_is_said_in_words_and_bad_bounds_fail_first(capsys):
+    assert main(["budget", "--max-params", "-5"]) == 2
+    out, err = capsys.readouterr()
+    assert "--max-params must be a positive integer, got -5" in err and out == ""
+    assert main(["budget", "--max-params", "20000"]) == 0
+    assert "fewer than 20,000, as the rule asks (397 more would still fit)" in capsys.readouterr().out
+
+
+def s6lab_description() -> str:
+    from s6lab import get_spec
+
+    return get_spec("s6").description

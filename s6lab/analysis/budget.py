@@ -119,12 +119,12 @@ def check_budget(model: nn.Module, max_params: int) -> BudgetCheck:
     budget = parameter_budget(model)
     total = budget.total_params
     if total < max_params:
-        return BudgetCheck(True, total, max_params, f"{total:,} parameters: within the budget of "
-                           f"{max_params:,} ({max_params - total:,} to spare)")
+        return BudgetCheck(True, total, max_params, f"{total:,} parameters: fewer than {max_params:,}, as the "
+                           f"rule asks ({max_params - total - 1:,} more would still fit)")
     biggest = max(budget.blocks, key=lambda r: r.params)
-    return BudgetCheck(False, total, max_params, f"{total:,} parameters: over the budget of {max_params:,} "
-                       f"by {total - max_params + 1:,}; the largest block is {biggest.name} "
-                       f"({biggest.params:,}, {biggest.percent:.0f}%)")
+    return BudgetCheck(False, total, max_params, f"{total:,} parameters: the rule asks for fewer than "
+                       f"{max_params:,}, so remove at least {total - max_params + 1:,}; the largest block is "
+                       f"{biggest.name} ({biggest.params:,}, {biggest.percent:.0f}%)")
 
 
 def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = False) -> str:
