@@ -13,7 +13,7 @@ from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
 from .check import assignment_check, count_parameters, format_check
 from .comparison import compare
 from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dataset
-from .models import get_model, get_spec, list_models, register_model
+from .models import get_model, get_recipe, get_spec, list_models, register_model
 from .runs import Run, load_run, train_run
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, build
 from .summary import summary
@@ -25,7 +25,7 @@ __all__ = [
     "ConvBN", "GAPHead", "LinearHead", "PoolDrop", "Transition1x1",
     "compare", "assignment_check", "count_parameters", "format_check",
     "MNISTTensors", "TensorSplit", "ensure_mnist", "load_mnist", "mnist_dataset",
-    "get_model", "get_spec", "list_models", "register_model",
+    "get_model", "get_recipe", "get_spec", "list_models", "register_model",
     "Run", "load_run", "train_run",
     "GAP", "Conv", "Linear", "Net", "NetSpec", "Pool", "Transition", "build",
     "summary",

@@ -177,12 +177,11 @@ _COMPARE_OWN = frozenset({"epochs", "seed"})
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from .check import all_passed, assignment_check, format_check
-    from .models import get_spec
+    from .models import get_recipe
     from .runs import train_run
     from .train import TrainConfig
 
-    spec = get_spec(args.model)
-    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **config_values(args, TrainConfig)})
+    config = get_recipe(args.model, **config_values(args, TrainConfig))
     out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
     if args.quiet:  # fit says it beside its progress bars; without them, say it here
         from .hardware import describe_machine, resolve_precision

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
-from .models import get_spec
+from .models import get_recipe, get_spec
 from .runs import WEIGHTS, Run, RunError, load_run, run_differences, train_run
 from .train import SPEED_ONLY, TrainConfig, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
 
@@ -165,8 +165,7 @@ def compare(
         runs = []
         for seed in seeds:
             path = run_dir(out, spec.name, seed, epochs, train_size)
-            config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **(recipe or {}),
-                                            "epochs": epochs, "seed": seed})
+            config = get_recipe(spec, **{**(recipe or {}), "epochs": epochs, "seed": seed})
             if (path / WEIGHTS).exists() or recorded_in_full(path):
                 run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
                 stale = run_differences(run.meta, spec, config, {"train_size": train_size, "test_size": test_size},

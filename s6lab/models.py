@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build
+from .train import TrainConfig
 
 # The assignment's network, layer for layer (see shared/reference/assignment6.md).
 # The original convs keep their bias before BatchNorm; its 19,602 count includes it.
@@ -131,9 +132,29 @@ def get_model(name: str, **overrides: Any) -> Net:
     return build(apply_overrides(get_spec(name), **overrides))
 
 
+def get_recipe(model: str | NetSpec, **overrides: Any) -> TrainConfig:
+    """The training recipe of a registered variant (or a spec): the one place where the
+    trainer's defaults, the variant's own training changes (``spec.train``) and your overrides
+    are merged, in that order. ``s6lab train``, ``train_run`` and ``compare`` all use it; use it
+    with ``fit`` so that a variant trains the way its row in the tables did.
+
+    Raises:
+        KeyError: unknown model name.
+        ValueError: an unknown or invalid ``TrainConfig`` field.
+
+    Examples:
+        >>> get_recipe("s6-step-lr").schedule
+        'step'
+        >>> get_recipe("s6", seed=3, epochs=2).epochs
+        2
+    """
+    spec = get_spec(model) if isinstance(model, str) else model
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **overrides})
+
+
 for _spec in VARIANTS:
     register_model(_spec)
 
 # Kept importable for variant tables that use them.
-__all__ = ["S6", "GAP", "Conv", "Linear", "Pool", "Transition", "get_model", "get_spec",
+__all__ = ["S6", "GAP", "Conv", "Linear", "Pool", "Transition", "get_model", "get_recipe", "get_spec",
            "list_models", "register_model"]

@@ -29,7 +29,7 @@ import torch
 from ._io import atomic_torch_save, atomic_write_text
 from .data import MNISTTensors, default_root, load_mnist
 from .hardware import machine_info, native_bf16, resolve_precision
-from .models import get_spec
+from .models import get_recipe, get_spec
 from .specs import Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
 from .train import EpochRecord, History, TrainConfig, fit, recipe_differences, resolve_device, seed_everything
 
@@ -174,7 +174,7 @@ def train_run(
             raise RunError(f"{spec.name!r} has {name}={getattr(spec, name)}, but MNIST needs {name}={needed}; "
                            f"drop --set {name}=... (or pass {name}={needed})")
     if config is None:
-        config = TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train})
+        config = get_recipe(spec)
     out = Path(out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)

@@ -20,10 +20,12 @@ SNIPPETS = ROOT / "docs" / "snippets"
 
 @pytest.fixture
 def quick(monkeypatch):
-    """Make load_mnist load a subset and every TrainConfig / compare run one epoch."""
+    """Make load_mnist load a subset and every TrainConfig / get_recipe / compare run one epoch."""
     real_load, real_config, real_compare = s6lab.load_mnist, s6lab.TrainConfig, s6lab.compare
+    real_recipe = s6lab.get_recipe
     monkeypatch.setattr(s6lab, "load_mnist", functools.partial(real_load, train_size=1000, test_size=500))
     monkeypatch.setattr(s6lab, "TrainConfig", lambda **kw: real_config(**{**kw, "epochs": 1}))
+    monkeypatch.setattr(s6lab, "get_recipe", lambda model, **kw: real_recipe(model, **{**kw, "epochs": 1}))
     monkeypatch.setattr(s6lab, "compare", lambda variants, **kw: real_compare(
         variants, **{**kw, "epochs": 1, "train_size": 600, "test_size": 300, "progress": False}))
 

@@ -73,3 +73,21 @@ def test_override_through_get_model():
     assert model.pool1.drop.p == 0.05
     no_bn = s6lab.get_model("s6", batchnorm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in no_bn.modules())
+
+
+def test_get_recipe_is_the_one_merge_and_the_cli_uses_it(tmp_path):
+    """A variant's own training changes reach fit through get_recipe, as they reach `s6lab train`."""
+    import json
+
+    from s6lab import get_recipe
+    from s6lab.cli import main
+
+    recipe = get_recipe("s6-step-lr", seed=2)
+    assert recipe.schedule == "step" and recipe.seed == 2
+    assert get_recipe("s6").schedule == "onecycle"
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        get_recipe("s6", colour="red")
+    assert main(["train", "--model", "s6-step-lr", "--epochs", "1", "--train-size", "64", "--test-size", "32",
+                 "--quiet", "--out", str(tmp_path / "r")]) == 0
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert recorded == get_recipe("s6-step-lr", epochs=1).to_dict()
