@@ -298,13 +298,36 @@ def _gallery(args: argparse.Namespace) -> int:
     from .report import write_gallery
 
     run, split = _run_and_test_split(args)
-    p, files = write_gallery(run, split, n=args.n)
+    out = _figure_folder(args, run)
+    shown = _shown_by_report(run, out, ("gallery.png", "confusion.png", "confusion_normalized.png"))
+    p, files = write_gallery(run, split, n=args.n, out=out)
     print(format_mistakes(p, markdown=args.markdown))
     if not len(p.misclassified()):
         print("no misclassified test images: no gallery written")
-    for f in files:
-        print(f"wrote {f}")
+    _say_written(files, shown)
     return 0
+
+
+def _figure_folder(args: argparse.Namespace, run) -> Path:
+    out = Path(args.out) if args.out else run.path
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; choose a folder for the figures")
+    return out
+
+
+def _shown_by_report(run, out: Path, names: tuple[str, ...]) -> set[Path]:
+    """The figures in ``out`` that the run's report.md shows (so replacing them changes the report)."""
+    report = run.path / "report.md"
+    if out.resolve() != run.path.resolve() or not report.exists():
+        return set()
+    text = report.read_text()
+    return {out / name for name in names if f"]({name})" in text and (out / name).exists()}
+
+
+def _say_written(files: list[Path], shown: set[Path]) -> None:
+    for f in files:
+        note = " (replaced the figure report.md shows; pass --out DIR to keep it)" if f in shown else ""
+        print(f"wrote {f}{note}")
 
 
 @command("saliency")
@@ -313,9 +336,11 @@ def _saliency(args: argparse.Namespace) -> int:
     from .report import write_saliency
 
     run, split = _run_and_test_split(args)
+    out = _figure_folder(args, run)
+    shown = _shown_by_report(run, out, ("saliency.png",))
     path = write_saliency(run, split, interpret(run.model, split), n=args.n,
-                          methods=tuple(args.methods) if args.methods else None, layer=args.layer)
-    print(f"wrote {path}")
+                          methods=tuple(args.methods) if args.methods else None, layer=args.layer, out=out)
+    _say_written([path], shown)
     return 0
 
 
@@ -425,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gallery", help="misclassified digits, confusion matrix, most-confused pairs")
     p.add_argument("run_dir")
     p.add_argument("-n", type=int, default=25, help="images in the gallery")
+    p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--root", help="MNIST data root")
 
@@ -433,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="saliency integrated_gradients smoothgrad gradcam occlusion (default: all)")
     p.add_argument("-n", type=int, default=8, help="rows (samples)")
+    p.add_argument("--out", help="folder for the figure (default: the run directory, replacing the report's)")
     p.add_argument("--layer", help="conv layer for Grad-CAM (default: the last non-1x1 conv)")
     p.add_argument("--root", help="MNIST data root")
 

@@ -77,28 +77,31 @@ def test_split(run: Run, root: str | Path | None = None) -> TensorSplit:
     return load_split(root, train=False, size=size)
 
 
-def write_gallery(run: Run, split: TensorSplit, n: int = 25) -> tuple[Predictions, list[Path]]:
-    """gallery.png (top losses), confusion.png (counts), confusion_normalized.png into the run."""
+def write_gallery(run: Run, split: TensorSplit, n: int = 25, out: Path | None = None) -> tuple[Predictions, list[Path]]:
+    """gallery.png (top losses), confusion.png (counts), confusion_normalized.png into ``out``
+    (default: the run directory, where the report shows them)."""
     from .analysis.gallery import interpret, plot_confusion, plot_gallery
 
+    out = Path(out) if out is not None else run.path
     p = interpret(run.model, split)
-    files = [save_figure(plot_confusion(p), run.path / "confusion.png"),
-             save_figure(plot_confusion(p, normalize=True, hide_diagonal=True),
-                         run.path / "confusion_normalized.png")]
+    files = [save_figure(plot_confusion(p), out / "confusion.png"),
+             save_figure(plot_confusion(p, normalize=True, hide_diagonal=True), out / "confusion_normalized.png")]
     if len(p.misclassified()):
-        files.insert(0, save_figure(plot_gallery(split.images, p, n=n), run.path / "gallery.png"))
+        files.insert(0, save_figure(plot_gallery(split.images, p, n=n), out / "gallery.png"))
     return p, files
 
 
 def write_saliency(run: Run, split: TensorSplit, p: Predictions, *, n: int = 8,
-                   methods: tuple[str, ...] | None = None, layer: str | None = None) -> Path:
-    """saliency.png: the most confidently misclassified samples and a few correct ones."""
+                   methods: tuple[str, ...] | None = None, layer: str | None = None,
+                   out: Path | None = None) -> Path:
+    """saliency.png into ``out`` (default: the run directory): the most confidently
+    misclassified samples and a few correct ones."""
     from .analysis.saliency import METHODS, attributions, pick_samples, plot_saliency
 
     idx = pick_samples(p, n)
     maps = attributions(run.model, split.images[idx], methods=methods or METHODS, layer=layer)
     fig = plot_saliency(split.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx])
-    return save_figure(fig, run.path / "saliency.png")
+    return save_figure(fig, (Path(out) if out is not None else run.path) / "saliency.png")
 
 
 def _section_receptive_field(run: Run) -> str:

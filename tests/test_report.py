@@ -64,3 +64,19 @@ def test_rf_and_budget_commands(capsys, tmp_path):
     assert main(["budget", "--max-params", "10000", "--layers"]) == 1
     assert "OVER BUDGET" in capsys.readouterr().out
     assert main(["rf", "--model", "nope"]) == 2
+
+
+def test_gallery_and_saliency_say_when_they_replace_the_reports_figures(capsys, tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.path, run_dir)
+    assert main(["saliency", str(run_dir), "--methods", "saliency", "-n", "2"]) == 0
+    assert "replaced the figure report.md shows; pass --out DIR to keep it" in capsys.readouterr().out
+    before = (run_dir / "gallery.png").read_bytes()
+    figures = tmp_path / "mine"
+    assert main(["gallery", str(run_dir), "-n", "4", "--out", str(figures)]) == 0
+    out = capsys.readouterr().out
+    assert "replaced" not in out and png_is_not_blank(figures / "gallery.png")
+    assert (run_dir / "gallery.png").read_bytes() == before  # the report's figure is untouched
+    (tmp_path / "file").write_text("x")
+    assert main(["gallery", str(run_dir), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; choose a folder" in capsys.readouterr().err
