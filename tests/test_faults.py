@@ -241,3 +241,51 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path, m
     assert main(["train", "--epochs", "2", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
                  "--quiet", "--out", str(out), "--resume"]) in (0, 1)
     assert len(load_run(out).history) == 2
+
+
+TRAINER = """
+import sys, torch
+from s6lab.data import MNISTTensors, TensorSplit
+from s6lab.runs import train_run
+from s6lab.train import TrainConfig
+g = torch.Generator().manual_seed(0)
+split = TensorSplit(torch.randn(1024, 1, 28, 28, generator=g), torch.randint(0, 10, (1024,), generator=g))
+train_run("s6", sys.argv[1], TrainConfig(epochs=6, batch_size=32, seed=3, precision="fp32"),
+          data=MNISTTensors(split, split.subset(128)), resume=True, progress=False, write_report=False)
+"""
+
+
+def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
+    """Each restart is killed (SIGKILL) a random moment after it finished one more epoch: inside the
+    next epoch, or while writing its files. The resumed run ends bit for bit where the whole one does."""
+    import random
+
+    def start(out):
+        return subprocess.Popen([sys.executable, "-c", TRAINER, str(out)])
+
+    def epochs_done(out):
+        try:
+            return len(json.loads((out / "history.json").read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+    whole = start(tmp_path / "whole")
+    assert whole.wait(timeout=600) == 0
+    rng = random.Random(0)
+    out, kills = tmp_path / "killed", 0
+    for _ in range(3):
+        proc, before = start(out), epochs_done(out)
+        while epochs_done(out) == before and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.8))
+        if proc.poll() is None:
+            proc.kill()  # no cleanup, no flush
+            kills += 1
+        proc.wait()
+    assert kills == 3 and 0 < epochs_done(out) < 6
+    assert start(out).wait(timeout=600) == 0
+    a, b = load_run(tmp_path / "whole"), load_run(out)
+    assert [e.test_acc for e in a.history.epochs] == [e.test_acc for e in b.history.epochs]
+    assert [e.train_loss for e in a.history.epochs] == [e.train_loss for e in b.history.epochs]
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
