@@ -337,7 +337,8 @@ def ensure_mnist(
     except Exception as e:
         errors.append(f"offline source: {e}")
     raise DataError(
-        "could not fetch MNIST. " + " | ".join(errors)
+        "could not fetch MNIST. " + (f"Now: {'; '.join(problems)}. " if problems else "") + "Tried: "
+        + " | ".join(errors)
         + f". Fix: put the four IDX files ({', '.join(MNIST_FILES)}) in {folder}, "
         "or check your network and run `s6lab data` again."
     )

@@ -225,3 +225,11 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_after_a_failed_fetch_the_bad_file_is_still_named(copied_root, offline_machine):
+    victim = D.raw_folder(copied_root) / "t10k-labels-idx1-ubyte"
+    victim.write_bytes(b"\x00" * victim.stat().st_size)
+    with pytest.raises(D.DataError, match=r"could not fetch MNIST\. Now: .*t10k-labels-idx1-ubyte is corrupted"
+                                          r".*Tried: offline source"):
+        D.ensure_mnist(copied_root)
