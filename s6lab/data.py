@@ -317,7 +317,14 @@ def ensure_mnist(
     if try_torchvision is None:
         try_torchvision = os.environ.get("S6LAB_OFFLINE", "") not in ("1", "true", "yes")
     say = report or log.info
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the data folder {folder} ({e.strerror}); choose a data root you can "
+                        "write to (--root DIR or $S6LAB_DATA)") from None
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"cannot write to the data folder {folder}; choose a data root you can write to "
+                        "(--root DIR or $S6LAB_DATA)")
     clean_leftovers(folder)
     errors = []
     if try_torchvision:

@@ -233,3 +233,14 @@ def test_after_a_failed_fetch_the_bad_file_is_still_named(copied_root, offline_m
     with pytest.raises(D.DataError, match=r"could not fetch MNIST\. Now: .*t10k-labels-idx1-ubyte is corrupted"
                                           r".*Tried: offline source"):
         D.ensure_mnist(copied_root)
+
+
+def test_an_unwritable_data_root_is_not_called_a_network_problem(tmp_path, monkeypatch):
+    import os
+
+    root = tmp_path / "ro"
+    D.raw_folder(root).mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(D.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with pytest.raises(D.DataError, match="cannot write to the data folder .*choose a data root you can write to"):
+        D.ensure_mnist(root)
