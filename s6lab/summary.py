@@ -19,12 +19,32 @@ import torch.nn as nn
 FUNCTIONAL_IN_ORIGINAL = ("ReLU", "Flatten", "LogSoftmax")
 
 
+#: what a model that says nothing about its input is assumed to take: one MNIST digit
+MNIST_INPUT = (1, 1, 28, 28)
+
+
 def input_size_of(model: nn.Module) -> tuple[int, int, int, int]:
-    """``(1, C, H, W)`` from a Net's spec, else MNIST's ``(1, 1, 28, 28)``."""
+    """``(1, C, H, W)`` the model takes: from an s6lab spec, or an ``input_size`` attribute.
+
+    Any other model is assumed to take one MNIST digit, with a warning: a net built for
+    32x32 analysed at 28x28 would get a wrong global field and wrong multiply-adds, so pass
+    ``input_size=(1, C, H, W)`` to the analysis (or set ``model.input_size``) for such nets.
+    """
+    import warnings
+
     spec = getattr(model, "spec", None)
-    if spec is None:
-        return (1, 1, 28, 28)
-    return (1, spec.in_channels, spec.image_size, spec.image_size)
+    if spec is not None:
+        return (1, spec.in_channels, spec.image_size, spec.image_size)
+    declared = getattr(model, "input_size", None)
+    if declared is not None:
+        return tuple(declared)  # type: ignore[return-value]
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and first.in_channels != 1:
+        raise ValueError(f"the model takes {first.in_channels}-channel images, so it is not an MNIST net: pass "
+                         "input_size=(1, C, H, W) (or set model.input_size)")
+    warnings.warn("the model is not an s6lab spec and declares no input_size: assuming one MNIST digit "
+                  f"{MNIST_INPUT}; pass input_size=(1, C, H, W) if it was built for another size", stacklevel=3)
+    return MNIST_INPUT
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, **kwargs: Any):

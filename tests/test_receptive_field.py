@@ -193,3 +193,19 @@ def test_a_dilated_pool_measures_its_bounding_box_and_reports_the_holes():
     assert rows[0].rf_out == 5
     m = measure_receptive_field(net, "0")
     assert m.size == 5 and m.box_pixels == 25 and m.pixels_used == 9  # a 3x3 lattice with holes
+
+
+def test_input_size_is_never_assumed_silently():
+    def gap_net():  # built for 32x32: a GAP head accepts any size, so 28x28 would "work"
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    with pytest.warns(UserWarning, match=r"declares no input_size: assuming one MNIST digit \(1, 1, 28, 28\)"):
+        assert receptive_fields(gap_net())[1].rf_out == 3 + 27
+    assert receptive_fields(gap_net(), (1, 1, 32, 32))[1].rf_out == 3 + 31
+    declared = gap_net()
+    declared.input_size = (1, 1, 32, 32)
+    assert receptive_fields(declared)[1].rf_out == 34
+    assert measure_receptive_field(declared, "0", unit=(31, 31)).rows == (30, 31)
+    assert measure_receptive_field(gap_net(), "0", input_size=(1, 1, 32, 32), unit=(31, 0)).rows == (30, 31)
+    with pytest.raises(ValueError, match="3-channel images, so it is not an MNIST net: pass input_size"):
+        receptive_fields(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))

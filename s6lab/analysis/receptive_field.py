@@ -334,7 +334,8 @@ def linearised(model: nn.Module) -> nn.Module:
 
 
 def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, int] | None = None,
-                            image: torch.Tensor | None = None, linearise: bool = True) -> MeasuredRF:
+                            image: torch.Tensor | None = None, linearise: bool = True,
+                            input_size: tuple[int, ...] | None = None) -> MeasuredRF:
     """Back-propagate from one output unit of ``layer`` and measure the gradient's extent.
 
     Args:
@@ -343,6 +344,8 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
         unit: ``(row, col)`` of the output unit; default the centre of the map.
         image: input ``(1, C, H, W)``; default ones (linearised) or required for trained.
         linearise: measure on :func:`linearised` (geometry); ``False`` uses the model as is.
+        input_size: ``(1, C, H, W)`` when no ``image`` is given; default from the model's spec
+            (see :func:`s6lab.summary.input_size_of`).
 
     Returns:
         :class:`MeasuredRF` with inclusive row and column bounds.
@@ -366,7 +369,7 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
         raise ValueError(f"unknown layer {layer!r}; layers with a spatial output include: {', '.join(convs)}")
     net = linearised(model) if linearise else copy.deepcopy(model).eval()
     if image is None:
-        image = torch.ones(input_size_of(model))
+        image = torch.ones(input_size or input_size_of(model))
     x = image.detach().clone().float().requires_grad_(True)
     captured: dict[str, torch.Tensor] = {}
     target = dict(net.named_modules())[layer]
