@@ -14,21 +14,22 @@ from collections import OrderedDict
 import torch.nn as nn
 
 from .dropout import Dropout
+from .errors import ConfigError
 
 
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_nonnegative(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def _check_dropout(value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {value!r}")
+        raise ConfigError(f"dropout must be in [0, 1), got {value!r}")
 
 
 class ConvBN(nn.Sequential):

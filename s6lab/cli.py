@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors of the disk or the file system a user can fix, with the fix
-_DISK_ERRORS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota",
+_DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOSPC: "free some disk space",
+                errno.EDQUOT: "free some of your disk quota",
                 errno.EACCES: "choose a folder you can write to (--out, --root)",
                 errno.EROFS: "choose a folder on a writable disk (--out, --root)"}
 
@@ -496,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from .data import DataError
+    from .errors import ConfigError, UnknownNameError
     from .runs import RunError
     from .train import TrainingDiverged
 
@@ -506,9 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = show_warning
     try:
         return COMMANDS[args.command](args)
-    except (CLIError, DataError, RunError, TrainingDiverged, ValueError, KeyError, FileNotFoundError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"s6lab {args.command}: error: {message}", file=sys.stderr)
+    except (CLIError, ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
+        # the errors a user can fix; any other exception is a bug and keeps its traceback
+        print(f"s6lab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; a run continues with `s6lab {args.command} ... --resume`", file=sys.stderr)
@@ -520,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # after BrokenPipeError, which is one too
         if e.errno not in _DISK_ERRORS:
             raise  # a programming error is not a user error: let it show
-        where = f" writing {e.filename}" if e.filename else ""
+        where = f": {e.filename}" if e.filename else ""
         print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]} (a training run keeps "
               "its last finished epoch: run the same command with --resume)", file=sys.stderr)
         return 2

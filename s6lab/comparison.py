@@ -22,6 +22,7 @@ from typing import Any
 
 from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
+from .errors import ConfigError
 from .models import get_recipe, get_spec
 from .runs import WEIGHTS, Run, RunError, load_run, run_differences, train_run
 from .train import SPEED_ONLY, TrainConfig, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
@@ -153,11 +154,11 @@ def compare(
         RunError: ``train=False`` and a run is missing or unfinished.
     """
     if not variants:
-        raise ValueError("name at least one variant (see `s6lab models`)")
+        raise ConfigError("name at least one variant (see `s6lab models`)")
     if len(set(variants)) != len(variants):
-        raise ValueError(f"a variant is named twice: {', '.join(variants)}")
+        raise ConfigError(f"a variant is named twice: {', '.join(variants)}")
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"give one or more distinct seeds, got {list(seeds)}")
+        raise ConfigError(f"give one or more distinct seeds, got {list(seeds)}")
     specs = [get_spec(v) for v in variants]  # unknown names fail before any training
     epochs = TrainConfig().epochs if epochs is None else epochs  # 0 is an error (TrainConfig says so), not "unset"
     rows = []

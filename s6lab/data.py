@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ._io import atomic_write_bytes
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,7 @@ class TensorSplit:
     def subset(self, n: int) -> TensorSplit:
         """The first ``n`` samples (for quick runs and tests)."""
         if n < 1:
-            raise ValueError(f"subset size must be >= 1, got {n}")
+            raise ConfigError(f"subset size must be >= 1, got {n}")
         return TensorSplit(self.images[:n], self.labels[:n])
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
 from .hardware import MachineInfo, machine_info, resolve_precision
 
 #: packages whose versions decide what runs
@@ -88,7 +89,7 @@ def estimate_epoch_seconds(device: str | torch.device = "auto", budget_seconds: 
     from .train import TrainConfig, evaluate, fit, resolve_device
 
     if not budget_seconds > 0:
-        raise ValueError(f"budget_seconds must be > 0, got {budget_seconds}")
+        raise ConfigError(f"budget_seconds must be > 0, got {budget_seconds}")
     device = resolve_device(device) if isinstance(device, str) else device
     config = TrainConfig(epochs=1, device=str(device))
     images = 10 * config.batch_size

@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 #: dtype -> (integer dtype of the same width, random lanes per 64-bit draw, uniform bits per lane)
 _LANES = {
     torch.bfloat16: (torch.int16, 4, 15),
@@ -85,7 +87,7 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
         (0.25, 1.3333)
     """
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+        raise ConfigError(f"dropout probability must be in [0, 1], got {p!r}")
     if p == 0.0:
         return x.clone()
     if p == 1.0 or not fast_path_applies(x):

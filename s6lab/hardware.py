@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
+
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
@@ -87,7 +89,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
                                  "and several times slower than fp32", emulated=True)
     if requested == "fp32":
         return Precision("fp32", "fp32 was asked for")
-    raise ValueError(f"precision must be auto, bf16 or fp32, got {requested!r}")
+    raise ConfigError(f"precision must be auto, bf16 or fp32, got {requested!r}")
 
 
 @dataclass(frozen=True)

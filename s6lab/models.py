@@ -15,6 +15,7 @@ import fnmatch
 from dataclasses import replace
 from typing import Any
 
+from .errors import ConfigError, UnknownNameError
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build
 from .train import TrainConfig
 
@@ -91,7 +92,7 @@ def register_model(spec: NetSpec, *, replace: bool = False) -> NetSpec:
         ValueError: the name is taken (pass ``replace=True``) or the spec is invalid.
     """
     if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"model {spec.name!r} is already registered; pass replace=True to overwrite")
+        raise ConfigError(f"model {spec.name!r} is already registered; pass replace=True to overwrite")
     build(spec)
     _REGISTRY[spec.name] = spec
     return spec
@@ -111,7 +112,7 @@ def get_spec(name: str) -> NetSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
+        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
 
 
 def get_model(name: str, **overrides: Any) -> Net:

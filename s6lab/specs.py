@@ -22,6 +22,7 @@ from typing import Any, Union
 import torch.nn as nn
 
 from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,9 @@ def build(spec: NetSpec) -> Net:
             last, or a block rejects its arguments. The message names the layer.
     """
     if not spec.layers:
-        raise ValueError(f"spec {spec.name!r} has no layers; add blocks and end with Linear() or GAP()")
+        raise ConfigError(f"spec {spec.name!r} has no layers; add blocks and end with Linear() or GAP()")
     if not isinstance(spec.layers[-1], (Linear, GAP)):
-        raise ValueError(f"spec {spec.name!r}: the last layer must be a head, Linear() or GAP(), "
+        raise ConfigError(f"spec {spec.name!r}: the last layer must be a head, Linear() or GAP(), "
                          f"got {spec.layers[-1]!r}")
     channels, size = spec.in_channels, spec.image_size
     counters: dict[str, int] = {}
@@ -149,10 +150,10 @@ def build(spec: NetSpec) -> Net:
             name = f"{prefix}{counters[prefix]}"
         where = f"spec {spec.name!r}, layer {index} ({name}: {layer!r})"
         if is_head and index != len(spec.layers):
-            raise ValueError(f"{where}: a head must be the last layer")
+            raise ConfigError(f"{where}: a head must be the last layer")
         declared = getattr(layer, "in_channels", None)
         if declared is not None and declared != channels:
-            raise ValueError(f"{where}: declares in_channels={declared} but the previous layer "
+            raise ConfigError(f"{where}: declares in_channels={declared} but the previous layer "
                              f"gives {channels}; change in_channels or the previous out_channels")
         try:
             if isinstance(layer, Conv):
@@ -172,11 +173,11 @@ def build(spec: NetSpec) -> Net:
             elif isinstance(layer, GAP):
                 block = GAPHead(channels, spec.num_classes)
             else:
-                raise ValueError(f"unknown layer spec type {type(layer).__name__}")
+                raise ConfigError(f"unknown layer spec type {type(layer).__name__}")
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise ConfigError(f"{where}: {e}") from None
         if size < 1:
-            raise ValueError(f"{where}: the spatial size drops to {size}x{size}; "
+            raise ConfigError(f"{where}: the spatial size drops to {size}x{size}; "
                              "use padding, a smaller kernel or fewer pooling layers")
         layers[name] = block
         channels = block.out_channels
@@ -206,25 +207,25 @@ def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
     """
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
-        raise ValueError(f"unknown override(s) {', '.join(unknown)} for model {spec.name!r}; "
+        raise ConfigError(f"unknown override(s) {', '.join(unknown)} for model {spec.name!r}; "
                          f"valid overrides: {', '.join(OVERRIDES)}")
     changes: dict[str, Any] = {}
     if "dropout" in overrides:
         p = overrides["dropout"]
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"override dropout must be a number in [0, 1), got {p!r}")
+            raise ConfigError(f"override dropout must be a number in [0, 1), got {p!r}")
         changes["layers"] = tuple(
             dataclasses.replace(layer, dropout=float(p)) if getattr(layer, "dropout", 0) > 0 else layer
             for layer in spec.layers)
     if "batchnorm" in overrides:
         if not isinstance(overrides["batchnorm"], bool):
-            raise ValueError(f"override batchnorm must be True or False, got {overrides['batchnorm']!r}")
+            raise ConfigError(f"override batchnorm must be True or False, got {overrides['batchnorm']!r}")
         changes["batchnorm"] = overrides["batchnorm"]
     for key in ("num_classes", "in_channels", "image_size"):
         if key in overrides:
             value = overrides[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"override {key} must be a positive integer, got {value!r}")
+                raise ConfigError(f"override {key} must be a positive integer, got {value!r}")
             changes[key] = value
     return spec.replace(**changes)
 
@@ -253,10 +254,10 @@ def spec_from_dict(values: dict[str, Any]) -> NetSpec:
         row = dict(row)
         kind = row.pop("type", None)
         if kind not in _LAYER_TYPES:
-            raise ValueError(f"layer {i}: unknown layer type {kind!r}; known: {', '.join(_LAYER_TYPES)}")
+            raise ConfigError(f"layer {i}: unknown layer type {kind!r}; known: {', '.join(_LAYER_TYPES)}")
         try:
             layers.append(_LAYER_TYPES[kind](**row))
         except TypeError as e:
-            raise ValueError(f"layer {i} ({kind}): {e}") from None
+            raise ConfigError(f"layer {i} ({kind}): {e}") from None
     rest = {k: v for k, v in values.items() if k != "layers"}
     return NetSpec(layers=tuple(layers), **rest)

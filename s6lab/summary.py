@@ -14,6 +14,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from .errors import ConfigError
+
 #: Layers that carry no parameters and that torchsummary-style tables of forward-only
 #: functional calls (``F.relu``, ``x.view``, ``F.log_softmax``) never list.
 FUNCTIONAL_IN_ORIGINAL = ("ReLU", "Flatten", "LogSoftmax")
@@ -40,7 +42,7 @@ def input_size_of(model: nn.Module) -> tuple[int, int, int, int]:
         return tuple(declared)  # type: ignore[return-value]
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first is not None and first.in_channels != 1:
-        raise ValueError(f"the model takes {first.in_channels}-channel images, so it is not an MNIST net: pass "
+        raise ConfigError(f"the model takes {first.in_channels}-channel images, so it is not an MNIST net: pass "
                          "input_size=(1, C, H, W) (or set model.input_size)")
     warnings.warn("the model is not an s6lab spec and declares no input_size: assuming one MNIST digit "
                   f"{MNIST_INPUT}; pass input_size=(1, C, H, W) if it was built for another size", stacklevel=3)

@@ -36,6 +36,7 @@ from ._io import atomic_torch_save
 from .allocator import retain_freed_memory
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
+from .errors import ConfigError
 from .hardware import describe_machine, native_bf16, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ class TrainConfig:
     eval_batch_size: int = EVAL_BATCH_SIZE  # batch size for evaluate / predict
 
     def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
 
         for name in ("epochs", "batch_size", "step_epochs", "eval_batch_size"):
             value = getattr(self, name)
@@ -112,7 +113,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+            raise ConfigError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(known))}")
         return cls(**values)
 
@@ -225,9 +226,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
 
 
@@ -448,14 +449,14 @@ def fit(
         try:
             state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated, foreign or planted file: never unpickle code to find out
-            raise ValueError(f"cannot resume from {ckpt_path}: it cannot be loaded as an s6lab checkpoint "
+            raise ConfigError(f"cannot resume from {ckpt_path}: it cannot be loaded as an s6lab checkpoint "
                              f"({type(e).__name__}: truncated, damaged or not written by s6lab); delete it to "
                              "start over") from None
         recorded = TrainConfig.from_dict(state["config"])  # older checkpoints: defaults fill in new fields
         ran = state.get("precision", precision.precision)  # older checkpoints did not record it
         changed = recipe_differences(recorded, ran, config, device)
         if changed:
-            raise ValueError(f"cannot resume from {ckpt_path}: it was written with a different config "
+            raise ConfigError(f"cannot resume from {ckpt_path}: it was written with a different config "
                              f"({', '.join(changed)} differ); use the same settings (--precision {ran}) "
                              "or a new --out")
         model.load_state_dict(state["model"])

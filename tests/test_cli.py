@@ -211,3 +211,27 @@ def s6lab_description() -> str:
     from s6lab import get_spec
 
     return get_spec("s6").description
+
+
+def test_a_bug_is_not_reported_as_a_user_error(monkeypatch):
+    """Only the errors a user can fix become one line; a ValueError or KeyError from a bug keeps its traceback."""
+    from s6lab import cli
+
+    def buggy(args):
+        raise KeyError("internal")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", buggy)
+    with pytest.raises(KeyError, match="internal"):
+        main(["models"])
+
+
+def test_user_errors_are_typed_and_still_value_or_key_errors():
+    from s6lab import get_model
+    from s6lab.errors import ConfigError, UnknownNameError
+    from s6lab.train import TrainConfig
+
+    with pytest.raises(ConfigError):
+        TrainConfig(epochs=0)
+    with pytest.raises(UnknownNameError) as e:
+        get_model("resnet50")
+    assert isinstance(e.value, KeyError) and str(e.value).startswith("unknown model 'resnet50'")

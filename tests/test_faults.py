@@ -233,7 +233,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path, m
     code = main(["train", "--epochs", "2", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
                  "--quiet", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and "No space left on device writing" in err and "free some disk space" in err
+    assert code == 2 and "No space left on device: " in err and "free some disk space" in err
     assert "--resume" in err and "Traceback" not in err
     state = torch.load(out / "checkpoint.pt", weights_only=True)  # the first epoch's, intact
     assert state["epoch"] == 1

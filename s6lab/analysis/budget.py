@@ -24,6 +24,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from ..errors import ConfigError
 from ..summary import summary
 
 
@@ -115,7 +116,7 @@ def check_budget(model: nn.Module, max_params: int) -> BudgetCheck:
         ValueError: ``max_params`` is not a positive integer.
     """
     if isinstance(max_params, bool) or not isinstance(max_params, int) or max_params < 1:
-        raise ValueError(f"max_params must be a positive integer, got {max_params!r}")
+        raise ConfigError(f"max_params must be a positive integer, got {max_params!r}")
     budget = parameter_budget(model)
     total = budget.total_params
     if total < max_params:
@@ -130,7 +131,7 @@ def check_budget(model: nn.Module, max_params: int) -> BudgetCheck:
 def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = False) -> str:
     """The budget as text or markdown; ``level`` is ``"blocks"`` or ``"layers"``."""
     if level not in ("blocks", "layers"):
-        raise ValueError(f"level must be 'blocks' or 'layers', got {level!r}")
+        raise ConfigError(f"level must be 'blocks' or 'layers', got {level!r}")
     items = budget.blocks if level == "blocks" else budget.layers
     header = ("name", "type", "params", "%", "cumulative", "mult-adds", "% MACs", "activations")
     total_macs = budget.total_mult_adds or 1

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import TensorSplit
+from ..errors import ConfigError
 from ..train import EVAL_BATCH_SIZE, predict
 
 
@@ -152,10 +153,10 @@ def plot_gallery(images: torch.Tensor, p: Predictions, indices: torch.Tensor | N
     from ..data import denormalize
 
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise ConfigError(f"n must be >= 1, got {n}")
     indices = p.misclassified()[:n] if indices is None else indices[:n]
     if len(indices) == 0:
-        raise ValueError("no misclassified samples to show: every prediction is correct")
+        raise ConfigError("no misclassified samples to show: every prediction is correct")
     rows = (len(indices) + ncols - 1) // ncols
     if fig is None:
         fig = plt.figure(figsize=(1.9 * ncols, 2.1 * rows), constrained_layout=True)

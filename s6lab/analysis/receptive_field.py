@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
 from ..summary import input_size_of
 
 PASSTHROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU,
@@ -366,7 +367,7 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
     names = dict(model.named_modules())
     if layer not in names or layer == "":
         convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
-        raise ValueError(f"unknown layer {layer!r}; layers with a spatial output include: {', '.join(convs)}")
+        raise ConfigError(f"unknown layer {layer!r}; layers with a spatial output include: {', '.join(convs)}")
     net = linearised(model) if linearise else copy.deepcopy(model).eval()
     if image is None:
         image = torch.ones(input_size or input_size_of(model))
@@ -387,17 +388,17 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
         handle.remove()
     out = captured["out"]
     if out.dim() != 4:
-        raise ValueError(f"layer {layer!r} has no spatial output (shape {tuple(out.shape)}); "
+        raise ConfigError(f"layer {layer!r} has no spatial output (shape {tuple(out.shape)}); "
                          "choose a conv or pooling layer")
     h, w = out.shape[2:]
     unit = unit or (h // 2, w // 2)
     if not (0 <= unit[0] < h and 0 <= unit[1] < w):
-        raise ValueError(f"unit {unit} is outside the {h}x{w} output of {layer!r}")
+        raise ConfigError(f"unit {unit} is outside the {h}x{w} output of {layer!r}")
     out[0, :, unit[0], unit[1]].sum().backward()
     grad = x.grad[0].abs().sum(0)  # (H, W)
     nz = torch.nonzero(grad > 0)
     if nz.numel() == 0:
-        raise ValueError(f"unit {unit} of {layer!r} has no input gradient for this image "
+        raise ConfigError(f"unit {unit} of {layer!r} has no input gradient for this image "
                          "(all ReLUs off); try linearise=True or another unit")
     rows = (int(nz[:, 0].min()), int(nz[:, 0].max()))
     cols = (int(nz[:, 1].min()), int(nz[:, 1].max()))

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..data import MNIST_MEAN, MNIST_STD
+from ..errors import ConfigError
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")
 BACKGROUND = -MNIST_MEAN / MNIST_STD  # a black pixel after normalization
@@ -61,7 +62,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
     spatial = [names[m] for m in convs if names[m] in sizes and sizes[names[m]] != (1, 1)]
     wide = [n for n in spatial if dict(model.named_modules())[n].kernel_size != (1, 1)]
     if not spatial:
-        raise ValueError("the model has no conv layer with an output map larger than 1x1 for Grad-CAM")
+        raise ConfigError("the model has no conv layer with an output map larger than 1x1 for Grad-CAM")
     return (wide or spatial)[-1]
 
 
@@ -98,7 +99,7 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown saliency method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"unknown saliency method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     model = model.eval()
     device = next(model.parameters()).device
     # a copy: captum wants a leaf that requires grad, and the caller's tensor must stay as it was
@@ -125,7 +126,7 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
             modules = dict(model.named_modules())
             if name not in modules:
                 convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-                raise ValueError(f"unknown layer {name!r} for gradcam; conv layers: {', '.join(convs)}")
+                raise ConfigError(f"unknown layer {name!r} for gradcam; conv layers: {', '.join(convs)}")
             cam = LayerGradCam(model, modules[name]).attribute(x, target=targets, relu_attributions=True)
             a = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
         else:  # occlusion
