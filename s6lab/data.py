@@ -113,12 +113,15 @@ def file_problem(path: Path) -> str | None:
         return f"{path} is truncated ({actual:,} of {size:,} bytes)"
     if actual != size:
         return f"{path} has the wrong size ({actual:,} bytes, expected {size:,})"
-    if sha256_of(path) != digest:
-        return f"{path} is corrupted (sha256 differs from the MNIST original)"
+    try:
+        if sha256_of(path) != digest:
+            return f"{path} is corrupted (sha256 differs from the MNIST original)"
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror}); check its permissions"
     return None
 
 
-#: folder -> (size, mtime) of each file when it last verified clean: hashing 55 MB once
+#: folder -> (inode, size, mtime) of each file when it last verified clean: hashing 55 MB once
 #: per process is enough while the files are unchanged.
 _VERIFIED: dict[Path, tuple] = {}
 

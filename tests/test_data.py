@@ -244,3 +244,17 @@ def test_an_unwritable_data_root_is_not_called_a_network_problem(tmp_path, monke
     monkeypatch.setattr(D.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
     with pytest.raises(D.DataError, match="cannot write to the data folder .*choose a data root you can write to"):
         D.ensure_mnist(root)
+
+
+def test_a_data_file_that_cannot_be_read_is_named(copied_root, monkeypatch):
+    victim = D.raw_folder(copied_root) / "t10k-labels-idx1-ubyte"
+    real = D.sha256_of
+
+    def unreadable(path, chunk=1 << 20):
+        if path == victim:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, chunk)
+
+    monkeypatch.setattr(D, "sha256_of", unreadable)
+    assert any("t10k-labels-idx1-ubyte cannot be read (Permission denied); check its permissions" in p
+               for p in D.verify(copied_root, rehash=True))
