@@ -389,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def add_command(*a, **kw):  # every command also takes -v after its name
+        command_parser = add_parser(*a, **kw)
+        command_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                    help="log progress messages")
+        return command_parser
+
+    sub.add_parser = add_command  # type: ignore[method-assign]
     sub.required = True
 
     p = sub.add_parser("models", help="list registered models with parameters and receptive field")
@@ -396,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON list")
 
     p = sub.add_parser("summary", help="torchinfo summary of a model")
-    p.add_argument("--model", default="s6")
+    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
 
     p = sub.add_parser("data", help="fetch, verify and locate MNIST")
@@ -406,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-only", action="store_true", help="check, never download")
 
     p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("--model", default="s6")
+    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
     add_config_arguments(p, TrainConfig, "training recipe (TrainConfig fields)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--out", help="run directory (default: runs/MODEL-seedS)")
@@ -425,37 +434,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="MNIST data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
 
     p = sub.add_parser("check", help="the assignment's PASS/FAIL table for a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--markdown", action="store_true", help="a markdown table")
     p.add_argument("--json", action="store_true", help="the verdict and every requirement as JSON (exit 1 on FAIL)")
 
     p = sub.add_parser("rf", help="receptive-field table of a model")
-    p.add_argument("--model", default="s6")
+    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--all", action="store_true", help="every layer, not only those that change the field")
     p.add_argument("--json", action="store_true", help="every row as JSON")
     p.add_argument("--plot", metavar="PNG", help="also save the growth figure")
 
     p = sub.add_parser("budget", help="parameters and multiply-adds per block or layer")
-    p.add_argument("--model", default="s6")
+    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--max-params", type=int,
                    help="exit 1 unless the model has fewer than this many parameters (the bound is exclusive)")
     p.add_argument("--json", action="store_true", help="the budget (and the check) as JSON")
     p.add_argument("--layers", action="store_true", help="per layer instead of per block")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--plot", metavar="PNG", help="also save the figure")
 
     p = sub.add_parser("gallery", help="misclassified digits, confusion matrix, most-confused pairs")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("-n", type=int, default=25, help="images in the gallery")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--root", help="MNIST data root")
 
     p = sub.add_parser("saliency", help="Captum attribution maps for a trained run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="saliency integrated_gradients smoothgrad gradcam occlusion (default: all)")
     p.add_argument("-n", type=int, default=8, help="rows (samples)")
@@ -465,21 +474,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train (or load) variants over seeds and tabulate them")
     p.add_argument("variants", nargs="+", metavar="VARIANT", help="registered model names")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed (default: 0 1)")
+    p.add_argument("--epochs", type=int, help="epochs of every run (default: the recipe's, 18)")
     p.add_argument("--out", default="results", help="results folder (runs go to OUT/runs/...)")
     p.add_argument("--name", default="comparison", help="file stem of the tables and figures")
     p.add_argument("--no-train", action="store_true", help="re-render from finished runs only")
     p.add_argument("--json", action="store_true", help="the table as JSON (files are still written)")
     p.add_argument("--train-size", type=int, help="quick mode: train on the first N images")
     p.add_argument("--test-size", type=int, help="quick mode: evaluate on the first N test images")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--root", help="MNIST data root")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(p, TrainConfig, "training recipe for every run (TrainConfig fields)", exclude=_COMPARE_OWN)
 
     p = sub.add_parser("report", help="(re)write report.md and its figures for a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     return parser
 
 

@@ -235,3 +235,22 @@ def test_user_errors_are_typed_and_still_value_or_key_errors():
     with pytest.raises(UnknownNameError) as e:
         get_model("resnet50")
     assert isinstance(e.value, KeyError) and str(e.value).startswith("unknown model 'resnet50'")
+
+
+def test_every_option_of_every_command_has_help():
+    from s6lab.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}"
+
+
+def test_verbose_after_the_command():
+    from s6lab.cli import build_parser
+
+    assert build_parser().parse_args(["models", "-v"]).verbose is True
+    assert build_parser().parse_args(["-v", "models"]).verbose is True
+    assert build_parser().parse_args(["models"]).verbose is False
