@@ -1,6 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
+    python docs/make_figures.py --only inside   (the feature-map figures only)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -99,5 +100,32 @@ def main() -> None:
     print(f"wrote {len(list(FIGURES.iterdir()))} figures to {FIGURES} and tables to {GENERATED}")
 
 
+#: a run of today's recipe whose weights exist where `make recipe-confirm` trained it (seed 0, fp32)
+INSIDE_RUN = RESULTS / "recipe" / "runs" / "wd-5e-4-18-epochs" / "fp32-s0"
+
+
+def inside() -> None:
+    """The "inside the network" figures of the layer-by-layer page, from a run of today's recipe.
+
+    Weights are not committed: on a fresh clone, `make recipe-confirm` (seed 0 at least) trains them.
+    """
+    from s6lab import load_run
+    from s6lab.data import load_split
+    from s6lab.report import write_inside
+
+    run = load_run(need(INSIDE_RUN, "make recipe-confirm"))
+    table, files = write_inside(run, load_split(train=False, size=10), index=0, out=FIGURES)
+    atomic_write_text(GENERATED / "inside_s6.md", table)
+    print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
+
+
 if __name__ == "__main__":
-    main()
+    from s6lab._io import atomic_write_text
+
+    if sys.argv[1:] == ["--only", "inside"]:
+        inside()
+    elif sys.argv[1:]:
+        sys.exit("usage: python docs/make_figures.py [--only inside]")
+    else:
+        main()
+        inside()

@@ -344,6 +344,20 @@ def _saliency(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("inside")
+def _inside(args: argparse.Namespace) -> int:
+    from .report import write_inside
+
+    run, split = _run_and_test_split(args)
+    out = _figure_folder(args, run)
+    shown = _shown_by_report(run, out, ("inside.png", "kernels_first.png", "kernels_widest.png", "stages.png"))
+    table, files = write_inside(run, split, index=args.index, channels=args.n, out=out)
+    print(f"test digit {args.index} (label {int(split.labels[args.index])}):")
+    print(table, end="")
+    _say_written(files, shown)
+    return 0
+
+
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
@@ -470,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=8, help="rows (samples)")
     p.add_argument("--out", help="folder for the figure (default: the run directory, replacing the report's)")
     p.add_argument("--layer", help="conv layer for Grad-CAM (default: the last non-1x1 conv)")
+    p.add_argument("--root", help="MNIST data root")
+
+    p = sub.add_parser("inside", help="feature maps, learned kernels and BatchNorm/ReLU for one test digit")
+    p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
+    p.add_argument("--index", type=int, default=0, help="which test digit (default: 0)")
+    p.add_argument("-n", type=int, default=8, help="maps shown per block (default: 8)")
+    p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     p.add_argument("--root", help="MNIST data root")
 
     p = sub.add_parser("compare", help="train (or load) variants over seeds and tabulate them")

@@ -157,9 +157,69 @@ def _section_mistakes(run: Run) -> str:
     return text
 
 
+def write_inside(run: Run, split: TensorSplit, index: int = 0, *, channels: int = 8,
+                 out: Path | None = None) -> tuple[str, list[Path]]:
+    """inside.png (feature maps of every block), kernels_first.png and kernels_widest.png (learned
+    kernels), stages.png (one map through conv, BatchNorm and ReLU) for test digit ``index``.
+
+    Returns:
+        The feature-map table (markdown) and the files written into ``out`` (default: the run).
+
+    Raises:
+        ConfigError: ``index`` is outside the test split.
+    """
+    from .analysis.inside import (
+        block_stages,
+        feature_maps,
+        format_feature_maps,
+        kernels,
+        plot_block_stages,
+        plot_feature_maps,
+        plot_kernels,
+        widest_conv,
+    )
+    from .errors import ConfigError
+
+    if not 0 <= index < len(split):
+        raise ConfigError(f"--index must be in [0, {len(split)}) (the run's test digits), got {index}")
+    out = Path(out) if out is not None else run.path
+    image = split.images[index:index + 1]
+    maps = feature_maps(run.model, image)
+    files = [save_figure(plot_feature_maps(maps, image, channels=channels), out / "inside.png")]
+    first = kernels(run.model)
+    files.append(save_figure(plot_kernels(*first), out / "kernels_first.png"))
+    widest = widest_conv(run.model)
+    if widest != first[0]:
+        files.append(save_figure(plot_kernels(*kernels(run.model, widest)), out / "kernels_widest.png"))
+    conv_blocks = [n for n, m in run.model.named_children() if hasattr(m, "conv") and hasattr(m, "bn")]
+    if conv_blocks:
+        block = conv_blocks[min(1, len(conv_blocks) - 1)]
+        # the channel that responds most to this digit: the clearest picture of what BN and ReLU do
+        channel = int(next(m for m in maps if m.name == block).maps.amax((1, 2)).argmax())
+        files.append(save_figure(plot_block_stages(block_stages(run.model, image, block, channel)),
+                                 out / "stages.png"))
+    return format_feature_maps(maps, markdown=True), files
+
+
+def _section_inside(run: Run) -> str:
+    split = test_split(run)
+    table, files = write_inside(run, split, index=0)
+    names = [f.name for f in files]
+    text = (f"## Inside the network\n\nTest digit 0 (label {int(split.labels[0])}) through every block: the "
+            "digit with the block's receptive field drawn at its centre, then its first maps (black is zero: "
+            "switched off by ReLU).\n\n" + table + "\n![feature maps](inside.png)\n\nThe learned kernels of the "
+            "first conv (red weights add, blue subtract):\n\n![first conv kernels](kernels_first.png)\n")
+    if "kernels_widest.png" in names:
+        text += "\nThe kernels of the widest conv:\n\n![widest conv kernels](kernels_widest.png)\n"
+    if "stages.png" in names:
+        text += "\nOne map through conv, BatchNorm and ReLU:\n\n![conv, BatchNorm, ReLU](stages.png)\n"
+    return text
+
+
 #: Report sections in order.
 SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_summary,
-                                        _section_receptive_field, _section_budget, _section_mistakes]
+                                        _section_receptive_field, _section_budget, _section_inside,
+                                        _section_mistakes]
 
 
 def write_report(run: Run) -> Path:
