@@ -1,7 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
-    python docs/make_figures.py --only inside   (the feature-map figures only)
+    python docs/make_figures.py --only inside|preview   (one group of figures only)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -119,13 +119,26 @@ def inside() -> None:
     print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
 
 
+def preview() -> None:
+    """The data and augmentation figures of getting started (the default recipe, no training)."""
+    from s6lab import get_recipe
+    from s6lab.report import write_preview
+
+    table, files = write_preview(get_recipe("s6"), FIGURES)
+    atomic_write_text(GENERATED / "class_balance.md", table)
+    print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
+
+
+PARTS = {"inside": inside, "preview": preview}
+
 if __name__ == "__main__":
     from s6lab._io import atomic_write_text
 
-    if sys.argv[1:] == ["--only", "inside"]:
-        inside()
+    if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in PARTS:
+        PARTS[sys.argv[2]]()
     elif sys.argv[1:]:
-        sys.exit("usage: python docs/make_figures.py [--only inside]")
+        sys.exit(f"usage: python docs/make_figures.py [--only {'|'.join(PARTS)}]")
     else:
         main()
-        inside()
+        for part in PARTS.values():
+            part()

@@ -358,6 +358,27 @@ def _inside(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("preview")
+def _preview(args: argparse.Namespace) -> int:
+    from .models import get_recipe
+    from .report import write_preview
+    from .train import TrainConfig
+
+    if args.n < 1:
+        raise CLIError(f"-n must be >= 1, got {args.n}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; choose a folder for the figures")
+    config = get_recipe(args.model, **config_values(args, TrainConfig))
+    table, files = write_preview(config, out, root=args.root, n=args.n)
+    print(f"augmentation in the {args.model} recipe: rotation up to {config.rotation:g} degrees, shift up to "
+          f"{100 * config.translate:g}% of the side" + ("" if config.augment else " (augmentation off)"))
+    print(table, end="")
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
@@ -393,6 +414,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataclasses import fields
+
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -492,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=8, help="maps shown per block (default: 8)")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     p.add_argument("--root", help="MNIST data root")
+
+    p = sub.add_parser("preview", help="real digits beside their augmented copies, and the class balance")
+    p.add_argument("--model", default="s6", help="whose recipe's augmentation to show (default: s6)")
+    p.add_argument("-n", type=int, default=8, help="digits shown (default: 8)")
+    p.add_argument("--out", default="preview", help="folder for the figures (default: ./preview)")
+    p.add_argument("--root", help="MNIST data root")
+    add_config_arguments(p, TrainConfig, "augmentation (TrainConfig fields)",
+                         exclude=frozenset(f.name for f in fields(TrainConfig)) - {"augment", "rotation", "translate"})
 
     p = sub.add_parser("compare", help="train (or load) variants over seeds and tabulate them")
     p.add_argument("variants", nargs="+", metavar="VARIANT", help="registered model names")

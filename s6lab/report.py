@@ -201,6 +201,38 @@ def write_inside(run: Run, split: TensorSplit, index: int = 0, *, channels: int 
     return format_feature_maps(maps, markdown=True), files
 
 
+def write_preview(config, out: Path, *, root: str | Path | None = None, train_size: int | None = None,
+                  n: int = 8) -> tuple[str, list[Path]]:
+    """augmentation.png (real digits and their augmented copies, with ``config``'s settings) and
+    class_balance.png (images per digit in the training split) into ``out``.
+
+    Returns:
+        The class-balance table (markdown) and the files written.
+    """
+    from .analysis.preview import (
+        augmentation_preview,
+        class_balance,
+        format_class_balance,
+        plot_augmentation_preview,
+        plot_class_balance,
+    )
+
+    train = load_split(root, train=True, size=train_size)
+    counts = class_balance(train)
+    files = [save_figure(plot_augmentation_preview(augmentation_preview(train, config, n=n)), out / "augmentation.png"),
+             save_figure(plot_class_balance(counts, title=f"Class balance of the {len(train):,} training digits"),
+                         out / "class_balance.png")]
+    return format_class_balance(counts, markdown=True), files
+
+
+def _section_data(run: Run) -> str:
+    train_size = (run.meta.get("data") or {}).get("train_size")
+    table, _ = write_preview(run.config, run.path, train_size=train_size)
+    return ("## What the net was trained on\n\nThe first training digits and three augmented copies of each, drawn "
+            "by the trainer's own augmentation with this run's settings:\n\n![augmentation](augmentation.png)\n\n"
+            "![class balance](class_balance.png)\n\n" + table)
+
+
 def _section_inside(run: Run) -> str:
     split = test_split(run)
     table, files = write_inside(run, split, index=0)
@@ -217,7 +249,7 @@ def _section_inside(run: Run) -> str:
 
 
 #: Report sections in order.
-SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_summary,
+SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_data, _section_summary,
                                         _section_receptive_field, _section_budget, _section_inside,
                                         _section_mistakes]
 

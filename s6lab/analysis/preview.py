@@ -1,0 +1,131 @@
+"""What the net is trained on: real digits beside their augmented copies, and the class balance.
+
+The augmented copies come from the trainer's own :func:`s6lab.train.augment_batch` with a
+recipe's ``rotation`` and ``translate``, so the picture is exactly what training sees.
+
+Examples:
+    >>> import torch
+    >>> from s6lab.data import TensorSplit
+    >>> from s6lab.train import TrainConfig
+    >>> split = TensorSplit(torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 1, 7]))
+    >>> augmentation_preview(split, TrainConfig(), n=2).augmented.shape
+    torch.Size([2, 3, 1, 28, 28])
+    >>> class_balance(split)[1]
+    ClassCount(digit=1, count=2, percent=50.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentationPreview:
+    """``n`` digits and ``copies`` augmented versions of each."""
+
+    images: torch.Tensor  # (n, 1, H, W), normalized
+    augmented: torch.Tensor  # (n, copies, 1, H, W), normalized
+    labels: torch.Tensor  # (n,)
+    rotation: float  # degrees, as in the recipe
+    translate: float  # fraction of the side, as in the recipe
+
+
+def augmentation_preview(split, config, *, n: int = 8, copies: int = 3, seed: int = 0) -> AugmentationPreview:
+    """The first ``n`` digits of ``split`` and ``copies`` random augmentations of each, drawn with
+    the recipe's settings by the trainer's own augmentation (seeded by ``seed``).
+
+    Raises:
+        ConfigError: ``n`` or ``copies`` below 1, or more digits than the split holds.
+    """
+    from ..train import augment_batch
+
+    if n < 1 or copies < 1:
+        raise ConfigError(f"n and copies must be >= 1, got n={n}, copies={copies}")
+    if n > len(split):
+        raise ConfigError(f"n={n} is more than the {len(split)} digits of the split")
+    images = split.images[:n]
+    generator = torch.Generator().manual_seed(seed)
+    # (n, 1, H, W) -> (copies * n, 1, H, W): one batched call, as in training
+    repeated = images.repeat(copies, 1, 1, 1)
+    augmented = augment_batch(repeated, generator, config.rotation, config.translate) if config.augment \
+        else repeated.clone()
+    augmented = augmented.view(copies, n, *images.shape[1:]).transpose(0, 1)  # (n, copies, 1, H, W)
+    return AugmentationPreview(images, augmented, split.labels[:n], config.rotation if config.augment else 0.0,
+                               config.translate if config.augment else 0.0)
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    digit: int
+    count: int
+    percent: float
+
+
+def class_balance(split, num_classes: int = 10) -> list[ClassCount]:
+    """How many digits of each class the split holds."""
+    counts = torch.bincount(split.labels, minlength=num_classes)
+    total = int(counts.sum()) or 1
+    return [ClassCount(d, int(c), round(100.0 * int(c) / total, 2)) for d, c in enumerate(counts)]
+
+
+def format_class_balance(counts: list[ClassCount], markdown: bool = False) -> str:
+    """One row per digit: count and share."""
+    header = ("digit", "images", "%")
+    body = [(str(c.digit), f"{c.count:,}", f"{c.percent:.1f}") for c in counts]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---:|---:|---:|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header, *body]) + "\n"
+
+
+def plot_augmentation_preview(preview: AugmentationPreview, *, fig: Any = None):
+    """One column per digit: the real digit on top, its augmented copies below.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..data import denormalize
+
+    n, copies = preview.augmented.shape[:2]
+    if fig is None:
+        fig = plt.figure(figsize=(1.2 * n, 1.25 * (copies + 1) + 0.4), constrained_layout=True)
+    axes = fig.subplots(copies + 1, n, squeeze=False)
+    for c in range(n):
+        axes[0, c].imshow(denormalize(preview.images[c])[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+        axes[0, c].set_title(f"label {int(preview.labels[c])}", fontsize=8)
+        for r in range(copies):
+            axes[r + 1, c].imshow(denormalize(preview.augmented[c, r])[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+    axes[0, 0].set_ylabel("real", fontsize=8)
+    for r in range(copies):
+        axes[r + 1, 0].set_ylabel("augmented", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"what training sees: rotation up to ±{preview.rotation:g}°, shift up to "
+                 f"±{100 * preview.translate:g}% of the side", fontsize=10)
+    return fig
+
+
+def plot_class_balance(counts: list[ClassCount], *, ax: Any = None, title: str = "Class balance"):
+    """Bar chart of the images per digit, with the even share marked.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8), constrained_layout=True)
+    ax.bar([str(c.digit) for c in counts], [c.percent for c in counts], color="#4c72b0")
+    ax.axhline(100 / len(counts), color="crimson", ls="--", lw=1, label=f"even share ({100 / len(counts):g}%)")
+    ax.set(xlabel="digit", ylabel="% of images", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
