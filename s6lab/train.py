@@ -383,6 +383,21 @@ def evaluate(model: nn.Module, split: TensorSplit, *, batch_size: int = EVAL_BAT
     return Evaluation(loss, accuracy, len(split))
 
 
+def progress_bar_class():
+    """tqdm's notebook bar where ipywidgets is installed, else its text bar.
+
+    ``tqdm.auto`` picks the notebook bar in Jupyter even without ipywidgets, and then warns
+    ("IProgress not found") on every run; the text bar works everywhere.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 #: Called after each epoch with the record and the model.
 EpochCallback = Callable[[EpochRecord, nn.Module], None]
 
@@ -422,7 +437,7 @@ def fit(
         >>> from s6lab import get_model, load_mnist, TrainConfig
         >>> history = fit(get_model("s6"), load_mnist(), TrainConfig(epochs=1))  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    tqdm = progress_bar_class()
 
     config = config or TrainConfig()
     device = resolve_device(config.device)
@@ -526,6 +541,10 @@ def fit(
             bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
                             test_acc=f"{record.test_acc:.2f}")
             bar.close()
+            # one line per epoch that stays: what a learner scrolls back to
+            tqdm.write(f"epoch {epoch}/{config.epochs}: test accuracy {record.test_acc:.2f}%, test loss "
+                       f"{record.test_loss:.4f}, train loss {record.train_loss:.4f}, {record.seconds:.1f} s",
+                       file=sys.stderr)
         log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
         if ckpt_path is not None:
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)

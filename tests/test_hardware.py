@@ -76,3 +76,12 @@ def test_fit_warns_when_bf16_is_emulated(no_bf16):
     with pytest.warns(UserWarning, match="emulated.*use precision='fp32'"):
         fit(get_model("s6"), _tiny_data(), TrainConfig(epochs=1, batch_size=8, precision="bf16", device="cpu"),
             progress=False)
+
+
+def test_fit_prints_one_line_per_epoch_and_no_widget_warning(no_bf16, capsys, recwarn):
+    from s6lab import get_model
+
+    fit(get_model("s6"), _tiny_data(), TrainConfig(epochs=2, batch_size=8, device="cpu"), progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/2: test accuracy" in err and "epoch 2/2: test accuracy" in err and " s\n" in err
+    assert not [w for w in recwarn if "IProgress" in str(w.message)]
