@@ -249,8 +249,8 @@ from s6lab.data import MNISTTensors, TensorSplit
 from s6lab.runs import train_run
 from s6lab.train import TrainConfig
 g = torch.Generator().manual_seed(0)
-split = TensorSplit(torch.randn(1024, 1, 28, 28, generator=g), torch.randint(0, 10, (1024,), generator=g))
-train_run("s6", sys.argv[1], TrainConfig(epochs=6, batch_size=32, seed=3, precision="fp32"),
+split = TensorSplit(torch.randn(640, 1, 28, 28, generator=g), torch.randint(0, 10, (640,), generator=g))
+train_run("s6", sys.argv[1], TrainConfig(epochs=8, batch_size=32, seed=3, precision="fp32"),
           data=MNISTTensors(split, split.subset(128)), resume=True, progress=False, write_report=False)
 """
 
@@ -282,7 +282,7 @@ def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_
             proc.kill()  # no cleanup, no flush
             kills += 1
         proc.wait()
-    assert kills == 3 and 0 < epochs_done(out) < 6
+    assert kills == 3 and 0 < epochs_done(out) < 8  # at least 4 epochs were left after the last kill
     assert start(out).wait(timeout=600) == 0
     a, b = load_run(tmp_path / "whole"), load_run(out)
     assert [e.test_acc for e in a.history.epochs] == [e.test_acc for e in b.history.epochs]
