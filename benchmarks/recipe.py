@@ -56,8 +56,10 @@ def pick_rows(parts: list[str] | None, parser: argparse.ArgumentParser) -> dict[
 
 def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: Path, *, train: bool) -> list:
     """Train (or load) one row for each seed; returns the finished runs (recorded ones only if not ``train``)."""
+    import torch
+
     from s6lab import TrainConfig
-    from s6lab.runs import WEIGHTS, load_run, train_run
+    from s6lab.runs import WEIGHTS, load_run, run_differences, train_run
 
     runs = []
     for seed in seeds:
@@ -65,6 +67,11 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
         config = TrainConfig(**{**overrides, "seed": seed, "precision": precision})
         if (path / WEIGHTS).exists() or (path / "history.json").exists() and _finished(path, config):
             run = load_run(path, need_weights=False)
+            differs = run_differences(run.meta, run.spec, config, {"train_size": None, "test_size": None},
+                                      torch.device("cpu"))
+            if differs:
+                raise SystemExit(f"benchmarks/recipe.py: {path} is not the row {name!r} ({', '.join(differs)} "
+                                 "differ): delete it to retrain it")
         elif train:
             print(f"training {name!r} {precision} seed {seed} -> {path}", file=sys.stderr, flush=True)
             run = train_run("s6", path, config, resume=True, progress=False, write_report=False)
