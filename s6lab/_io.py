@@ -43,6 +43,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` atomically. Serialised in memory first: writing straight to a full disk, torch
+    raises a RuntimeError from its zip writer instead of the OSError (ENOSPC) that names the problem."""
+    import io
+
     import torch
 
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())

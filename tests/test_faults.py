@@ -289,3 +289,33 @@ def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_
     assert [e.train_loss for e in a.history.epochs] == [e.train_loss for e in b.history.epochs]
     for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         assert torch.equal(x, y)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 300 KB filesystem (tmpfs): room for one checkpoint of the reference net, not two at once."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: the mocked-ENOSPC test covers this case")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()[:80]}): the mocked-ENOSPC test covers it")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_keeps_the_last_checkpoint(small_disk, capsys):
+    """Real MNIST subset (64 / 32 images), 2 epochs, on a disk that holds one checkpoint but not two."""
+    out = small_disk / "run"
+    code = main(["train", "--epochs", "2", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+                 "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "free some disk space" in err, err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1  # intact, loadable
+    assert not list(out.glob(".*.part"))  # no half-written temporary file left behind
