@@ -109,7 +109,8 @@ def _data(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    info = ensure_mnist(args.root, download=not args.verify_only, refetch=args.refetch, report=say)
+    info = ensure_mnist(args.root, download=not args.verify_only, refetch=args.refetch, rehash=args.verify_only,
+                        report=say)
     print(f"MNIST root: {info.root}  (source: {info.source})")
     for name in MNIST_FILES:
         print(f"  {info.raw / name}  ok")
@@ -449,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
     p.add_argument("--refetch", action="store_true",
                    help="fetch again and replace the files once the new ones verify (a failed fetch loses nothing)")
-    p.add_argument("--verify-only", action="store_true", help="check, never download")
+    p.add_argument("--verify-only", action="store_true", help="hash all four files again; never download")
 
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")

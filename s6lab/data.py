@@ -279,6 +279,7 @@ def ensure_mnist(
     try_torchvision: bool | None = None,
     timeout: float = 15.0,
     refetch: bool = False,
+    rehash: bool = False,
     report: Callable[[str], None] | None = None,
 ) -> DataInfo:
     """Make sure verified MNIST is under ``root``, fetching it if needed.
@@ -291,6 +292,7 @@ def ensure_mnist(
         timeout: socket timeout in seconds for torchvision's download.
         refetch: fetch again even if the files verify. The present copy stays in place
             until the new files are fetched and verified, so a failed refetch loses nothing.
+        rehash: hash every file again even if this process verified it before.
         report: called with one line before each fetch attempt (the CLI prints them).
 
     Returns:
@@ -309,7 +311,7 @@ def ensure_mnist(
         raise DataError(f"the data root {root} is a file, not a directory; pass a directory (--root DIR or "
                         "$S6LAB_DATA)")
     folder = raw_folder(root)
-    problems = verify(root, rehash=refetch)
+    problems = verify(root, rehash=refetch or rehash)
     if not problems and not refetch:
         return DataInfo(root, folder, "present")
     if not download:
