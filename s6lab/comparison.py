@@ -52,7 +52,8 @@ class Spread:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, values)
 
     def __str__(self) -> str:
-        return f"{self.mean:.2f} ± {self.std:.2f}"
+        # one seed has no spread: say so instead of a misleading "± 0.00"
+        return f"{self.mean:.2f} ± {self.std:.2f}" if len(self.values) > 1 else f"{self.mean:.2f} ± n/a"
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ def format_comparison(c: Comparison, markdown: bool = False) -> str:
     """The table as aligned text or markdown (accuracy: mean ± std over seeds)."""
     body = [_cells(r) for r in c.rows]
     test = f"the first {c.test_size:,} test images" if c.test_size else "the 10k test set"
-    note = (f"{c.epochs} epochs, seeds {', '.join(map(str, c.seeds))}; accuracy on {test}, "
+    seeds = f"seed{'s' if len(c.seeds) > 1 else ''} {', '.join(map(str, c.seeds))}"
+    note = (f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}, {seeds}; accuracy on {test}, "
             "mean ± sample std over seeds; first epoch per seed ('-': never); s/epoch: median, "
             "training + evaluation.")
     if markdown:

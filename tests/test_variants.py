@@ -174,3 +174,12 @@ def test_compare_renders_recorded_runs_of_a_fresh_clone_with_their_pinned_recipe
     assert row.seeds == 3 and row.passed == 3 and row.params == 19_602
     with pytest.raises(RunError, match=r"weight_decay, precision \(bf16 there, fp32 here.*\) differ"):
         compare(["s6"], seeds=[0], epochs=15, out=tmp_path)
+
+
+def test_one_seed_has_no_spread_and_one_epoch_is_singular(tmp_path):
+    from s6lab.comparison import Spread
+
+    assert str(Spread.of([99.5])) == "99.50 ± n/a" and str(Spread.of([99.5, 99.7])) == "99.60 ± 0.14"
+    c = compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=tiny_data(), progress=False)
+    text = format_comparison(c)
+    assert "1 epoch, seed 0;" in text and "± n/a" in text
