@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -51,3 +53,28 @@ def test_gallery_and_confusion_on_a_trained_run(tmp_path, tiny_run, mnist_small)
     assert png_is_not_blank(tmp_path / "g.png") and png_is_not_blank(tmp_path / "c.png")
     with pytest.raises(ValueError, match="n must be >= 1"):
         plot_gallery(mnist_small.test.images, p, n=0)
+
+
+def test_top_losses_with_the_true_class_probability():
+    import torch
+
+    from s6lab.analysis.gallery import Predictions, top_losses
+
+    log_probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]).log()
+    p = Predictions(log_probs, torch.tensor([1, 1, 0]))
+    rows = top_losses(p, 2)
+    assert [(r.index, r.label, r.predicted) for r in rows] == [(0, 1, 0), (2, 0, 0)]
+    assert rows[0].true_probability == pytest.approx(0.1) and rows[0].confidence == pytest.approx(0.9)
+    assert rows[0].loss == pytest.approx(-math.log(0.1), rel=1e-5)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        top_losses(p, 0)
+
+
+def test_gallery_titles_show_loss_and_true_probability(tmp_path):
+    import torch
+
+    from s6lab.analysis.gallery import Predictions, plot_gallery
+
+    p = Predictions(torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log(), torch.tensor([1, 1]))
+    fig = plot_gallery(torch.zeros(2, 1, 28, 28), p, n=1, ncols=1)
+    assert fig.axes[0].get_title() == "true 1 / pred 0 (90%)\nloss 2.30, p(true) 10%"

@@ -76,6 +76,35 @@ def interpret(model: nn.Module, split: TensorSplit, *, batch_size: int = EVAL_BA
     return Predictions(predict(model, split.images, batch_size=batch_size), split.labels)
 
 
+@dataclass(frozen=True)
+class TopLoss:
+    """One sample among the highest losses (fastai's ``top_losses``)."""
+
+    index: int
+    label: int
+    predicted: int
+    loss: float  # NLL of the true class
+    true_probability: float  # what the net gave the right answer
+    confidence: float  # what it gave its own (wrong or right) answer
+
+
+def top_losses(p: Predictions, k: int = 9) -> list[TopLoss]:
+    """The ``k`` samples with the highest loss, right or wrong, highest first.
+
+    Examples:
+        >>> import torch
+        >>> p = Predictions(torch.tensor([[0.0, -9.0], [-0.1, -2.4]]).log_softmax(1), torch.tensor([1, 0]))
+        >>> [(t.index, t.predicted) for t in top_losses(p, 1)]
+        [(0, 0)]
+    """
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    order = p.losses.argsort(descending=True)[:k]
+    probs = p.log_probs.exp()
+    return [TopLoss(int(i), int(p.labels[i]), int(p.predicted[i]), float(p.losses[i]),
+                    float(probs[i, p.labels[i]]), float(p.confidence[i])) for i in order]
+
+
 def confusion_matrix(p: Predictions) -> torch.Tensor:
     """``(K, K)`` counts; row = true class, column = predicted class."""
     k = p.num_classes
@@ -134,8 +163,8 @@ def format_mistakes(p: Predictions, *, top: int = 10, markdown: bool = False) ->
 
 def plot_gallery(images: torch.Tensor, p: Predictions, indices: torch.Tensor | None = None, *,
                  n: int = 25, ncols: int = 5, fig: Any = None):
-    """A grid of images titled "true / predicted (confidence)"; default the ``n``
-    highest-loss mistakes.
+    """A grid of images titled "true / predicted (confidence)" and "loss, probability of the true
+    class" (fastai's ``plot_top_losses``); default the ``n`` highest-loss mistakes.
 
     Args:
         images: the split's normalized images ``(N, 1, H, W)``.
@@ -166,8 +195,10 @@ def plot_gallery(images: torch.Tensor, p: Predictions, indices: torch.Tensor | N
     for ax, i in zip(axes.flat, indices.tolist()):
         ax.imshow(denormalize(images[i])[0].cpu().numpy(), cmap="gray_r")
         right = p.predicted[i] == p.labels[i]
-        ax.set_title(f"true {int(p.labels[i])} / pred {int(p.predicted[i])}\n({p.confidence[i]:.0%})",
-                     fontsize=9, color="black" if right else "crimson")
+        true_probability = float(p.log_probs[i, p.labels[i]].exp())
+        ax.set_title(f"true {int(p.labels[i])} / pred {int(p.predicted[i])} ({p.confidence[i]:.0%})\n"
+                     f"loss {float(p.losses[i]):.2f}, p(true) {true_probability:.0%}",
+                     fontsize=8, color="black" if right else "crimson")
     return fig
 
 
