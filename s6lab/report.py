@@ -61,8 +61,11 @@ def _section_history(run: Run) -> str:
     save_figure(plot_history(run.history), run.path / "curves.png")
     seconds = [e.seconds for e in run.history.epochs]
     mean = sum(seconds) / len(seconds) if seconds else float("nan")
+    total = sum(seconds)
     return (f"## Training\n\n![accuracy and loss per epoch](curves.png)\n\n"
-            f"Mean seconds per epoch (training + evaluation): {mean:.1f}\n\n" + history_table(run))
+            f"Total training and evaluation time: {total / 60:.1f} min ({total:.0f} s) on {machine_line(run.meta)}; "
+            f"mean seconds per epoch: {mean:.1f}. The shaded band marks the last three epochs, which the "
+            "assignment's rule checks.\n\n" + history_table(run))
 
 
 def _section_summary(run: Run) -> str:

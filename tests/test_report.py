@@ -80,3 +80,15 @@ def test_gallery_and_saliency_say_when_they_replace_the_reports_figures(capsys, 
     (tmp_path / "file").write_text("x")
     assert main(["gallery", str(run_dir), "--out", str(tmp_path / "file")]) == 2
     assert "is a file; choose a folder" in capsys.readouterr().err
+
+
+def test_curves_mark_the_last_three_epochs_and_the_report_states_the_total_time(tiny_run):
+    from s6lab.analysis.curves import plot_history
+    from s6lab.train import EpochRecord, History
+
+    h = History([EpochRecord(e, 0.1, 99.0, 0.02, 99.0 + e / 10, 0.01, 1.0) for e in range(1, 6)])
+    fig = plot_history(h)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "last three epochs (the rule)" in labels
+    text = (tiny_run.path / "report.md").read_text()
+    assert "Total training and evaluation time:" in text and "last three epochs" in text
