@@ -58,16 +58,16 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
     """Train (or load) one row for each seed; returns the finished runs (recorded ones only if not ``train``)."""
     import torch
 
-    from s6lab import TrainConfig
-    from s6lab.runs import WEIGHTS, load_run, run_differences, train_run
+    from s6lab import TrainConfig, get_spec
+    from s6lab.runs import WEIGHTS, load_run, recorded_in_full, run_differences, train_run
 
     runs = []
     for seed in seeds:
         path = out / "runs" / slug(name) / f"{precision}-s{seed}"
         config = TrainConfig(**{**overrides, "seed": seed, "precision": precision})
-        if (path / WEIGHTS).exists() or (path / "history.json").exists() and _finished(path, config):
+        if (path / WEIGHTS).exists() or recorded_in_full(path):
             run = load_run(path, need_weights=False)
-            differs = run_differences(run.meta, run.spec, config, {"train_size": None, "test_size": None},
+            differs = run_differences(run.meta, get_spec("s6"), config, {"train_size": None, "test_size": None},
                                       torch.device("cpu"))
             if differs:
                 raise SystemExit(f"benchmarks/recipe.py: {path} is not the row {name!r} ({', '.join(differs)} "
@@ -82,13 +82,6 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
               file=sys.stderr, flush=True)
         runs.append(run)
     return runs
-
-
-def _finished(path: Path, config) -> bool:
-    from s6lab.train import History
-
-    history = History.from_json((path / "history.json").read_text())
-    return len(history) == config.epochs
 
 
 def table(results: dict[tuple[str, str], list], seeds: list[int]) -> list[str]:

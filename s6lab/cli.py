@@ -185,12 +185,11 @@ def _train(args: argparse.Namespace) -> int:
     config = get_recipe(args.model, **config_values(args, TrainConfig))
     out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
     if args.quiet:  # fit says it beside its progress bars; without them, say it here
-        from .hardware import describe_machine, resolve_precision
+        from .hardware import resolve_precision, training_line
         from .train import resolve_device
 
         device = resolve_device(config.device)
-        print(f"training on {describe_machine(device)}: {resolve_precision(config.precision, device).reason}",
-              file=sys.stderr)
+        print(training_line(device, resolve_precision(config.precision, device)), file=sys.stderr)
     run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
                     train_size=args.train_size, test_size=args.test_size,
                     progress=not args.quiet, **_overrides(args.set))

@@ -24,7 +24,7 @@ from ._io import atomic_write_text
 from .check import TARGET_ACC, all_passed, assignment_check
 from .errors import ConfigError
 from .models import get_recipe, get_spec
-from .runs import WEIGHTS, Run, RunError, load_run, run_differences, train_run
+from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_differences, train_run
 from .train import SPEED_ONLY, TrainConfig, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
 
 log = logging.getLogger(__name__)
@@ -102,19 +102,6 @@ def summarize(name: str, runs: Sequence[Run]) -> VariantResult:
         seconds_per_epoch=statistics.median(seconds) if seconds else float("nan"),
         passed=sum(all_passed(assignment_check(r.model, r.history)) for r in runs),
         runs=tuple(runs))
-
-
-def recorded_in_full(path: Path) -> bool:
-    """A run directory whose history has every epoch its config asked for (weights or not)."""
-    import json
-
-    from .runs import CONFIG, HISTORY
-    from .train import History
-
-    if not (path / CONFIG).exists() or not (path / HISTORY).exists():
-        return False
-    epochs = TrainConfig.from_dict(json.loads((path / CONFIG).read_text())["train"]).epochs
-    return len(History.from_json((path / HISTORY).read_text())) == epochs
 
 
 def compare(

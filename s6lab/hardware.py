@@ -123,6 +123,11 @@ def machine_info(device: torch.device | str = "cpu") -> MachineInfo:
                        torch.get_num_threads(), torch.__version__)
 
 
+def training_line(device: torch.device, precision: Precision) -> str:
+    """What a training run says at its start: the machine and the precision, with why."""
+    return f"training on {describe_machine(device)}: {precision.reason}"
+
+
 def describe_machine(device: torch.device | str = "cpu") -> str:
     """One line: ``AMD EPYC (AVX2, no bf16), 2 threads, torch 2.14.1``."""
     info = machine_info(device)

@@ -107,6 +107,18 @@ def run_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+def recorded_in_full(path: Path) -> bool:
+    """A run directory whose history has every epoch its config asked for (weights or not).
+
+    Raises:
+        RunError: config.json or history.json is damaged (named, with the fix).
+    """
+    if not (path / CONFIG).exists() or not (path / HISTORY).exists():
+        return False
+    epochs = TrainConfig.from_dict(read_json(path / CONFIG)["train"]).epochs
+    return len(read_json(path / HISTORY)) == epochs
+
+
 def run_differences(meta: dict[str, Any], spec: NetSpec, config: TrainConfig, data: dict[str, Any],
                     device: torch.device) -> list[str]:
     """Whether a recorded run is the run asked for: the architecture, the data selection and the recipe
@@ -201,18 +213,17 @@ def _train_locked(spec: NetSpec, out: Path, config: TrainConfig, meta: dict[str,
                   test_size: int | None, progress: bool, write_report: bool) -> Run:
     """:func:`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
-    if resume and existing.exists():  # keep where earlier parts of the run trained (threads, machine)
-        old = read_json(existing)
+    old = read_json(existing) if existing.exists() else None
+    if resume and old is not None:  # keep where earlier parts of the run trained (threads, machine)
         before = old.get("trained_on") or [{k: old.get(k) for k in ("machine_class", "threads", "torch")}]
         now = {k: meta[k] for k in ("machine_class", "threads", "torch")}
         meta["trained_on"] = before + ([now] if now != before[-1] else [])
     # a run that failed before its first epoch left only config.json: nothing to keep, so no refusal
     started = (out / HISTORY).exists() or (out / CHECKPOINT).exists() or (out / WEIGHTS).exists()
-    if existing.exists() and started:
+    if old is not None and started:
         if not resume:
             raise RunError(f"{out} already holds a run; pass --resume (resume=True) to continue it, "
                            "or choose another --out")
-        old = read_json(existing)
         changed = run_differences(old, spec, config, meta["data"], device)
         if changed:
             original = train_command(spec.name, TrainConfig.from_dict(old.get("train", {})), old, out, resume=True)

@@ -37,7 +37,7 @@ from .allocator import retain_freed_memory
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
-from .hardware import describe_machine, native_bf16, resolve_precision
+from .hardware import native_bf16, resolve_precision, training_line
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ def fit(
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     bf16 = precision.precision == "bf16"
-    announce = f"training on {describe_machine(device)}: {precision.reason}"
+    announce = training_line(device, precision)
     log.info(announce)
     if progress:  # beside the progress bars, on stderr
         tqdm.write(announce, file=sys.stderr)

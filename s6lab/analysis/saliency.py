@@ -60,7 +60,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
             h.remove()
         model.train(was_training)
     spatial = [names[m] for m in convs if names[m] in sizes and sizes[names[m]] != (1, 1)]
-    wide = [n for n in spatial if dict(model.named_modules())[n].kernel_size != (1, 1)]
+    wide = [names[m] for m in convs if names[m] in spatial and m.kernel_size != (1, 1)]
     if not spatial:
         raise ConfigError("the model has no conv layer with an output map larger than 1x1 for Grad-CAM")
     return (wide or spatial)[-1]
