@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, UnknownNameError
+from .hooks import forward_with_hooks
 
 
 @dataclass(frozen=True)
@@ -61,17 +62,8 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list[LayerMaps]:
         block = row.name.split(".")[0]
         rf_after[block] = int(row.rf_out) if row.status == "ok" and row.rf_out is not None else None
     outputs: list[tuple[str, torch.Tensor]] = []
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: outputs.append((name, o.detach())))
-               for name, module in _blocks(model)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x.to(next(model.parameters()).device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, x, [(module, lambda m, i, o, name=name: outputs.append((name, o.detach())))
+                                  for name, module in _blocks(model)])
     return [LayerMaps(name, out[0].float().cpu(), rf_after.get(name), float((out == 0).float().mean()))
             for name, out in outputs if out.dim() == 4]
 
@@ -138,17 +130,8 @@ def block_stages(model: nn.Module, image: torch.Tensor, block: str, channel: int
     if not 0 <= channel < channels:
         raise ConfigError(f"channel must be in [0, {channels}), got {channel}")
     seen: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda m, i, o, stage=stage: seen.__setitem__(stage, o.detach()))
-               for stage, m in parts]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(_one_image(image).to(next(model.parameters()).device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, _one_image(image),
+                       [(m, lambda m, i, o, stage=stage: seen.__setitem__(stage, o.detach())) for stage, m in parts])
     return BlockStages(block, channel, tuple((stage, seen[stage][0, channel].float().cpu()) for stage, _ in parts))
 
 

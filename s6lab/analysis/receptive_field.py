@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..summary import input_size_of
+from .hooks import forward_with_hooks
 
 PASSTHROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU,
                nn.ELU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout2d, nn.Identity, nn.LogSoftmax,
@@ -89,17 +90,7 @@ def _trace(model: nn.Module, input_size: tuple[int, ...]) -> list[tuple[str, nn.
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         calls.append((names[module], module, tuple(inputs[0].shape), tuple(output.shape)))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not any(m.children())]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            device = next(model.parameters(), torch.empty(0)).device
-            model(torch.zeros(input_size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, torch.zeros(input_size), [(m, hook) for m in model.modules() if not any(m.children())])
     return calls
 
 

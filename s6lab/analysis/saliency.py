@@ -43,22 +43,13 @@ def default_gradcam_layer(model: nn.Module) -> str:
         ValueError: the model has no conv layer with a spatial output.
     """
     from ..summary import input_size_of
+    from .hooks import forward_with_hooks
 
     sizes: dict[str, tuple[int, int]] = {}
     names = {m: n for n, m in model.named_modules()}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    handles = [m.register_forward_hook(lambda m, i, o: sizes.__setitem__(names[m], tuple(o.shape[2:])))
-               for m in convs]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(input_size_of(model), device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, torch.zeros(input_size_of(model)),
+                       [(m, lambda m, i, o: sizes.__setitem__(names[m], tuple(o.shape[2:]))) for m in convs])
     spatial = [names[m] for m in convs if names[m] in sizes and sizes[names[m]] != (1, 1)]
     wide = [names[m] for m in convs if names[m] in spatial and m.kernel_size != (1, 1)]
     if not spatial:
