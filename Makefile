@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SEED   ?= 0
-OUT    ?= runs/s6-seed$(SEED)
+OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,24 @@ data: $(STAMP)
 	$(BIN)/s6lab data
 
 train: data
-	$(BIN)/s6lab train --model s6 --seed $(SEED) --out $(OUT) --resume --strict
+	$(BIN)/s6lab train --model s6 --seed $(SEED) $(if $(strip $(OUT)),--out $(OUT)) --resume --strict
 
 test: data
 	$(BIN)/ruff check s6lab tests examples benchmarks docs
 	$(BIN)/python -m pytest -q --durations=10
+
+# the browser tests' Chromium: the Debian package, installed only when missing (root, or passwordless sudo).
+# Playwright (the dev extra) drives it through executable_path; `playwright install` is never used.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium fonts-liberation </dev/null; }
+
+# the HTML report and the docs site in Chromium at 1280x900; screenshots in artifacts/browser/
+test-browser: chromium data
+	$(BIN)/python -m pytest -q tests/test_browser.py
 
 docs-figures: data
 	$(BIN)/python docs/make_figures.py
@@ -88,6 +101,10 @@ recipe-screen: data
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
 recipe-confirm: data
 	$(RECIPE) --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9 --table results/recipe-confirm.md
+
+# throughput quiet and with a core taken, OpenMP default against s6lab's PASSIVE -> benchmarks/results/load.md
+bench-load: data
+	$(BIN)/python benchmarks/load.py
 
 # what to expect per machine class: measure this machine, replace its class's row -> results/machines.md
 machines: data

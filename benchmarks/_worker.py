@@ -15,10 +15,10 @@ import time
 class WorkerProcess:
     """A running ``python ARGV...`` that answers each request line with one JSON line."""
 
-    def __init__(self, argv: list[str], name: str) -> None:
+    def __init__(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=env)
 
     def read(self) -> dict:
         line = self.proc.stdout.readline()

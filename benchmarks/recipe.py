@@ -58,23 +58,22 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
     """Train (or load) one row for each seed; returns the finished runs (recorded ones only if not ``train``)."""
     import torch
 
-    from s6lab import TrainConfig, get_spec
-    from s6lab.runs import WEIGHTS, load_run, recorded_in_full, run_differences, train_run
+    from s6lab import TrainConfig, get_recipe
+    from s6lab.runs import WEIGHTS, load_run, recorded_in_full, train_run
 
     runs = []
     for seed in seeds:
         path = out / "runs" / slug(name) / f"{precision}-s{seed}"
-        config = TrainConfig(**{**overrides, "seed": seed, "precision": precision})
+        recipe = get_recipe("s6", train=TrainConfig(**{**overrides, "seed": seed, "precision": precision}))
         if (path / WEIGHTS).exists() or recorded_in_full(path):
             run = load_run(path, need_weights=False)
-            differs = run_differences(run.meta, get_spec("s6"), config, {"train_size": None, "test_size": None},
-                                      torch.device("cpu"))
+            differs = recipe.differences(run.meta, torch.device("cpu"))
             if differs:
                 raise SystemExit(f"benchmarks/recipe.py: {path} is not the row {name!r} ({', '.join(differs)} "
                                  "differ): delete it to retrain it")
         elif train:
             print(f"training {name!r} {precision} seed {seed} -> {path}", file=sys.stderr, flush=True)
-            run = train_run("s6", path, config, resume=True, progress=False, write_report=False)
+            run = train_run(recipe, path, resume=True, progress=False)
         else:
             continue
         last3 = run.history.test_acc[-3:]

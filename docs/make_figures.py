@@ -1,7 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
-    python docs/make_figures.py --only inside|preview   (one group of figures only)
+    python docs/make_figures.py --only inside|preview|diagrams   (one group only)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -37,6 +37,7 @@ def main() -> None:
     from s6lab.analysis.budget import format_budget, parameter_budget, plot_budget
     from s6lab.analysis.curves import plot_history
     from s6lab.analysis.gallery import format_mistakes
+    from s6lab.analysis.inside import default_conv_layer
     from s6lab.analysis.receptive_field import (
         format_receptive_fields,
         plot_measured_receptive_field,
@@ -74,7 +75,8 @@ def main() -> None:
     text("check_s6.md", format_check(assignment_check(run.model, run.history), markdown=True))
     save_figure(plot_history(run.history), FIGURES / "curves.png")
     test = load_split(train=False)
-    save_figure(plot_measured_receptive_field(run.model, "conv3.conv", test.images[:1]), FIGURES / "rf_measured.png")
+    layer = default_conv_layer(run.model)  # conv3.conv: the layer the report and Grad-CAM look at too
+    save_figure(plot_measured_receptive_field(run.model, layer, test.images[:1]), FIGURES / "rf_measured.png")
     p, files = write_gallery(run, test)
     write_saliency(run, test, p)
     for f in [*files, run.path / "saliency.png"]:
@@ -124,12 +126,31 @@ def preview() -> None:
     from s6lab import get_recipe
     from s6lab.report import write_preview
 
-    table, files = write_preview(get_recipe("s6"), FIGURES)
+    table, files = write_preview(get_recipe("s6").train, FIGURES)
     atomic_write_text(GENERATED / "class_balance.md", table)
     print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
 
 
-PARTS = {"inside": inside, "preview": preview}
+#: variants whose architecture changes the diagram, each drawn beside the reference on the comparing page
+DIAGRAM_PAIRS = ("s6-no-1x1", "s6-two-3x3", "s6-gap", "s6-pool-after-1x1", "s6-8k", "s6-5k")
+
+
+def diagrams() -> None:
+    """The architecture diagrams: the reference net (layer by layer) and each variant beside it
+    (comparing variants). No training."""
+    from s6lab import get_model
+    from s6lab._io import save_figure
+    from s6lab.analysis.diagram import diagram_boxes, format_diagram, plot_diagram, plot_diagrams_side_by_side
+
+    files = [save_figure(plot_diagram(get_model("s6"), title="s6: the reference net"), FIGURES / "diagram_s6.png")]
+    atomic_write_text(GENERATED / "diagram_s6.md", format_diagram(diagram_boxes(get_model("s6")), markdown=True))
+    for name in DIAGRAM_PAIRS:
+        pair = {"s6": get_model("s6"), name: get_model(name)}
+        files.append(save_figure(plot_diagrams_side_by_side(pair), FIGURES / f"diagram_s6_vs_{name}.png"))
+    print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
+
+
+PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams}
 
 if __name__ == "__main__":
     from s6lab._io import atomic_write_text

@@ -19,7 +19,7 @@ print(s6lab.summary(model))
 print(format_receptive_fields(receptive_fields(model), only_changes=True))
 
 data = s6lab.load_mnist(train_size=args.train_size, test_size=args.test_size)
-s6lab.seed_everything(args.seeds[0])
-recipe = s6lab.get_recipe("s6", epochs=args.epochs, seed=args.seeds[0])  # the variant's training recipe
-history = s6lab.fit(model, data, recipe, progress=not args.quick)
+recipe = s6lab.get_recipe("s6", epochs=args.epochs, seed=args.seeds[0])  # the variant's net and training
+model = recipe.build()  # initialised from the recipe's seed
+history = s6lab.fit(model, data, recipe.train, progress=not args.quick)
 print(s6lab.format_check(s6lab.assignment_check(model, history)))

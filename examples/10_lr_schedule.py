@@ -14,8 +14,8 @@ from _common import compare_and_show, parse
 import s6lab
 from s6lab.train import lr_at
 
-onecycle = s6lab.get_recipe("s6")
-step = s6lab.get_recipe("s6-step-lr")
+onecycle = s6lab.get_recipe("s6").train
+step = s6lab.get_recipe("s6-step-lr").train
 steps = math.ceil(60_000 / onecycle.batch_size)  # optimizer steps per epoch
 print("epoch  onecycle   step")
 for epoch in range(0, onecycle.epochs, 2):

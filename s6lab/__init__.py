@@ -9,11 +9,16 @@ Examples:
 
 from __future__ import annotations
 
+from .threads import configure_threads
+
+configure_threads()  # before torch loads OpenMP: passive waits, threads = the cores available (s6lab.threads)
+
 from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
 from .check import assignment_check, count_parameters, format_check
 from .comparison import compare
 from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dataset
 from .models import get_model, get_recipe, get_spec, list_models, register_model
+from .recipe import DataSelection, Recipe
 from .runs import Run, load_run, train_run
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, build
 from .summary import summary
@@ -26,6 +31,7 @@ __all__ = [
     "compare", "assignment_check", "count_parameters", "format_check",
     "MNISTTensors", "TensorSplit", "ensure_mnist", "load_mnist", "mnist_dataset",
     "get_model", "get_recipe", "get_spec", "list_models", "register_model",
+    "DataSelection", "Recipe",
     "Run", "load_run", "train_run",
     "GAP", "Conv", "Linear", "Net", "NetSpec", "Pool", "Transition", "build",
     "summary",

@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -28,12 +29,18 @@ TARGET_ACC = 99.4
 
 @dataclass(frozen=True)
 class Requirement:
-    """One row of the check table."""
+    """One row of the check table: what the run has against the rule's threshold, as numbers.
+
+    :func:`format_check` turns a row into text ("< 20,000", "19,602"); :func:`requirements_json`
+    gives both the text and the numbers.
+    """
 
     name: str  # what is checked
-    target: str  # the rule, e.g. "< 20,000"
-    value: str  # what the run has
+    rule: str  # how ``measured`` must compare with ``threshold``: "<", ">=", ">= each" or "used"
+    threshold: int | float | bool  # 20_000 (parameters), 20 (epochs), 99.4 (% test accuracy), True for "used"
+    measured: int | float | bool | tuple[float, ...]  # what the run has; nan: no epoch; a tuple for ">= each"
     passed: bool
+    unit: str = ""  # written after threshold and measured values: "%" for accuracies
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -64,17 +71,17 @@ def assignment_check(model: nn.Module, history: History, *, max_params: int = MA
         One :class:`Requirement` per rule, in a fixed order.
     """
     params = count_parameters(model)
-    last3 = history.test_acc[-3:]
+    last3 = tuple(float(a) for a in history.test_acc[-3:])
+    batchnorm, dropout = uses_batchnorm(model), uses_dropout(model)
     return [
-        Requirement("parameters", f"< {max_params:,}", f"{params:,}", params < max_params),
-        Requirement("epochs", f"< {max_epochs}", str(len(history)), 0 < len(history) < max_epochs),
-        Requirement("BatchNorm", "used", "yes" if uses_batchnorm(model) else "no", uses_batchnorm(model)),
-        Requirement("Dropout", "used", "yes" if uses_dropout(model) else "no", uses_dropout(model)),
-        Requirement("best test accuracy", f">= {target}%", f"{history.best_acc:.2f}%",
-                    bool(history.epochs) and history.best_acc >= target),
-        Requirement("test accuracy, last 3 epochs", f">= {target}% each",
-                    ", ".join(f"{a:.2f}%" for a in last3) or "none",
-                    len(last3) == 3 and min(last3) >= target),
+        Requirement("parameters", "<", max_params, params, params < max_params),
+        Requirement("epochs", "<", max_epochs, len(history), 0 < len(history) < max_epochs),
+        Requirement("BatchNorm", "used", True, batchnorm, batchnorm),
+        Requirement("Dropout", "used", True, dropout, dropout),
+        Requirement("best test accuracy", ">=", target, float(history.best_acc),
+                    bool(history.epochs) and history.best_acc >= target, unit="%"),
+        Requirement("test accuracy, last 3 epochs", ">= each", target, last3,
+                    len(last3) == 3 and min(last3) >= target, unit="%"),
     ]
 
 
@@ -100,8 +107,6 @@ def shortfalls(history: History, *, target: float = TARGET_ACC, test_images: int
         >>> shortfalls(h)
         [Shortfall(epoch=16, accuracy=99.37, images_short=3)]
     """
-    import math
-
     out = []
     for record in history.epochs[-3:]:
         if record.test_acc < target:
@@ -153,10 +158,53 @@ def format_advice(shorts: list[Shortfall], steps: list[str], machine: str | None
     return head + "\n\nWhat the rules allow you to try next:\n" + "\n".join(bullet + step for step in steps) + "\n"
 
 
+def format_rule(r: Requirement) -> str:
+    """The rule as the table shows it: ``"< 20,000"``, ``">= 99.4% each"``, ``"used"``."""
+    if r.rule == "used":
+        return "used"
+    op, _, each = r.rule.partition(" ")
+    return f"{op} {r.threshold:,}{r.unit}" + (f" {each}" if each else "")
+
+
+def format_measured(r: Requirement) -> str:
+    """What the run has, as the table shows it: ``"19,602"``, ``"99.52%"``, ``"yes"``, ``"none"``.
+
+    Examples:
+        >>> format_measured(Requirement("last 3", ">= each", 99.4, (99.41, 99.5), False, unit="%"))
+        '99.41%, 99.50%'
+    """
+    def one(v: int | float | bool) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return f"{v:,}{r.unit}" if isinstance(v, int) else f"{v:.2f}{r.unit}"
+
+    if isinstance(r.measured, tuple):
+        return ", ".join(one(v) for v in r.measured) or "none"
+    return one(r.measured)
+
+
+def requirements_json(rows: list[Requirement]) -> list[dict]:
+    """The rows for ``s6lab check --json``: the table's text (``target``, ``value``) and the numbers
+    behind it (``threshold``, ``measured``: a list for a per-epoch rule, null for no epoch).
+
+    Examples:
+        >>> row = requirements_json([Requirement("parameters", "<", 20_000, 19_602, True)])[0]
+        >>> row["target"], row["value"], row["threshold"], row["measured"]
+        ('< 20,000', '19,602', 20000, 19602)
+    """
+    def plain(v: object) -> object:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return None if isinstance(v, float) and math.isnan(v) else v  # JSON has no NaN
+
+    return [{"name": r.name, "target": format_rule(r), "value": format_measured(r), "passed": r.passed,
+             "rule": r.rule, "threshold": r.threshold, "measured": plain(r.measured), "unit": r.unit} for r in rows]
+
+
 def format_check(rows: list[Requirement], markdown: bool = False) -> str:
     """The check as a text or markdown table, with a final PASS/FAIL verdict."""
     header = ("requirement", "rule", "this run", "result")
-    body = [(r.name, r.target, r.value, "PASS" if r.passed else "FAIL") for r in rows]
+    body = [(r.name, format_rule(r), format_measured(r), "PASS" if r.passed else "FAIL") for r in rows]
     verdict = "PASS" if all_passed(rows) else "FAIL"
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

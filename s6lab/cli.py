@@ -70,7 +70,8 @@ def _models(args: argparse.Namespace) -> int:
     width = max(len(n) for n in names)
     print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['params']:>7,}  {r['receptive_field']:>4}  {r['description']}")
+        rf = "?" if r["receptive_field"] is None else r["receptive_field"]
+        print(f"{r['name']:<{width}}  {r['params']:>7,}  {rf:>4}  {r['description']}")
     return 0
 
 
@@ -98,7 +99,15 @@ def _summary(args: argparse.Namespace) -> int:
     from .models import get_model
     from .summary import summary
 
-    print(summary(get_model(args.model, **_overrides(args.set))))
+    model = get_model(args.model, **_overrides(args.set))
+    print(summary(model))
+    if args.diagram is not None:
+        from ._io import save_figure
+        from .analysis.diagram import diagram_boxes, format_diagram, plot_diagram
+
+        boxes = diagram_boxes(model)
+        print(format_diagram(boxes))
+        print(f"diagram: {save_figure(plot_diagram(boxes, title=args.model), Path(args.diagram))}")
     return 0
 
 
@@ -142,11 +151,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
     Booleans get ``--x/--no-x``; every option defaults to ``None`` (not given), so that
     :func:`config_values` applies only what the user typed over the recipe's own values.
     """
+    import typing
     from dataclasses import MISSING, fields
 
     from .train import CHOICES
 
     helps = config_help(cls)
+    hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(title)
     for f in fields(cls):
         if f.name in exclude:
@@ -158,9 +169,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{text} (default: {'on' if default else 'off'})")
             continue
-        kind = type(default) if default is not None else str
+        kinds = [k for k in typing.get_args(hints[f.name]) or (hints[f.name],) if k is not type(None)]
+        kind = kinds[0] if kinds and kinds[0] in (int, float, str) else str
+        shown = f" (default: {default})" if default is not None else ""
         group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name), metavar=None
-                           if f.name in CHOICES else f.name.upper(), help=f"{text} (default: {default})")
+                           if f.name in CHOICES else f.name.upper(), help=f"{text}{shown}")
 
 
 def config_values(args: argparse.Namespace, cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -175,30 +188,77 @@ def config_values(args: argparse.Namespace, cls: type, exclude: frozenset[str] =
 _COMPARE_OWN = frozenset({"epochs", "seed"})
 
 
+def recipe_from_args(args: argparse.Namespace, *, data: bool = True):
+    """The recipe a command line asks for: ``--config FILE`` or ``--model`` (default s6), then the
+    recipe flags the user typed, merged by :func:`s6lab.models.get_recipe`."""
+    from .models import get_recipe
+    from .recipe import DataSelection
+    from .train import TrainConfig
+
+    config_file = getattr(args, "config", None)
+    if config_file is not None and args.model is not None:
+        raise CLIError("--model and --config both name the model; drop --model (or edit the file's \"model\")")
+    base = read_recipe_file(Path(config_file)) if config_file is not None else get_recipe(args.model or "s6")
+    overrides = {**config_values(args, TrainConfig), **_overrides(getattr(args, "set", None))}
+    if data:
+        overrides.update(config_values(args, DataSelection))
+    return get_recipe(base, **overrides)
+
+
+def read_recipe_file(path: Path):
+    """A recipe from a JSON file: a run's config.json, or ``{"model": NAME, "train": {...}, "data": {...}}``."""
+    import json
+
+    from .models import recipe_from_dict
+
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CLIError(f"--config {path}: no such file; give a run's config.json or a file written by "
+                       "`s6lab train --print-config`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CLIError(f"--config {path}: cannot read it ({e}); check the path and its permissions") from None
+    except json.JSONDecodeError as e:
+        raise CLIError(f"--config {path} is not valid JSON ({e.msg} at line {e.lineno}); fix the file, or write a "
+                       "fresh one with `s6lab train --print-config > recipe.json`") from None
+    return recipe_from_dict(values)
+
+
+def _recipe_json(recipe) -> str:
+    """``--print-config``: the resolved recipe, in the form ``--config`` reads."""
+    import json
+
+    resolved = recipe.resolve()
+    return json.dumps({**recipe.to_dict(), "resolved": {  # what the recipe means on this machine
+        "device": str(resolved.device), "precision": resolved.precision.precision,
+        "why": resolved.precision.reason}}, indent=2)
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from .check import all_passed, assignment_check, format_check
-    from .models import get_recipe
-    from .runs import train_run
-    from .train import TrainConfig
+    from .report import advice, write_report
+    from .report_html import render_html
+    from .runs import run_dir, train_run
 
-    config = get_recipe(args.model, **config_values(args, TrainConfig))
-    out = Path(args.out or f"runs/{args.model}-seed{config.seed}")
+    recipe = recipe_from_args(args)
+    if args.print_config:
+        print(_recipe_json(recipe))
+        return 0
+    out = Path(args.out) if args.out else run_dir(".", recipe.name, recipe.train.seed, recipe.train.epochs,
+                                                 recipe.data.train_size)
     if args.quiet:  # fit says it beside its progress bars; without them, say it here
-        from .hardware import resolve_precision, training_line
-        from .train import resolve_device
+        from .hardware import training_line
 
-        device = resolve_device(config.device)
-        print(training_line(device, resolve_precision(config.precision, device)), file=sys.stderr)
-    run = train_run(args.model, out, config, resume=args.resume, data_root=args.root,
-                    train_size=args.train_size, test_size=args.test_size,
-                    progress=not args.quiet, **_overrides(args.set))
+        resolved = recipe.resolve()
+        print(training_line(resolved.device, resolved.precision), file=sys.stderr)
+    run = train_run(recipe, out, resume=args.resume, progress=not args.quiet)
+    report = write_report(run)
+    html = render_html(out)
     rows = assignment_check(run.model, run.history)
     print(format_check(rows))
-    from .report import advice
-
     print(advice(run), end="")
-    print(f"run written to {out} (report: {out / 'report.md'})")
+    print(f"run written to {out} (report: {report}, {html})")
     return 0 if all_passed(rows) or not args.strict else 1
 
 
@@ -215,7 +275,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 @command("check")
 def _check(args: argparse.Namespace) -> int:
-    from .check import all_passed, assignment_check, format_check
+    from .check import all_passed, assignment_check, format_check, requirements_json
     from .runs import load_run
 
     run = load_run(args.run_dir, need_weights=False)  # the rules need the architecture, not the weights
@@ -227,7 +287,7 @@ def _check(args: argparse.Namespace) -> int:
 
         print(json.dumps({"run": str(run.path), "passed": all_passed(rows), "precision": recorded_precision(run.meta),
                           "machine_class": run.meta.get("machine_class"),
-                          "requirements": [vars(r) for r in rows]}, indent=2))
+                          "requirements": requirements_json(rows)}, indent=2))
         return 0 if all_passed(rows) else 1
     from .report import advice
 
@@ -250,7 +310,7 @@ def _rf(args: argparse.Namespace) -> int:
         return _print_json(rows)
     print(format_receptive_fields(rows, markdown=args.markdown, only_changes=not args.all), end="")
     if args.plot:
-        from .report import save_figure
+        from ._io import save_figure
 
         print(f"figure: {save_figure(plot_receptive_field_growth(rows), Path(args.plot))}")
     return 0
@@ -271,7 +331,7 @@ def _budget(args: argparse.Namespace) -> int:
         return 0 if verdict is None or verdict.ok else 1
     print(format_budget(budget, level="layers" if args.layers else "blocks", markdown=args.markdown))
     if args.plot:
-        from .report import save_figure
+        from ._io import save_figure
 
         print(f"figure: {save_figure(plot_budget(budget), Path(args.plot))}")
     if args.max_params is not None:
@@ -283,13 +343,12 @@ def _budget(args: argparse.Namespace) -> int:
 
 def _run_and_test_split(args: argparse.Namespace):
     """The run in ``args.run_dir`` and the test images it was evaluated on (checks ``-n``)."""
-    from .report import test_split
     from .runs import load_run
 
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
     run = load_run(args.run_dir)
-    return run, test_split(run, args.root)
+    return run, run.recipe.data.test_split(args.root)
 
 
 @command("gallery")
@@ -360,16 +419,14 @@ def _inside(args: argparse.Namespace) -> int:
 
 @command("preview")
 def _preview(args: argparse.Namespace) -> int:
-    from .models import get_recipe
     from .report import write_preview
-    from .train import TrainConfig
 
     if args.n < 1:
         raise CLIError(f"-n must be >= 1, got {args.n}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; choose a folder for the figures")
-    config = get_recipe(args.model, **config_values(args, TrainConfig))
+    config = recipe_from_args(args, data=False).train
     table, files = write_preview(config, out, root=args.root, n=args.n)
     print(f"augmentation in the {args.model} recipe: rotation up to {config.rotation:g} degrees, shift up to "
           f"{100 * config.translate:g}% of the side" + ("" if config.augment else " (augmentation off)"))
@@ -385,6 +442,10 @@ def _report(args: argparse.Namespace) -> int:
     from .runs import load_run
 
     print(f"wrote {write_report(load_run(args.run_dir))}")
+    if args.html:
+        from .report_html import render_html
+
+        print(f"wrote {render_html(args.run_dir)}")
     return 0
 
 
@@ -413,9 +474,26 @@ def _version() -> str:
     return __version__
 
 
+MODEL_HELP = "registered model name (`s6lab models` lists them; default: s6)"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, model: bool = True, default: str | None = "s6") -> None:
+    """``--model NAME`` and ``--set KEY=VALUE``: the same spelling and help in every command."""
+    if model:
+        parser.add_argument("--model", default=default, help=MODEL_HELP)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="architecture override, repeatable (dropout=0.05, batchnorm=false, ...)")
+
+
+def add_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--root DIR``: where MNIST lives, in every command that reads it."""
+    parser.add_argument("--root", metavar="DIR", help="MNIST data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dataclasses import fields
 
+    from .recipe import DataSelection
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -441,25 +519,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="glob over names (default: all)")
     p.add_argument("--json", action="store_true", help="one JSON list")
 
-    p = sub.add_parser("summary", help="torchinfo summary of a model")
-    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    p = sub.add_parser("summary", help="torchinfo summary of a model, and its architecture diagram")
+    add_model_arguments(p)
+    p.add_argument("--diagram", nargs="?", const="diagram.png", metavar="PNG",
+                   help="also print the block table and draw the diagram: shape, parameters, multiply-adds and "
+                        "receptive field of every block (default file: diagram.png)")
 
     p = sub.add_parser("data", help="fetch, verify and locate MNIST")
-    p.add_argument("--root", help="data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
+    add_root_argument(p)
     p.add_argument("--refetch", action="store_true",
                    help="fetch again and replace the files once the new ones verify (a failed fetch loses nothing)")
     p.add_argument("--verify-only", action="store_true", help="hash all four files again; never download")
 
-    p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
+    p = sub.add_parser("train", help="train a model into a run directory, then write its report")
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--config", metavar="FILE", help="read the recipe from a JSON file (a run's config.json, or "
+                   "the output of --print-config); the flags you give override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved recipe as JSON (the form --config reads) and exit without training")
     add_config_arguments(p, TrainConfig, "training recipe (TrainConfig fields)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
-    p.add_argument("--out", help="run directory (default: runs/MODEL-seedS)")
+    add_config_arguments(p, DataSelection, "data selection (DataSelection fields)")
+    add_model_arguments(p, model=False)
+    p.add_argument("--out", help="run directory (default: runs/MODEL/eEPOCHS-sSEED, the layout compare uses)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--root", help="MNIST data root")
-    p.add_argument("--train-size", type=int, help="train on the first N images only (quick runs)")
-    p.add_argument("--test-size", type=int, help="evaluate on the first N test images only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true", help="exit 1 if the assignment check fails")
 
@@ -468,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true", help="skip the ~10 s timing of the reference net")
     p.add_argument("--seconds", type=float, default=8.0, help="time budget of the measurement (default: 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--root", help="MNIST data root (default: $S6LAB_DATA or ~/.cache/s6lab)")
+    add_root_argument(p)
 
     p = sub.add_parser("check", help="the assignment's PASS/FAIL table for a run")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
@@ -476,16 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the verdict and every requirement as JSON (exit 1 on FAIL)")
 
     p = sub.add_parser("rf", help="receptive-field table of a model")
-    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    add_model_arguments(p)
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--all", action="store_true", help="every layer, not only those that change the field")
     p.add_argument("--json", action="store_true", help="every row as JSON")
     p.add_argument("--plot", metavar="PNG", help="also save the growth figure")
 
     p = sub.add_parser("budget", help="parameters and multiply-adds per block or layer")
-    p.add_argument("--model", default="s6", help="registered model name (`s6lab models` lists them; default: s6)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    add_model_arguments(p)
     p.add_argument("--max-params", type=int,
                    help="exit 1 unless the model has fewer than this many parameters (the bound is exclusive)")
     p.add_argument("--json", action="store_true", help="the budget (and the check) as JSON")
@@ -498,29 +578,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=25, help="images in the gallery")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
-    p.add_argument("--root", help="MNIST data root")
+    add_root_argument(p)
+
+    from .analysis.saliency import METHODS
 
     p = sub.add_parser("saliency", help="Captum attribution maps for a trained run")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="saliency integrated_gradients smoothgrad gradcam occlusion (default: all)")
+                   help="any of " + " ".join(METHODS) + " (default: all the net supports)")
     p.add_argument("-n", type=int, default=8, help="rows (samples)")
     p.add_argument("--out", help="folder for the figure (default: the run directory, replacing the report's)")
     p.add_argument("--layer", help="conv layer for Grad-CAM (default: the last non-1x1 conv)")
-    p.add_argument("--root", help="MNIST data root")
+    add_root_argument(p)
 
     p = sub.add_parser("inside", help="feature maps, learned kernels and BatchNorm/ReLU for one test digit")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--index", type=int, default=0, help="which test digit (default: 0)")
     p.add_argument("-n", type=int, default=8, help="maps shown per block (default: 8)")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
-    p.add_argument("--root", help="MNIST data root")
+    add_root_argument(p)
 
     p = sub.add_parser("preview", help="real digits beside their augmented copies, and the class balance")
     p.add_argument("--model", default="s6", help="whose recipe's augmentation to show (default: s6)")
     p.add_argument("-n", type=int, default=8, help="digits shown (default: 8)")
     p.add_argument("--out", default="preview", help="folder for the figures (default: ./preview)")
-    p.add_argument("--root", help="MNIST data root")
+    add_root_argument(p)
     add_config_arguments(p, TrainConfig, "augmentation (TrainConfig fields)",
                          exclude=frozenset(f.name for f in fields(TrainConfig)) - {"augment", "rotation", "translate"})
 
@@ -535,12 +617,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="quick mode: train on the first N images")
     p.add_argument("--test-size", type=int, help="quick mode: evaluate on the first N test images")
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
-    p.add_argument("--root", help="MNIST data root")
+    add_root_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(p, TrainConfig, "training recipe for every run (TrainConfig fields)", exclude=_COMPARE_OWN)
 
     p = sub.add_parser("report", help="(re)write report.md and its figures for a run")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
+    p.add_argument("--html", action="store_true", help="also write report.html: one self-contained file")
     return parser
 
 
@@ -557,16 +640,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .data import DataError
-    from .errors import ConfigError, UnknownNameError
-    from .runs import RunError
-    from .train import TrainingDiverged
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         # a user-facing warning (emulated bf16, ...) as one line, not Python's file:line form
         print(f"s6lab {args.command}: warning: {message}", file=sys.stderr)
 
-    warnings.showwarning = show_warning
+    previous, warnings.showwarning = warnings.showwarning, show_warning
+    try:
+        return _run(args)
+    finally:  # main() called in-process (a notebook, a test) leaves warnings as it found them
+        warnings.showwarning = previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    """One command, with the errors a user can fix turned into one line and an exit status."""
+    from .data import DataError
+    from .errors import ConfigError, UnknownNameError
+    from .runs import RunError
+    from .train import TrainingDiverged
+
     try:
         return COMMANDS[args.command](args)
     except (CLIError, ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:

@@ -1,6 +1,7 @@
 """Run and tabulate several variants over several seeds.
 
-Every (variant, seed) is an ordinary run directory under ``OUT/runs/VARIANT/eEPOCHS-sSEED``,
+Every (variant, seed) is an ordinary run directory under ``OUT/runs/VARIANT/eEPOCHS-sSEED``
+(:func:`s6lab.runs.run_dir`: the same layout ``s6lab train`` uses by default),
 so an interrupted comparison resumes where it stopped (finished runs are loaded, not
 retrained) and tables and figures can be re-rendered from disk at any time.
 
@@ -21,21 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
-from .check import TARGET_ACC, all_passed, assignment_check
+from .check import MAX_PARAMS, TARGET_ACC, all_passed, assignment_check
 from .errors import ConfigError
 from .models import get_recipe, get_spec
-from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_differences, train_run
-from .train import SPEED_ONLY, TrainConfig, resolve_device  # noqa: F401 (SPEED_ONLY: re-exported)
+from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_dir, train_run
+from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-
-
-def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: int | None = None) -> Path:
-    """Where compare keeps one (variant, seed) run."""
-    subset = f"-n{train_size}" if train_size else ""
-    return Path(out) / "runs" / variant / f"e{epochs}-s{seed}{subset}"
 
 
 @dataclass(frozen=True)
@@ -63,11 +58,11 @@ class VariantResult:
     name: str
     description: str
     params: int
-    receptive_field: str
+    receptive_field: int | None  # px, of the last spatial layer; None: not known
     mult_adds: int
     best: Spread
     final: Spread
-    first_epoch: tuple[int | None, ...]  # per seed: first epoch >= 99.4%, None if never
+    first_epoch: tuple[int | None, ...]  # per seed: first epoch >= TARGET_ACC, None if never
     seconds_per_epoch: float  # median over all epochs of all seeds
     passed: int  # seeds whose run passes the assignment check
     runs: tuple[Run, ...]
@@ -154,11 +149,11 @@ def compare(
         runs = []
         for seed in seeds:
             path = run_dir(out, spec.name, seed, epochs, train_size)
-            config = get_recipe(spec, **{**(recipe or {}), "epochs": epochs, "seed": seed})
+            wanted = get_recipe(spec.name, **{**(recipe or {}), "epochs": epochs, "seed": seed, "root": data_root,
+                                              "train_size": train_size, "test_size": test_size})
             if (path / WEIGHTS).exists() or recorded_in_full(path):
                 run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
-                stale = run_differences(run.meta, spec, config, {"train_size": train_size, "test_size": test_size},
-                                        resolve_device(config.device))
+                stale = wanted.differences(run.meta)
                 if stale and train:
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "
@@ -173,21 +168,21 @@ def compare(
 
                 data = load_mnist(data_root, train_size=train_size, test_size=test_size)
             log.info("training %s seed %d -> %s", spec.name, seed, path)
-            runs.append(train_run(spec, path, config, resume=True, data=data, train_size=train_size,
-                                  test_size=test_size, progress=progress, write_report=False))
+            runs.append(train_run(wanted, path, resume=True, data=data, progress=progress))
         rows.append(summarize(spec.name, runs))
     return Comparison(tuple(rows), epochs, tuple(seeds), test_size)
 
 
 # ---------------------------------------------------------------- formatting
 
-COLUMNS = ("variant", "params", "RF", "MACs", "best acc %", "final acc %", "first epoch >= 99.4",
+COLUMNS = ("variant", "params", "RF", "MACs", "best acc %", "final acc %", f"first epoch >= {TARGET_ACC}",
            "s/epoch", "assignment")
 
 
 def _cells(r: VariantResult) -> list[str]:
     first = "/".join("-" if e is None else str(e) for e in r.first_epoch)
-    return [r.name, f"{r.params:,}", r.receptive_field, f"{r.mult_adds / 1e6:.2f}M", str(r.best), str(r.final),
+    rf = "?" if r.receptive_field is None else str(r.receptive_field)
+    return [r.name, f"{r.params:,}", rf, f"{r.mult_adds / 1e6:.2f}M", str(r.best), str(r.final),
             first, f"{r.seconds_per_epoch:.1f}", f"{r.passed}/{r.seeds} pass"]
 
 
@@ -216,7 +211,8 @@ def comparison_csv(c: Comparison) -> str:
                 "final_std", "best_per_seed", "final_per_seed", "first_epoch_per_seed", "seconds_per_epoch",
                 "assignment_passed", "seeds", "epochs", "description"])
     for r in c.rows:
-        w.writerow([r.name, r.params, r.receptive_field, r.mult_adds, f"{r.best.mean:.4f}", f"{r.best.std:.4f}",
+        rf = "" if r.receptive_field is None else r.receptive_field  # raw numbers: unknown is empty
+        w.writerow([r.name, r.params, rf, r.mult_adds, f"{r.best.mean:.4f}", f"{r.best.std:.4f}",
                     f"{r.final.mean:.4f}", f"{r.final.std:.4f}", ";".join(f"{v:.2f}" for v in r.best.values),
                     ";".join(f"{v:.2f}" for v in r.final.values),
                     ";".join("" if e is None else str(e) for e in r.first_epoch), f"{r.seconds_per_epoch:.2f}",
@@ -227,34 +223,68 @@ def comparison_csv(c: Comparison) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def _colours(n: int) -> list:
-    """Distinct colours for n lines (tab10, or tab20 past ten)."""
+def _styles(n: int) -> list[dict[str, Any]]:
+    """Distinguishable line styles for n variants: ten colours (tab10), then the same colours dashed with
+    another marker, so 11+ variants never share a look (tab20's light/dark pairs are hard to tell apart)."""
     import matplotlib.pyplot as plt
 
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
+    cmap = plt.get_cmap("tab10")
+    looks = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    return [{"color": cmap(i % 10), "ls": looks[(i // 10) % len(looks)][0], "marker": looks[(i // 10) % len(looks)][1]}
+            for i in range(n)]
+
+
+def _accuracy_limits(values: list[float], target: float) -> tuple[float, float]:
+    """Y-limits that show every value and the target line, with a small margin: from the data, never fixed."""
+    low, high = min(values + [target]), max(values + [target])
+    margin = max(0.05 * (high - low), 0.1)
+    return low - margin, min(high + margin, 100.2)
 
 
 def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
-    """Test accuracy per epoch, mean over seeds with a min-max band, one line per variant."""
+    """Test accuracy per epoch, mean over seeds with a min-max band, one line per variant.
+
+    The y-axis shows every epoch of every variant. Where that range is wide (weak variants, early
+    epochs, quick runs), an inset zooms on the last epochs around the target, where the assignment
+    is decided. The legend sits outside the data.
+    """
     import matplotlib.pyplot as plt
     import torch
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
-    lows = []
-    for r, colour in zip(c.rows, _colours(len(c.rows))):
+        _, ax = plt.subplots(figsize=(10.5, 4.8), constrained_layout=True)
+    curves = []
+    for r, style in zip(c.rows, _styles(len(c.rows))):
         accs = torch.tensor([run.history.test_acc for run in r.runs])  # (seeds, epochs)
-        epochs = range(1, accs.shape[1] + 1)
-        (line,) = ax.plot(epochs, accs.mean(0), marker="o", ms=2.5, lw=1.4, label=r.name, color=colour)
-        ax.fill_between(epochs, accs.min(0).values, accs.max(0).values, color=line.get_color(), alpha=0.15)
-        lows.append(float(accs[:, min(2, accs.shape[1] - 1):].min()))
-    ax.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}%")
-    ax.set_ylim(max(min(lows + [target]) - 0.2, 90), 100)
+        curves.append((r.name, style, accs))
+
+    def draw(axis: Any, labels: bool) -> None:
+        for name, style, accs in curves:
+            epochs = list(range(1, accs.shape[1] + 1))
+            axis.plot(epochs, accs.mean(0), ms=2.5, lw=1.4, label=name if labels else None, **style)
+            axis.fill_between(epochs, accs.min(0).values, accs.max(0).values, color=style["color"], alpha=0.12)
+        axis.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}% target" if labels else None)
+
+    draw(ax, labels=True)
+    every = [float(v) for _, _, accs in curves for v in accs.flatten()]
+    ax.set_ylim(*_accuracy_limits(every, target))
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy (mean over seeds, band: min-max)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    epochs = max(accs.shape[1] for _, _, accs in curves)
+    late = [float(v) for _, _, accs in curves for v in accs[:, accs.shape[1] // 2:].flatten()]
+    if epochs >= 4 and max(every) - min(every) > 3 and max(late) > target - 1:
+        inset = ax.inset_axes([0.42, 0.08, 0.55, 0.5])
+        draw(inset, labels=False)
+        near = [v for v in late if v >= target - 0.6]
+        inset.set_xlim(epochs // 2 + 0.5, epochs + 0.3)
+        inset.set_ylim(*_accuracy_limits(near or late, target))
+        inset.set_title("last epochs, around the target", fontsize=8)
+        inset.tick_params(labelsize=7)
+        inset.xaxis.get_major_locator().set_params(integer=True)
+        inset.grid(alpha=0.3)
+        ax.indicate_inset_zoom(inset, edgecolor="grey")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return ax.figure
 
 
@@ -264,12 +294,13 @@ def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGE
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
-    for r, colour in zip(c.rows, _colours(len(c.rows))):
-        ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt="o", capsize=3, color=colour, label=r.name)
+    for r, style in zip(c.rows, _styles(len(c.rows))):
+        ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt=style["marker"], capsize=3, color=style["color"],
+                    label=r.name)
     # many variants share a parameter count: a legend stays readable where labels would overlap
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.axhline(target, color="crimson", ls="--", lw=1)
-    ax.axvline(20_000, color="grey", ls=":", lw=1)
+    ax.axvline(MAX_PARAMS, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set(xlabel="parameters (log scale)", ylabel="best test accuracy (%)",
            title="Accuracy against parameters (dotted: the 20k budget)")
@@ -279,7 +310,7 @@ def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGE
 
 def render(c: Comparison, out: str | Path, name: str = "comparison") -> list[Path]:
     """Write ``NAME.md``, ``NAME.csv``, ``NAME.txt``, ``NAME_curves.png``, ``NAME_params.png``."""
-    from .report import save_figure
+    from ._io import save_figure
 
     out = Path(out)
     md = (f"# Comparison: {name}\n\n" + format_comparison(c, markdown=True)

@@ -26,6 +26,7 @@ import torch
 
 from .errors import ConfigError
 from .hardware import MachineInfo, machine_info, resolve_precision
+from .threads import thread_choice
 
 #: packages whose versions decide what runs
 PACKAGES = ("torch", "torchvision", "torchinfo", "captum", "matplotlib", "seaborn")
@@ -57,6 +58,7 @@ class DoctorReport:
     estimate: EpochEstimate | None  # None when not measured
     load_before: float | None = None  # 1-minute load average when the timing started (Unix only)
     cores: int | None = None
+    threads: str | None = None  # how many threads and how OpenMP waits, and who chose (s6lab.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +135,7 @@ def diagnose(*, root: str | Path | None = None, measure: bool = True, device: st
         precision_reason=precision.reason, cuda_devices=cuda, data_root=str(raw_folder(root).parent.parent),
         data_ok=not problems, data_problems=problems,
         estimate=estimate_epoch_seconds(dev, budget_seconds) if measure else None,
-        load_before=load, cores=os.cpu_count())
+        load_before=load, cores=os.cpu_count(), threads=thread_choice().describe())
 
 
 def format_doctor(report: DoctorReport) -> str:
@@ -145,7 +147,7 @@ def format_doctor(report: DoctorReport) -> str:
         ("CPU", f"{m.cpu_model}, capability {m.cpu_capability}"),
         ("native bf16", "yes" if m.native_bf16 else "no (bf16 would be emulated: slow)"),
         ("precision (auto)", f"{report.precision}: {report.precision_reason}"),
-        ("threads", str(m.threads)),
+        ("threads", report.threads or str(m.threads)),
         ("CUDA devices", ", ".join(report.cuda_devices) or "none"),
         ("MNIST root", report.data_root),
         ("MNIST files", "verified (sha256)" if report.data_ok else

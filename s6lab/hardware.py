@@ -125,7 +125,10 @@ def machine_info(device: torch.device | str = "cpu") -> MachineInfo:
 
 def training_line(device: torch.device, precision: Precision) -> str:
     """What a training run says at its start: the machine and the precision, with why."""
-    return f"training on {describe_machine(device)}: {precision.reason}"
+    from .threads import thread_choice
+
+    threads = "" if device.type == "cuda" else f" [{thread_choice().describe()}]"
+    return f"training on {describe_machine(device)}{threads}: {precision.reason}"
 
 
 def describe_machine(device: torch.device | str = "cpu") -> str:

@@ -1,7 +1,8 @@
 """The reference S6 Net, the variant table, and the registry.
 
-The registry maps a name to a :class:`~s6lab.specs.NetSpec`; ``get_model(name,
-**overrides)`` builds it. Variants are data: add a spec with :func:`register_model`.
+The registry maps a name to a :class:`~s6lab.recipe.Recipe`: the variant's architecture and
+its training. ``get_model(name, **overrides)`` builds the net; ``get_recipe(name, **overrides)``
+gives everything that decides a run. Variants are data: add one with :func:`register_model`.
 
 Examples:
     >>> model = get_model("s6")
@@ -12,11 +13,11 @@ Examples:
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import replace
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError
-from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build
+from .recipe import Recipe, merge
+from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build, spec_to_dict
 from .train import TrainConfig
 
 # The assignment's network, layer for layer (see shared/reference/assignment6.md).
@@ -36,66 +37,79 @@ S6 = NetSpec(
     ),
 )
 
-_REGISTRY: dict[str, NetSpec] = {}
+_REGISTRY: dict[str, Recipe] = {}
 
+# Every variant is spelled out layer by layer, so each net reads directly. Each differs from
+# the reference in one thing, named in its description (tests/test_variants.py checks it).
+_S6_LAYERS = S6.layers
 
-def _variant(name: str, description: str, **changes: object) -> NetSpec:
-    """The reference with one thing changed."""
-    return S6.replace(name=name, description=description, **changes)
-
-
-def _without(kind: type, layers: tuple = S6.layers) -> tuple:
-    return tuple(layer for layer in layers if not isinstance(layer, kind))
-
-
-_POOL = Pool(2, dropout=0.1)
-_POOL_PLAIN = Pool(2)
-
-#: One variant per layer choice, each differing from the reference in one thing.
-VARIANTS: tuple[NetSpec, ...] = (
-    S6,
-    _variant("s6-no-bn", "Without BatchNorm (the convs keep their bias).", batchnorm=False),
-    _variant("s6-no-dropout", "Without Dropout.", layers=tuple(
-        Pool(2) if isinstance(layer, Pool) else layer for layer in S6.layers)),
-    _variant("s6-dropout-0.25", "Dropout 0.25 instead of 0.1 (amount).", layers=tuple(
-        Pool(2, dropout=0.25) if isinstance(layer, Pool) else layer for layer in S6.layers)),
-    _variant("s6-dropout-every-conv", "Dropout 0.05 after every conv block instead of 0.1 after pooling "
-             "(position).", layers=tuple(
-                 Pool(2) if isinstance(layer, Pool)
-                 else replace(layer, dropout=0.05) if isinstance(layer, (Conv, Transition)) else layer
-                 for layer in S6.layers)),
-    _variant("s6-no-1x1", "Without the 1x1 transitions: the 5x5 conv and the head see 32 channels.",
-             layers=_without(Transition)),
-    _variant("s6-two-3x3", "Two 3x3 convs (8->16->32) in place of the 5x5: same receptive field.",
-             layers=(*S6.layers[:4], Conv(16, 3, bias=True), Conv(32, 3, bias=True), *S6.layers[5:])),
-    _variant("s6-gap", "Global-average-pooling head (1x1 conv to 10 classes) in place of the FC head.",
-             layers=(*S6.layers[:-1], GAP())),
-    _variant("s6-pool-after-1x1", "Max-pool after the first 1x1 instead of before it (pooling position).",
-             layers=(S6.layers[0], S6.layers[1], S6.layers[3], S6.layers[2], *S6.layers[4:])),
-    _variant("s6-no-augment", "The reference net trained without augmentation.", train={"augment": False}),
-    _variant("s6-step-lr", "The reference net trained with a step schedule (the default lr, x0.1 every 6 epochs) "
-             "instead of OneCycle.", train={"schedule": "step", "step_epochs": 6, "gamma": 0.1}),
-    NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
+#: One variant per layer choice, each with its recipe: the architecture and, where the variant is
+#: about training, its own TrainConfig (the others train with the default recipe).
+VARIANTS: tuple[Recipe, ...] = (
+    Recipe(S6),
+    Recipe(NetSpec("s6-no-bn", description="Without BatchNorm (the convs keep their bias).", batchnorm=False,
+                   layers=_S6_LAYERS)),
+    Recipe(NetSpec("s6-no-dropout", description="Without Dropout.", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2), Transition(8, bias=True),
+        Conv(32, 5, bias=True), Pool(2), Transition(16, bias=True), Linear()))),
+    Recipe(NetSpec("s6-dropout-0.25", description="Dropout 0.25 instead of 0.1 (amount).", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.25), Transition(8, bias=True),
+        Conv(32, 5, bias=True), Pool(2, dropout=0.25), Transition(16, bias=True), Linear()))),
+    Recipe(NetSpec("s6-dropout-every-conv", description="Dropout 0.05 after every conv block instead of 0.1 after "
+                   "pooling (position).", layers=(
+        Conv(32, 3, bias=True, dropout=0.05), Conv(32, 3, bias=True, dropout=0.05), Pool(2),
+        Transition(8, bias=True, dropout=0.05), Conv(32, 5, bias=True, dropout=0.05), Pool(2),
+        Transition(16, bias=True, dropout=0.05), Linear()))),
+    Recipe(NetSpec("s6-no-1x1", description="Without the 1x1 transitions: the 5x5 conv and the head see 32 "
+                   "channels.", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1),
+        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Linear()))),
+    Recipe(NetSpec("s6-two-3x3", description="Two 3x3 convs (8->16->32) in place of the 5x5: same receptive "
+                   "field.", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
+        Conv(16, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True),
+        Linear()))),
+    Recipe(NetSpec("s6-gap", description="Global-average-pooling head (1x1 conv to 10 classes) in place of the FC "
+                   "head.", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
+        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), GAP()))),
+    Recipe(NetSpec("s6-pool-after-1x1", description="Max-pool after the first 1x1 instead of before it (pooling "
+                   "position).", layers=(
+        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Transition(8, bias=True), Pool(2, dropout=0.1),
+        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear()))),
+    Recipe(NetSpec("s6-no-augment", description="The reference net trained without augmentation.",
+                   layers=_S6_LAYERS),
+           TrainConfig(augment=False)),
+    Recipe(NetSpec("s6-step-lr", description="The reference net trained with a step schedule (the default lr, "
+                   "x0.1 every 6 epochs) instead of OneCycle.", layers=_S6_LAYERS),
+           TrainConfig(schedule="step", step_epochs=6, gamma=0.1)),
+    Recipe(NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
         Conv(16, 3, bias=True), Conv(16, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
-        Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear())),
-    NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP head; "
-            "trained at batch 128 with peak lr 0.1.", train={"batch_size": 128, "lr": 0.1},
-            layers=(
-                Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
+        Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear()))),
+    Recipe(NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP "
+                   "head; trained at batch 128 with peak lr 0.1.", layers=(
+        Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
+           TrainConfig(batch_size=128, lr=0.1)),
 )
 
 
-def register_model(spec: NetSpec, *, replace: bool = False) -> NetSpec:
-    """Add a spec to the registry (it is built once to check it).
+def register_model(model: NetSpec | Recipe, *, train: TrainConfig | None = None, replace: bool = False) -> Recipe:
+    """Add a variant to the registry: a spec (trained with ``train``, default the default recipe),
+    or a whole :class:`~s6lab.recipe.Recipe`. The net is built once to check it.
 
     Raises:
-        ValueError: the name is taken (pass ``replace=True``) or the spec is invalid.
+        ConfigError: the name is taken (pass ``replace=True``) or the spec is invalid.
+
+    Examples:
+        >>> spec = NetSpec("tiny", (Conv(8), Pool(), Linear()))
+        >>> register_model(spec, train=TrainConfig(epochs=3))  # doctest: +SKIP
     """
-    if spec.name in _REGISTRY and not replace:
-        raise ConfigError(f"model {spec.name!r} is already registered; pass replace=True to overwrite")
-    build(spec)
-    _REGISTRY[spec.name] = spec
-    return spec
+    recipe = model if isinstance(model, Recipe) else Recipe(model, train if train is not None else TrainConfig())
+    if recipe.name in _REGISTRY and not replace:
+        raise ConfigError(f"model {recipe.name!r} is already registered; pass replace=True to overwrite")
+    build(recipe.spec)
+    _REGISTRY[recipe.name] = recipe
+    return recipe
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -103,20 +117,24 @@ def list_models(pattern: str = "*") -> list[str]:
     return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
 
 
-def get_spec(name: str) -> NetSpec:
-    """The registered spec called ``name``.
-
-    Raises:
-        KeyError: unknown name; the message lists the known ones.
-    """
+def _registered(name: str) -> Recipe:
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
 
 
+def get_spec(name: str) -> NetSpec:
+    """The registered spec called ``name``.
+
+    Raises:
+        UnknownNameError: unknown name; the message lists the known ones.
+    """
+    return _registered(name).spec
+
+
 def get_model(name: str, **overrides: Any) -> Net:
-    """Build the registered model ``name`` with optional overrides.
+    """Build the registered model ``name`` with optional architecture overrides.
 
     Args:
         name: a name from :func:`list_models`.
@@ -124,7 +142,8 @@ def get_model(name: str, **overrides: Any) -> Net:
             ``batchnorm``, ``num_classes``, ...).
 
     Returns:
-        A freshly initialised :class:`~s6lab.specs.Net`.
+        A freshly initialised :class:`~s6lab.specs.Net` (seed it with ``seed_everything``, or
+        build it with ``get_recipe(name).build()``, which seeds from the recipe).
 
     Examples:
         >>> get_model("s6", dropout=0.05).pool1.drop.p
@@ -133,29 +152,53 @@ def get_model(name: str, **overrides: Any) -> Net:
     return build(apply_overrides(get_spec(name), **overrides))
 
 
-def get_recipe(model: str | NetSpec, **overrides: Any) -> TrainConfig:
-    """The training recipe of a registered variant (or a spec): the one place where the
-    trainer's defaults, the variant's own training changes (``spec.train``) and your overrides
-    are merged, in that order. ``s6lab train``, ``train_run`` and ``compare`` all use it; use it
-    with ``fit`` so that a variant trains the way its row in the tables did.
+def get_recipe(model: str | NetSpec | Recipe, *, train: TrainConfig | None = None, **overrides: Any) -> Recipe:
+    """A variant's recipe (architecture, training, data selection) with your overrides: what
+    ``s6lab train``, ``train_run`` and ``compare`` train, so a variant trains the way its row in the
+    tables did. The merge is :func:`s6lab.recipe.merge`.
+
+    Args:
+        model: a registered name, a spec (trained with the default recipe) or a recipe.
+        train: a whole ``TrainConfig`` to use instead of the variant's own.
+        **overrides: architecture overrides (``dropout=0.05``), ``TrainConfig`` fields
+            (``seed=3``, ``epochs=2``) and data fields (``train_size=2000``, ``root=...``).
 
     Raises:
-        KeyError: unknown model name.
-        ValueError: an unknown or invalid ``TrainConfig`` field.
+        UnknownNameError: unknown model name.
+        ConfigError: an unknown or invalid field.
 
     Examples:
-        >>> get_recipe("s6-step-lr").schedule
-        'step'
-        >>> get_recipe("s6", seed=3, epochs=2).epochs
-        2
+        >>> recipe = get_recipe("s6-step-lr", seed=3)
+        >>> recipe.train.schedule, recipe.train.seed
+        ('step', 3)
+        >>> model = recipe.build()  # seeded from recipe.train.seed
+        >>> history = fit(model, recipe.data.load(), recipe.train)  # doctest: +SKIP
     """
-    spec = get_spec(model) if isinstance(model, str) else model
-    return TrainConfig.from_dict({**TrainConfig().to_dict(), **spec.train, **overrides})
+    base = _registered(model) if isinstance(model, str) else model if isinstance(model, Recipe) else Recipe(model)
+    return merge(base, train=train, **overrides)
 
 
-for _spec in VARIANTS:
-    register_model(_spec)
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    """A recipe from its JSON form (a run's ``config.json``, or a file you wrote), where ``model``
+    may also be a registered name: missing training fields then come from that variant's own recipe.
+
+    Raises:
+        UnknownNameError: ``model`` names no registered variant.
+        ConfigError: unknown keys or fields, or a malformed spec.
+
+    Examples:
+        >>> recipe_from_dict({"model": "s6-step-lr", "train": {"seed": 7}}).train.schedule
+        'step'
+    """
+    if isinstance(values, dict) and isinstance(values.get("model", "s6"), str):
+        base = get_recipe(values.get("model", "s6"))
+        return Recipe.from_dict({**values, "model": spec_to_dict(base.spec)}, base_train=base.train)
+    return Recipe.from_dict(values)
+
+
+for _recipe in VARIANTS:
+    register_model(_recipe)
 
 # Kept importable for variant tables that use them.
-__all__ = ["S6", "GAP", "Conv", "Linear", "Pool", "Transition", "get_model", "get_recipe", "get_spec",
-           "list_models", "register_model"]
+__all__ = ["S6", "GAP", "VARIANTS", "Conv", "Linear", "Pool", "Recipe", "Transition", "get_model", "get_recipe",
+           "get_spec", "list_models", "recipe_from_dict", "register_model"]

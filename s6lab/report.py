@@ -6,25 +6,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, save_figure
 from .analysis.gallery import Predictions
 from .check import assignment_check, format_check
 from .data import TensorSplit, load_split
-from .runs import Run, machine_line, recorded_precision, reproduce_command
+from .recipe import recorded_precision
+from .runs import Run, machine_line, reproduce_command
 from .summary import summary
 
 log = logging.getLogger(__name__)
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_write
-
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-    return path
 
 
 def history_table(run: Run) -> str:
@@ -42,7 +32,7 @@ def advice(run: Run, markdown: bool = False) -> str:
     (empty for a run that met it)."""
     from .check import count_parameters, format_advice, next_steps, shortfalls
 
-    test_images = (run.meta.get("data") or {}).get("test_size") or 10_000
+    test_images = run.recipe.data.test_size or 10_000
     shorts = shortfalls(run.history, test_images=test_images)
     machine = f"{machine_line(run.meta)}, in {recorded_precision(run.meta)}"
     return format_advice(shorts, next_steps(run.config, count_parameters(run.model)), machine, markdown=markdown)
@@ -68,16 +58,21 @@ def _section_history(run: Run) -> str:
             "assignment's rule checks.\n\n" + history_table(run))
 
 
+def _section_architecture(run: Run) -> str:
+    from .analysis.diagram import diagram_boxes, format_diagram, plot_diagram
+
+    boxes = diagram_boxes(run.model)
+    save_figure(plot_diagram(boxes, title=run.spec.name), run.path / "diagram.png")
+    return ("## The architecture\n\nOne box per block: output shape (channels x height x width), parameters, "
+            "multiply-adds per image, and the receptive field after the block. Arrows thin as the map shrinks; "
+            "a dashed box sees the whole map.\n\n![architecture diagram](diagram.png)\n\n"
+            + format_diagram(boxes, markdown=True))
+
+
 def _section_summary(run: Run) -> str:
     text = str(summary(run.model))
     atomic_write_text(run.path / "summary.txt", text)
     return "## Model summary (torchinfo)\n\n```text\n" + text + "\n```"
-
-
-def test_split(run: Run, root: str | Path | None = None) -> TensorSplit:
-    """The test images the run was evaluated on (all 10k unless it used a subset)."""
-    size = (run.meta.get("data") or {}).get("test_size")
-    return load_split(root, train=False, size=size)
 
 
 def write_gallery(run: Run, split: TensorSplit, n: int = 25, out: Path | None = None) -> tuple[Predictions, list[Path]]:
@@ -96,18 +91,23 @@ def write_gallery(run: Run, split: TensorSplit, n: int = 25, out: Path | None = 
 
 def write_saliency(run: Run, split: TensorSplit, p: Predictions, *, n: int = 8,
                    methods: tuple[str, ...] | None = None, layer: str | None = None,
-                   out: Path | None = None) -> Path:
+                   out: Path | None = None, early_layer: str | None = None) -> Path:
     """saliency.png into ``out`` (default: the run directory): the most confidently
-    misclassified samples and a few correct ones."""
-    from .analysis.saliency import METHODS, attributions, pick_samples, plot_saliency
+    misclassified samples and a few correct ones, titled with the true label, the prediction and
+    its confidence. ``methods`` defaults to every method this model can run
+    (:func:`~s6lab.analysis.saliency.default_methods`)."""
+    from .analysis.saliency import attributions, default_methods, pick_samples, plot_saliency
 
     idx = pick_samples(p, n)
-    maps = attributions(run.model, split.images[idx], methods=methods or METHODS, layer=layer)
-    fig = plot_saliency(split.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx])
+    maps = attributions(run.model, split.images[idx], methods=methods or default_methods(run.model), layer=layer,
+                        early_layer=early_layer)
+    fig = plot_saliency(split.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx],
+                        confidence=p.confidence[idx])
     return save_figure(fig, (Path(out) if out is not None else run.path) / "saliency.png")
 
 
 def _section_receptive_field(run: Run) -> str:
+    from .analysis.inside import default_conv_layer
     from .analysis.receptive_field import (
         format_receptive_fields,
         plot_measured_receptive_field,
@@ -117,16 +117,16 @@ def _section_receptive_field(run: Run) -> str:
 
     rows = receptive_fields(run.model)
     save_figure(plot_receptive_field_growth(rows), run.path / "rf_growth.png")
-    spatial = [r for r in rows if r.type == "Conv2d" and r.output_size > 1]
-    layer = max(spatial, key=lambda r: r.rf_out).name if spatial else None
+    layer = default_conv_layer(run.model)
     text = ("## Receptive field\n\n" + format_receptive_fields(rows, markdown=True, only_changes=True)
             + "\n![receptive field per layer](rf_growth.png)\n")
     if layer:
-        digit = test_split(run).images[:1]
+        digit = run.recipe.data.test_split().images[:1]
         save_figure(plot_measured_receptive_field(run.model, layer, digit), run.path / "rf_measured.png")
-        text += (f"\nMeasured field of the centre unit of `{layer}` on the first test digit: the solid "
+        text += (f"\nMeasured field of the centre unit of `{layer}` on the first test digit: the solid blue "
                  "box is the extent of the non-zero input gradient on the linearised net (geometry), "
-                 "the dashed box the analytic field, the heat the trained net's own gradient.\n\n"
+                 "the dashed magenta box the analytic field (where the two agree, the dashes run along the "
+                 "blue line), the orange heat the trained net's own gradient.\n\n"
                  "![measured receptive field](rf_measured.png)\n")
     return text
 
@@ -143,7 +143,7 @@ def _section_budget(run: Run) -> str:
 def _section_mistakes(run: Run) -> str:
     from .analysis.gallery import format_mistakes
 
-    split = test_split(run)
+    split = run.recipe.data.test_split()
     p, files = write_gallery(run, split)
     names = {f.name for f in files}
     text = "## Mistakes\n\n" + format_mistakes(p, markdown=True) + "\n"
@@ -154,9 +154,31 @@ def _section_mistakes(run: Run) -> str:
     text += "![confusion matrix](confusion.png)\n\n![row-normalized confusion](confusion_normalized.png)\n"
     if len(p.misclassified()):
         write_saliency(run, split, p)
-        text += ("\n## Saliency (Captum)\n\nRows: the most confidently misclassified digits, then correct "
-                 "ones; columns: the digit and one map per method (each map scaled on its own).\n\n"
-                 "![saliency maps](saliency.png)\n")
+        text += "\n" + _saliency_text(run)
+    return text
+
+
+def _saliency_text(run: Run) -> str:
+    from .analysis.saliency import default_gradcam_layer, default_methods, early_gradcam_layer
+
+    methods = default_methods(run.model)
+    text = ("## Saliency (Captum)\n\nRows: the most confidently misclassified digits, then correct ones, titled "
+            "with the true label, the prediction and its confidence. Columns: the digit, one map per method, then "
+            "integrated gradients and Grad-CAM blended on the digit. Each method keeps one colour map in every "
+            "row, with its colour bar underneath: red and blue for signed methods (evidence for and against the "
+            "predicted class, white at 0), white to orange for magnitudes. Each map is scaled on its own, so "
+            "compare shapes, not colours, across rows.\n\n![saliency maps](saliency.png)\n")
+    if "gradcam" in methods:
+        text += (f"\nGrad-CAM weighs the channels of `{default_gradcam_layer(run.model)}`, a map a few cells across; "
+                 "upsampled to the digit, each cell becomes a blob that spills off the strokes onto empty paper. "
+                 "Much of that glow is the map's resolution, not a sign that the net read the paper.")
+        if "gradcam_early" in methods:
+            text += (f" The same on the finer `{early_gradcam_layer(run.model)}` (Grad-CAM, earlier conv) stays on "
+                     "the strokes; where it still lights a flat background, that layer's channels respond to empty "
+                     "paper and the class gradient counts the missing ink as evidence.")
+        text += (" Integrated gradients and occlusion measure against a black image, so empty paper gets "
+                 "nothing (occlusion only next to a stroke its patch overlaps): check with them which strokes "
+                 "mattered.\n")
     return text
 
 
@@ -229,15 +251,16 @@ def write_preview(config, out: Path, *, root: str | Path | None = None, train_si
 
 
 def _section_data(run: Run) -> str:
-    train_size = (run.meta.get("data") or {}).get("train_size")
-    table, _ = write_preview(run.config, run.path, train_size=train_size)
+    data = run.recipe.data
+    root = data.root if data.root is not None and Path(data.root).exists() else None  # trained elsewhere: default
+    table, _ = write_preview(run.config, run.path, root=root, train_size=data.train_size)
     return ("## What the net was trained on\n\nThe first training digits and three augmented copies of each, drawn "
             "by the trainer's own augmentation with this run's settings:\n\n![augmentation](augmentation.png)\n\n"
             "![class balance](class_balance.png)\n\n" + table)
 
 
 def _section_inside(run: Run) -> str:
-    split = test_split(run)
+    split = run.recipe.data.test_split()
     table, files = write_inside(run, split, index=0)
     names = [f.name for f in files]
     text = (f"## Inside the network\n\nTest digit 0 (label {int(split.labels[0])}) through every block: the "
@@ -252,7 +275,8 @@ def _section_inside(run: Run) -> str:
 
 
 #: Report sections in order.
-SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_data, _section_summary,
+SECTIONS: list[Callable[[Run], str]] = [_section_check, _section_history, _section_data, _section_architecture,
+                                        _section_summary,
                                         _section_receptive_field, _section_budget, _section_inside,
                                         _section_mistakes]
 
@@ -264,7 +288,7 @@ def write_report(run: Run) -> Path:
     """
     meta = run.meta
     cfg = run.config
-    sizes = meta.get("data") or {}
+    sizes = run.recipe.data.sizes()
     subset = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sizes.items() if v)
     header = [
         f"# Run report: `{run.spec.name}`",

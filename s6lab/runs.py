@@ -2,12 +2,14 @@
 
 A run directory holds::
 
-    config.json      model spec, training config, versions, device
+    config.json      the recipe (model spec, training config, data selection and root), and what
+                     ran: the precision as resolved, the machine, the versions
     history.json     per-epoch history (rewritten atomically after every epoch)
     checkpoint.pt    model + optimizer + RNG state after the last finished epoch
     model.pt         final weights (state_dict), written when training ends
-    check.md         the assignment check
-    report.md        the run's report (see :mod:`s6lab.report`)
+
+``check.md``, ``report.md`` and their figures are added by :mod:`s6lab.report` when asked
+(``s6lab train`` and ``s6lab report`` do); this module only reads and writes the run's files.
 
 Every file is written atomically; ``resume=True`` continues an interrupted run and ends
 with the same result as an uninterrupted one.
@@ -27,11 +29,13 @@ from typing import Any
 import torch
 
 from ._io import atomic_torch_save, atomic_write_text
-from .data import MNISTTensors, default_root, load_mnist
-from .hardware import machine_info, native_bf16, resolve_precision
+from .data import MNISTTensors
+from .errors import ConfigError
+from .hardware import machine_info, native_bf16
 from .models import get_recipe, get_spec
-from .specs import Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
-from .train import EpochRecord, History, TrainConfig, fit, recipe_differences, resolve_device, seed_everything
+from .recipe import Recipe, recorded_precision, same_architecture
+from .specs import Net, NetSpec, build
+from .train import EpochRecord, History, TrainConfig, fit
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,19 @@ class Run:
     """A finished (or partial) run loaded from disk."""
 
     path: Path
-    spec: NetSpec
-    config: TrainConfig
+    recipe: Recipe  # what decided it, as recorded in config.json
     history: History
     model: Net  # with the final weights (or the last checkpoint's, if unfinished)
     finished: bool
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # config.json: the recipe plus what ran (precision, machine, versions)
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.recipe.spec
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.recipe.train
 
 
 def read_json(path: Path) -> Any:
@@ -107,6 +118,19 @@ def run_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: int | None = None) -> Path:
+    """The one run-directory layout, ``OUT/runs/VARIANT/eEPOCHS-sSEED`` (``-nN`` for a training subset):
+    where ``s6lab train`` writes by default (``OUT`` is the current folder) and ``compare`` keeps its runs,
+    so a comparison into the same folder reuses a run trained on its own.
+
+    Examples:
+        >>> run_dir(".", "s6", 0, 18).as_posix()
+        'runs/s6/e18-s0'
+    """
+    subset = f"-n{train_size}" if train_size else ""
+    return Path(out) / "runs" / variant / f"e{epochs}-s{seed}{subset}"
+
+
 def recorded_in_full(path: Path) -> bool:
     """A run directory whose history has every epoch its config asked for (weights or not).
 
@@ -119,60 +143,30 @@ def recorded_in_full(path: Path) -> bool:
     return len(read_json(path / HISTORY)) == epochs
 
 
-def run_differences(meta: dict[str, Any], spec: NetSpec, config: TrainConfig, data: dict[str, Any],
-                    device: torch.device) -> list[str]:
-    """Whether a recorded run is the run asked for: the architecture, the data selection and the recipe
-    (:func:`s6lab.train.recipe_differences`: speed-only fields ignored, precision compared as resolved).
-
-    Returns:
-        What differs, in words; empty when it is the same run.
-    """
-    differences = []
-    if meta.get("model") != spec_to_dict(spec):
-        differences.append(f"architecture (the layers of {spec.name!r} differ from the recorded ones)")
-    if (meta.get("data") or {}) != data:
-        differences.append(f"data selection ({meta.get('data')} recorded, {data} asked for)")
-    recorded = TrainConfig.from_dict(meta.get("train", {}))  # fields added since then: their defaults
-    return differences + recipe_differences(recorded, recorded_precision(meta), config, device)
-
-
-def resolve_spec(model: str | NetSpec, **overrides: Any) -> NetSpec:
-    """A registered name or a spec, with overrides applied."""
-    spec = get_spec(model) if isinstance(model, str) else model
-    return apply_overrides(spec, **overrides) if overrides else spec
-
-
 def train_run(
-    model: str | NetSpec,
+    model: str | NetSpec | Recipe,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
     resume: bool = False,
     data: MNISTTensors | None = None,
-    data_root: str | Path | None = None,
-    train_size: int | None = None,
-    test_size: int | None = None,
     progress: bool = True,
-    write_report: bool = True,
     **overrides: Any,
 ) -> Run:
-    """Train a registered model (or a spec) into a run directory.
-
-    The model is initialised from ``config.seed``; the spec's own training overrides
-    (``spec.train``) apply unless ``config`` is given explicitly.
+    """Train a recipe into a run directory: ``config.json`` first, then ``history.json`` after
+    every epoch, the checkpoint, and the final weights. The report is not written here: ask for
+    it with :func:`s6lab.report.write_report` (``s6lab train`` does).
 
     Args:
-        model: registry name or :class:`NetSpec`.
+        model: a registered name, a spec or a :class:`~s6lab.recipe.Recipe`; a name trains the
+            variant's own recipe (see :func:`s6lab.models.get_recipe`).
         out: the run directory (created).
-        config: training config; ``None`` means defaults plus the spec's ``train``.
+        config: a whole training config instead of the variant's own.
         resume: continue an interrupted run in ``out``.
-        data: preloaded tensors; ``None`` loads MNIST from ``data_root``.
-        data_root: MNIST root (see :func:`s6lab.data.default_root`).
-        train_size: train on the first ``train_size`` images only (quick runs).
-        test_size: evaluate on the first ``test_size`` test images only (quick runs).
-        progress: tqdm bars.
-        write_report: write ``report.md`` and its figures at the end.
-        **overrides: model overrides (``dropout=0.05``, ...).
+        data: preloaded tensors matching the recipe's data selection; ``None`` loads them.
+        progress: tqdm bars and one line per epoch.
+        **overrides: recipe overrides by name: architecture (``dropout=0.05``), training
+            (``seed=3``) and data (``root=...``, ``train_size=2000``, ``test_size=500``).
 
     Returns:
         The finished :class:`Run`.
@@ -180,37 +174,30 @@ def train_run(
     Raises:
         RunError: ``out`` already holds a different run, or holds one and ``resume`` is off.
     """
-    spec = resolve_spec(model, **overrides)
+    recipe = get_recipe(model, train=config, **overrides)
+    spec = recipe.spec
     for name, needed in (("in_channels", 1), ("num_classes", 10), ("image_size", 28)):
         if getattr(spec, name) != needed:  # MNIST: 1 x 28 x 28 images of 10 digits
             raise RunError(f"{spec.name!r} has {name}={getattr(spec, name)}, but MNIST needs {name}={needed}; "
                            f"drop --set {name}=... (or pass {name}={needed})")
-    if config is None:
-        config = get_recipe(spec)
     out = Path(out)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    machine = machine_info(device)
+    resolved = recipe.resolve()
+    machine = machine_info(resolved.device)
     meta = {
-        "model": spec_to_dict(spec), "train": config.to_dict(),
-        "precision": precision.precision,  # what ran: "auto" resolves differently per machine
-        "precision_reason": precision.reason,
-        "torch": torch.__version__, "device": str(device), "bf16": precision.precision == "bf16",
+        **recipe.to_dict(),
+        "precision": resolved.precision.precision,  # what ran: "auto" resolves differently per machine
+        "precision_reason": resolved.precision.reason,
+        "torch": torch.__version__, "device": str(resolved.device), "bf16": resolved.precision.precision == "bf16",
         "machine": machine.to_dict(), "machine_class": machine.machine_class,
         "platform": platform.platform(), "threads": torch.get_num_threads(),
-        "data": {"train_size": train_size, "test_size": test_size},
-        "data_root": str(Path(data_root).expanduser() if data_root is not None else default_root()),
     }
     meta["trained_on"] = [{k: meta[k] for k in ("machine_class", "threads", "torch")}]  # grows on resume
     with run_lock(out):
-        return _train_locked(spec, out, config, meta, device, resume=resume, data=data, data_root=data_root,
-                             train_size=train_size, test_size=test_size, progress=progress,
-                             write_report=write_report)
+        return _train_locked(recipe, out, meta, resolved.device, resume=resume, data=data, progress=progress)
 
 
-def _train_locked(spec: NetSpec, out: Path, config: TrainConfig, meta: dict[str, Any], device: torch.device, *,
-                  resume: bool, data: MNISTTensors | None, data_root: str | Path | None, train_size: int | None,
-                  test_size: int | None, progress: bool, write_report: bool) -> Run:
+def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch.device, *, resume: bool,
+                  data: MNISTTensors | None, progress: bool) -> Run:
     """:func:`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
     old = read_json(existing) if existing.exists() else None
@@ -222,51 +209,36 @@ def _train_locked(spec: NetSpec, out: Path, config: TrainConfig, meta: dict[str,
     started = (out / HISTORY).exists() or (out / CHECKPOINT).exists() or (out / WEIGHTS).exists()
     if old is not None and started:
         if not resume:
-            raise RunError(f"{out} already holds a run; pass --resume (resume=True) to continue it, "
-                           "or choose another --out")
-        changed = run_differences(old, spec, config, meta["data"], device)
+            raise RunError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+        changed = recipe.differences(old, device)
         if changed:
-            original = train_command(spec.name, TrainConfig.from_dict(old.get("train", {})), old, out, resume=True)
+            original = train_command(_recipe_of(old), old, out, resume=True)
             raise RunError(f"cannot resume {out}: its train settings differ from the ones given "
                            f"({', '.join(changed)}); repeat the original command (`{original}`), "
                            "or choose another --out")
     atomic_write_text(out / CONFIG, json.dumps(meta, indent=2))
 
-    seed_everything(config.seed)
-    net = build(spec)
+    net = recipe.build()
     if data is None:
-        data = load_mnist(data_root, train_size=train_size, test_size=test_size)
+        data = recipe.data.load()
 
-    # history.json is rewritten after every epoch, so a killed run leaves a readable one
-    records: list[EpochRecord] = []
+    def on_epoch(history: History, _: Any) -> None:  # a killed run leaves a readable history
+        atomic_write_text(out / HISTORY, history.to_json())
 
-    def on_epoch(record: EpochRecord, _: Any) -> None:
-        records.append(record)
-        atomic_write_text(out / HISTORY, History(records).to_json())
-
-    if resume and (out / CHECKPOINT).exists():
-        state = read_tensors(out / CHECKPOINT)
-        records.extend(History.from_json(state["history"]).epochs)
-    history = fit(net, data, config, checkpoint=out / CHECKPOINT, resume=resume,
+    history = fit(net, data, recipe.train, checkpoint=out / CHECKPOINT, resume=resume,
                   progress=progress, on_epoch=on_epoch)
     atomic_write_text(out / HISTORY, history.to_json())
     atomic_torch_save(net.state_dict(), out / WEIGHTS)
-    run = load_run(out)
-    if write_report:
-        from .report import write_report as _write_report
-
-        _write_report(run)
-    return run
+    return load_run(out)
 
 
-def recorded_precision(meta: dict[str, Any]) -> str:
-    """The precision a recorded run actually trained in (``bf16`` or ``fp32``).
-
-    Runs written before the resolved precision was recorded carry only the ``bf16`` flag.
-    """
-    if meta.get("precision") in ("bf16", "fp32"):
-        return meta["precision"]
-    return "bf16" if meta.get("bf16") else "fp32"
+def _recipe_of(meta: dict[str, Any]) -> Recipe:
+    """The recipe recorded in a run's config.json, or a :class:`RunError` naming what is wrong."""
+    try:
+        return Recipe.from_dict(meta)
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
+        raise RunError(f"its {CONFIG} has missing or wrong fields ({e}); it was not written by this s6lab: "
+                       "delete the directory and train again") from None
 
 
 def machine_line(meta: dict[str, Any]) -> str:
@@ -282,20 +254,26 @@ def machine_line(meta: dict[str, Any]) -> str:
 def reproduce_command(run: Run, *, resume: bool = False) -> str:
     """The ``s6lab train`` command that trains this exact run again.
 
-    Every recipe field that differs from today's defaults is spelled out, and the precision
-    is pinned to what ran, so the command means the same recipe on any machine.
+    Every recipe field that differs from the variant's own recipe is spelled out, and the
+    precision is pinned to what ran, so the command means the same recipe on any machine. A
+    net that is not a registered variant (or was changed with ``--set``) is named by its
+    ``config.json`` (``--config``).
     """
-    return train_command(run.spec.name, run.config, run.meta, run.path, resume=resume)
+    return train_command(run.recipe, run.meta, run.path, resume=resume)
 
 
-def train_command(model: str, config: TrainConfig, meta: dict[str, Any], path: Path, *,
-                  resume: bool = False) -> str:
+def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: bool = False) -> str:
     """See :func:`reproduce_command`; works from a run's recorded files alone."""
     import shlex
 
-    defaults = TrainConfig().to_dict()
-    parts = ["s6lab", "train", "--model", model]
-    for key, value in config.to_dict().items():
+    from .models import list_models
+
+    registered = recipe.name in list_models() and same_architecture(get_spec(recipe.name), recipe.spec)
+    base = get_recipe(recipe.name) if registered else None
+    parts = ["s6lab", "train"] + (["--model", recipe.name] if base is not None else
+                                  ["--config", str(Path(path) / CONFIG)])
+    defaults = (base.train if base is not None else recipe.train).to_dict()
+    for key, value in recipe.train.to_dict().items():
         if key == "precision":
             value = recorded_precision(meta)
         elif value == defaults[key]:
@@ -305,8 +283,8 @@ def train_command(model: str, config: TrainConfig, meta: dict[str, Any], path: P
             parts.append(flag if value else "--no-" + key.replace("_", "-"))
         else:
             parts += [flag, str(value)]
-    for key, value in (meta.get("data") or {}).items():
-        if value:
+    for key, value in recipe.data.sizes().items():
+        if value and base is not None:
             parts += ["--" + key.replace("_", "-"), str(value)]
     parts += ["--out", str(path)] + (["--resume"] if resume else [])
     return shlex.join(parts)
@@ -334,12 +312,11 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
         raise RunError(f"{path} has no {CONFIG}; it is not a run directory written by `s6lab train`")
     meta = read_json(path / CONFIG)
     try:
-        spec = spec_from_dict(meta["model"])
-        config = TrainConfig.from_dict(meta["train"])
+        recipe = Recipe.from_dict(meta)
         history = History([EpochRecord(**row) for row in read_json(path / HISTORY)]) \
             if (path / HISTORY).exists() else History()
-        model = build(spec)
-    except (KeyError, TypeError, ValueError) as e:
+        model = build(recipe.spec)
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
         raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
                        f"{e}); it was not written by this s6lab: delete the directory and train again") from None
     finished = (path / WEIGHTS).exists()
@@ -348,22 +325,22 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
     elif (path / CHECKPOINT).exists():
         weights = read_tensors(path / CHECKPOINT, device)["model"]
     elif not need_weights:
-        return Run(path, spec, config, history, model.eval(), len(history) == config.epochs, meta)
-    elif len(history) == config.epochs:
-        command = train_command(spec.name, config, meta, path, resume=True)
+        return Run(path, recipe, history, model.eval(), len(history) == recipe.train.epochs, meta)
+    elif len(history) == recipe.train.epochs:
+        command = train_command(recipe, meta, path, resume=True)
         native = recorded_precision(meta) == "fp32" or native_bf16(torch.device("cpu"))
         raise RunError(f"{path} is a recorded run: its {CONFIG} and {HISTORY} are here, but weights are not "
                        f"committed; retrain this exact run with `{command}`"
                        + ("" if native else " (it trained in bf16, which this CPU only emulates: slow)"))
     else:
         raise RunError(f"{path} has no {WEIGHTS} or {CHECKPOINT}: the run never finished an epoch; "
-                       f"train it with `{train_command(spec.name, config, meta, path, resume=True)}`")
+                       f"train it with `{train_command(recipe, meta, path, resume=True)}`")
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise RunError(f"the weights in {path} do not fit the architecture {spec.name!r} in its "
+        raise RunError(f"the weights in {path} do not fit the architecture {recipe.name!r} in its "
                        f"{CONFIG} ({first[1].strip() if len(first) > 1 else first[0]}); "
                        "the checkpoint belongs to another model") from None
     model.eval()
-    return Run(path, spec, config, history, model, finished, meta)
+    return Run(path, recipe, history, model, finished, meta)

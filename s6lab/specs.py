@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import torch.nn as nn
@@ -81,8 +81,6 @@ class NetSpec:
             :class:`GAP`) and no head may appear before it.
         batchnorm: BatchNorm after every conv and transition.
         description: one line saying what this variant changes and why.
-        train: training-recipe overrides (``TrainConfig`` field -> value) that belong
-            to this variant, e.g. ``{"augment": False}``.
         in_channels: input channels (1 for MNIST).
         image_size: input height and width (28 for MNIST).
         num_classes: classes the head predicts.
@@ -92,7 +90,6 @@ class NetSpec:
     layers: tuple[LayerSpec, ...]
     batchnorm: bool = True
     description: str = ""
-    train: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     in_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
@@ -237,7 +234,7 @@ def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
     """A JSON-ready dict of a spec; :func:`spec_from_dict` inverts it."""
     return {
         "name": spec.name, "batchnorm": spec.batchnorm, "description": spec.description,
-        "train": dict(spec.train), "in_channels": spec.in_channels,
+        "in_channels": spec.in_channels,
         "image_size": spec.image_size, "num_classes": spec.num_classes,
         "layers": [{"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers],
     }
@@ -259,5 +256,6 @@ def spec_from_dict(values: dict[str, Any]) -> NetSpec:
             layers.append(_LAYER_TYPES[kind](**row))
         except TypeError as e:
             raise ConfigError(f"layer {i} ({kind}): {e}") from None
-    rest = {k: v for k, v in values.items() if k != "layers"}
+    # "train": runs written before the recipe had its own module kept a variant's training changes here
+    rest = {k: v for k, v in values.items() if k not in ("layers", "train")}
     return NetSpec(layers=tuple(layers), **rest)

@@ -22,7 +22,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +38,7 @@ from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import native_bf16, resolve_precision, training_line
+from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIO
 #: evaluation batch size: with glibc's malloc defaults 500+ ran up to 3x slower than 250 (levers-full.md
 #: as recorded at commit 3b0d2c3); with freed memory retained (levers.md) 250 to 2,000 are equally fast
 EVAL_BATCH_SIZE = 250
+#: metadata of a TrainConfig field that changes speed, not the numbers (see SPEED_ONLY)
+SPEED = {"speed_only": True}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run. Defaults are the measured recipe: fast, and with margin
     over the assignment on every seed measured (results/recipe-confirm.md)."""
@@ -60,15 +63,18 @@ class TrainConfig:
     batch_size: int = 256  # 256 with lr 0.1: faster than 128, same accuracy; 512 is faster but later to 99.4%
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # peak learning rate (onecycle) or starting rate (step, constant)
-    momentum: float = 0.9  # SGD momentum (Nesterov)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = True  # SGD: Nesterov momentum (torch.optim.SGD's nesterov), when momentum > 0
     weight_decay: float = 5e-4  # L2 penalty (decoupled for adamw); 5e-4 with 18 epochs: results/recipe-confirm.md
     schedule: str = "onecycle"  # onecycle | step | constant, evaluated per step
+    scheduler: str | None = None  # instead of schedule: a torch.optim.lr_scheduler call, e.g. "StepLR(step_size=6)"
     warmup: float = 0.2  # onecycle: fraction of steps spent rising to lr
     step_epochs: int = 5  # step: epochs between decays
     gamma: float = 0.1  # step: decay factor
     augment: bool = True  # batched random rotation and translation
     rotation: float = 7.0  # augmentation: max rotation in degrees
     translate: float = 0.08  # augmentation: max shift as a fraction of the image side
+    augmentation: str | None = None  # replaces rotation, translate: torchvision v2, e.g. "Pad(2), RandomCrop(28)"
     label_smoothing: float = 0.0  # on the NLL loss
     seed: int = 0  # data order, augmentation, dropout (and model init via seed_everything)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -76,10 +82,10 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format for weights and activations
     fused: bool = False  # fused optimizer kernel instead of foreach (see benchmarks/levers.py)
     compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
-    inplace_relu: bool = False  # ReLU overwrites its input while training (measured: no gain here)
+    inplace_relu: bool = field(default=False, metadata=SPEED)  # in-place ReLU in training (no gain measured)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    retain_memory: bool = True  # glibc malloc keeps freed buffers (s6lab.allocator): steadier, no slow processes
-    eval_batch_size: int = EVAL_BATCH_SIZE  # batch size for evaluate / predict
+    retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
+    eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -102,6 +108,10 @@ class TrainConfig:
         if self.rotation < 0 or not 0 <= self.translate < 0.5:
             raise bad("rotation" if self.rotation < 0 else "translate",
                       "must be >= 0 (translate in [0, 0.5))")
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
+        if self.augmentation is not None:
+            check_augmentation(self.augmentation)
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
@@ -131,8 +141,9 @@ class TrainConfig:
         return sorted(k for k in mine if k not in ignore and mine[k] != theirs[k])
 
 
-#: TrainConfig fields that change speed, not the numbers: runs differing only there are the same run
-SPEED_ONLY = frozenset({"inplace_relu", "retain_memory", "eval_batch_size"})
+#: TrainConfig fields that change speed, not the numbers (marked on the field): runs differing only there
+#: are the same run
+SPEED_ONLY = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("speed_only"))
 
 
 def recipe_differences(recorded: TrainConfig, recorded_precision: str, wanted: TrainConfig,
@@ -299,7 +310,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     params = model.parameters()
     impl = {"fused": True} if config.fused else {"foreach": True}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0,
                                weight_decay=config.weight_decay, **impl)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **impl)
@@ -398,8 +410,8 @@ def progress_bar_class():
     return tqdm
 
 
-#: Called after each epoch with the record and the model.
-EpochCallback = Callable[[EpochRecord, nn.Module], None]
+#: Called after each epoch with the history so far (resumed epochs included) and the model.
+EpochCallback = Callable[["History", nn.Module], None]
 
 
 def fit(
@@ -410,7 +422,7 @@ def fit(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    on_epoch: EpochCallback | None = None,
+    on_epoch: EpochCallback | Sequence[EpochCallback] | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after each epoch.
 
@@ -419,141 +431,195 @@ def fit(
     Args:
         model: the network; trained in place.
         data: preloaded tensors from :func:`s6lab.data.load_mnist`.
-        config: the recipe; ``None`` means the defaults.
+        config: the training recipe (``get_recipe(name).train``); ``None`` means the defaults.
         checkpoint: file written atomically after every epoch (model, optimizer, RNG
             states, history); loaded with ``weights_only=True`` on resume.
         resume: continue from ``checkpoint`` if it exists.
-        progress: show a tqdm bar (works in notebooks).
-        on_epoch: callback after every epoch (e.g. to save the history).
+        progress: show a tqdm bar (works in notebooks) and one line per epoch.
+        on_epoch: called after every epoch with the history so far and the model, or a list
+            of such callables (e.g. :class:`s6lab.callbacks.LivePlot`, :class:`s6lab.callbacks.CSVLogger`).
 
     Returns:
         The :class:`History`, one record per epoch.
 
     Raises:
         TrainingDiverged: the training loss became NaN or infinite.
-        ValueError: ``resume`` with a checkpoint from a different config.
+        ConfigError: ``resume`` with a checkpoint from a different config.
 
     Examples:
-        >>> from s6lab import get_model, load_mnist, TrainConfig
-        >>> history = fit(get_model("s6"), load_mnist(), TrainConfig(epochs=1))  # doctest: +SKIP
+        >>> from s6lab import get_recipe, load_mnist
+        >>> recipe = get_recipe("s6", epochs=1)
+        >>> history = fit(recipe.build(), load_mnist(), recipe.train)  # doctest: +SKIP
     """
-    tqdm = progress_bar_class()
-
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"fit takes a TrainConfig, got {type(config).__name__}; pass recipe.train")
+    callbacks = [] if on_epoch is None else [on_epoch] if callable(on_epoch) else list(on_epoch)
+    state = _set_up(model, config, progress, steps_per_epoch=math.ceil(len(data.train.labels) / config.batch_size))
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        _resume(state, ckpt_path)
+    for epoch in range(state.start_epoch, config.epochs + 1):
+        record = _train_and_evaluate_epoch(state, data, epoch)
+        state.history.epochs.append(record)
+        if progress:  # one line per epoch that stays: what a learner scrolls back to
+            state.tqdm.write(f"epoch {epoch}/{config.epochs}: test accuracy {record.test_acc:.2f}%, test loss "
+                             f"{record.test_loss:.4f}, train loss {record.train_loss:.4f}, {record.seconds:.1f} s",
+                             file=sys.stderr)
+        log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
+        if ckpt_path is not None:
+            _save_checkpoint(state, epoch, ckpt_path)
+        for callback in callbacks:
+            callback(state.history, model)
+    return state.history
+
+
+@dataclass
+class _Training:
+    """What the steps of :func:`fit` share: the model, its optimizer, the RNG and the history."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled twin (same parameters)
+    config: TrainConfig
+    device: torch.device
+    precision: str  # bf16 | fp32, as resolved here
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # data order and augmentation
+    progress: bool
+    tqdm: Any
+    schedule: TorchSchedule | None = None  # a torch scheduler (config.scheduler) instead of lr_at
+    augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
+    history: History = field(default_factory=History)
+    start_epoch: int = 1
+
+
+def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_epoch: int) -> _Training:
+    """Resolve the device and precision (and say so), place the model, seed the RNGs."""
+    tqdm = progress_bar_class()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    bf16 = precision.precision == "bf16"
     announce = training_line(device, precision)
     log.info(announce)
     if progress:  # beside the progress bars, on stderr
         tqdm.write(announce, file=sys.stderr)
     if precision.emulated:
-        warnings.warn(f"{precision.reason}; use precision='fp32' (--precision fp32) on this machine",
-                      stacklevel=2)
+        warnings.warn(f"{precision.reason}; use precision='fp32' (--precision fp32) on this machine", stacklevel=3)
     if config.retain_memory and device.type == "cpu":
         retain_freed_memory()
     _to_device(model, device, config.channels_last)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     torch.manual_seed(config.seed + 1)  # dropout draws from the global RNG
-    history = History()
-    start_epoch = 1
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    forward = torch.compile(model) if config.compile else model
+    schedule = None if config.scheduler is None else TorchSchedule(
+        config.scheduler, optimizer, lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
+    augmentation = None if config.augmentation is None or not config.augment else \
+        TorchAugmentation(config.augmentation)
+    return _Training(model, forward, config, device, precision.precision, optimizer, generator, progress, tqdm,
+                     schedule, augmentation)
 
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, foreign or planted file: never unpickle code to find out
-            raise ConfigError(f"cannot resume from {ckpt_path}: it cannot be loaded as an s6lab checkpoint "
-                             f"({type(e).__name__}: truncated, damaged or not written by s6lab); delete it to "
-                             "start over") from None
-        recorded = TrainConfig.from_dict(state["config"])  # older checkpoints: defaults fill in new fields
-        ran = state.get("precision", precision.precision)  # older checkpoints did not record it
-        changed = recipe_differences(recorded, ran, config, device)
-        if changed:
-            raise ConfigError(f"cannot resume from {ckpt_path}: it was written with a different config "
-                             f"({', '.join(changed)} differ); use the same settings (--precision {ran}) "
-                             "or a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = History.from_json(state["history"])
-        start_epoch = state["epoch"] + 1
-        log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
 
+def _resume(state: _Training, path: Path) -> None:
+    """Continue from a checkpoint written by :func:`_save_checkpoint` with the same recipe."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign or planted file: never unpickle code to find out
+        raise ConfigError(f"cannot resume from {path}: it cannot be loaded as an s6lab checkpoint "
+                          f"({type(e).__name__}: truncated, damaged or not written by s6lab); delete it to "
+                          "start over") from None
+    recorded = TrainConfig.from_dict(saved["config"])  # older checkpoints: defaults fill in new fields
+    ran = saved.get("precision", state.precision)  # older checkpoints did not record it
+    changed = recipe_differences(recorded, ran, state.config, state.device)
+    if changed:
+        raise ConfigError(f"cannot resume from {path}: it was written with a different config "
+                          f"({', '.join(changed)} differ); use the same settings (--precision {ran}) "
+                          "or a new --out")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if state.schedule is not None:
+        state.schedule.load_state_dict(saved["scheduler"])
+    state.history = History.from_json(saved["history"])
+    state.start_epoch = saved["epoch"] + 1
+    log.info("resuming from %s at epoch %d", path, state.start_epoch)
+
+
+def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) -> EpochRecord:
+    """One pass over the training images in a seeded order, then the test split in fp32."""
+    config, device, model, optimizer = state.config, state.device, state.model, state.optimizer
+    started = time.perf_counter()
     train_x, train_y = data.train.images, data.train.labels
     n = train_y.numel()
     steps_per_epoch = math.ceil(n / config.batch_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    forward = torch.compile(model) if config.compile else model  # shares parameters with model
-
-    for epoch in range(start_epoch, config.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
-                   disable=not progress, leave=True, dynamic_ncols=True)
-        with inplace_relu(model, config.inplace_relu), fast_dropout_enabled(config.fast_dropout):
-            for i in bar:
-                step = (epoch - 1) * steps_per_epoch + i
-                lr = lr_at(step, steps_per_epoch, config)
+    model.train()
+    order = torch.randperm(n, generator=state.generator)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    bar = state.tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
+                     disable=not state.progress, leave=True, dynamic_ncols=True)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
+    with inplace_relu(model, config.inplace_relu), fast_dropout_enabled(config.fast_dropout):
+        for i in bar:
+            if state.schedule is None:  # the built-in schedule: a pure function of the step
+                lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-                xb, yb = train_x[idx], train_y[idx]
-                if config.augment:
-                    xb = augment_batch(xb, generator, config.rotation, config.translate)
-                xb = _batch(xb, device, config.channels_last)
-                yb = yb.to(device, non_blocking=True)
-                with autocast:
-                    out = forward(xb)
-                loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
-                    F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
-                value = loss.item()
-                if not math.isfinite(value) or value > DIVERGED_LOSS:
-                    raise TrainingDiverged(
-                        f"the training loss became {value:.4g} at epoch {epoch}, step {i + 1} "
-                        f"(lr {lr:.4g}): training diverged; lower the learning rate (--lr, now {config.lr}) "
-                        "or use precision='fp32'")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * yb.numel()
-                correct += (out.argmax(1) == yb).sum()
-                if progress and (i % 20 == 0 or i == steps_per_epoch - 1):
-                    seen = min(n, (i + 1) * config.batch_size)
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
-                                    acc=f"{100 * correct.item() / seen:.2f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # the last step's kernels count toward this epoch
-        train_seconds = time.perf_counter() - started
-        test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
-                        channels_last=config.channels_last)
-        record = EpochRecord(
-            epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
-            test_loss=test.loss, test_acc=test.accuracy, lr=lr,
-            seconds=time.perf_counter() - started, train_seconds=train_seconds)
-        history.epochs.append(record)
-        if progress:
-            bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
-                            test_acc=f"{record.test_acc:.2f}")
-            bar.close()
-            # one line per epoch that stays: what a learner scrolls back to
-            tqdm.write(f"epoch {epoch}/{config.epochs}: test accuracy {record.test_acc:.2f}%, test loss "
-                       f"{record.test_loss:.4f}, train loss {record.train_loss:.4f}, {record.seconds:.1f} s",
-                       file=sys.stderr)
-        log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
-        if ckpt_path is not None:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save({
-                "epoch": epoch, "config": config.to_dict(), "precision": precision.precision,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "history": history.to_json(),
-            }, ckpt_path)
-        if on_epoch is not None:
-            on_epoch(record, model)
-    return history
+            else:
+                lr = optimizer.param_groups[0]["lr"]
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            xb, yb = train_x[idx], train_y[idx]
+            if state.augmentation is not None:
+                xb = state.augmentation(xb, MNIST_MEAN, MNIST_STD)
+            elif config.augment:
+                xb = augment_batch(xb, state.generator, config.rotation, config.translate)
+            xb = _batch(xb, device, config.channels_last)
+            yb = yb.to(device, non_blocking=True)
+            with autocast:
+                out = state.forward(xb)
+            loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
+                F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
+            value = loss.item()
+            if not math.isfinite(value) or value > DIVERGED_LOSS:
+                raise TrainingDiverged(
+                    f"the training loss became {value:.4g} at epoch {epoch}, step {i + 1} "
+                    f"(lr {lr:.4g}): training diverged; lower the learning rate (--lr, now {config.lr}) "
+                    "or use precision='fp32'")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if state.schedule is not None:
+                state.schedule.after_step()
+            loss_sum += loss.detach() * yb.numel()
+            correct += (out.argmax(1) == yb).sum()
+            if state.progress and (i % 20 == 0 or i == steps_per_epoch - 1):
+                seen = min(n, (i + 1) * config.batch_size)
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the last step's kernels count toward this epoch
+    train_seconds = time.perf_counter() - started
+    test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
+                    channels_last=config.channels_last)
+    if state.schedule is not None:
+        state.schedule.after_epoch(test.loss)
+    record = EpochRecord(
+        epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
+        test_loss=test.loss, test_acc=test.accuracy, lr=lr,
+        seconds=time.perf_counter() - started, train_seconds=train_seconds)
+    if state.progress:
+        bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
+                        test_acc=f"{record.test_acc:.2f}")
+        bar.close()
+    return record
+
+
+def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:
+    """Everything :func:`_resume` needs to continue exactly, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({
+        "epoch": epoch, "config": state.config.to_dict(), "precision": state.precision,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(), "generator": state.generator.get_state(),
+        "torch_rng": torch.get_rng_state(), "history": state.history.to_json(),
+        **({"scheduler": state.schedule.state_dict()} if state.schedule is not None else {}),
+    }, path)

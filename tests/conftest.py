@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("S6LAB_OFFLINE", "1")  # CI has no internet: skip torchvision's download attempt
+
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -22,12 +28,41 @@ def mnist_small():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, mnist_small):
     """A finished 2-epoch run of the reference net on the 4k/2k real-MNIST subset."""
+    from s6lab.report import write_report
     from s6lab.runs import train_run
     from s6lab.train import TrainConfig
 
     out = tmp_path_factory.mktemp("runs") / "s6-tiny"
-    return train_run("s6", out, TrainConfig(epochs=2, seed=0), data=mnist_small,
-                     train_size=4000, test_size=2000, progress=False)
+    run = train_run("s6", out, TrainConfig(epochs=2, seed=0), data=mnist_small,
+                    train_size=4000, test_size=2000, progress=False)
+    write_report(run)  # as `s6lab train` does
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory, tiny_run) -> Path:
+    """A copy of ``tiny_run``'s directory with its report.md and figures, for tests that change it."""
+    run_dir = tmp_path_factory.mktemp("report") / "s6-tiny"
+    shutil.copytree(tiny_run.path, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory) -> Path:
+    """The docs site, built once per session with ``mkdocs build --strict`` (skipped without the docs extra)."""
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    if not mkdocs.exists():
+        found = shutil.which("mkdocs")
+        if found is None:
+            pytest.skip("docs extra not installed: pip install -e '.[docs]'")
+        mkdocs = Path(found)
+    site = tmp_path_factory.mktemp("docs") / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # keep Material's end-of-life banner out of the errors
+    done = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(site)], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        pytest.fail(f"mkdocs build --strict failed:\n{done.stderr[-3000:]}")
+    return site
 
 
 def png_is_not_blank(path) -> bool:

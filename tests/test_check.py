@@ -37,6 +37,57 @@ def test_empty_history_fails_cleanly():
     assert "| best test accuracy | >= 99.4% | nan% | FAIL |" in format_check(rows, markdown=True)
 
 
+def test_rows_hold_numbers_and_only_the_table_turns_them_into_text():
+    from s6lab.check import MAX_EPOCHS, MAX_PARAMS, TARGET_ACC, format_measured, format_rule
+
+    rows = assignment_check(get_model("s6"), history([98.0] * 12 + [99.41, 99.45, 99.5]))
+    assert [(r.name, r.rule, r.threshold, r.measured, r.unit) for r in rows] == [
+        ("parameters", "<", MAX_PARAMS, 19_602, ""),
+        ("epochs", "<", MAX_EPOCHS, 15, ""),
+        ("BatchNorm", "used", True, True, ""),
+        ("Dropout", "used", True, True, ""),
+        ("best test accuracy", ">=", TARGET_ACC, 99.5, "%"),
+        ("test accuracy, last 3 epochs", ">= each", TARGET_ACC, (99.41, 99.45, 99.5), "%")]
+    assert (MAX_PARAMS, MAX_EPOCHS, TARGET_ACC) == (20_000, 20, 99.4)
+    assert type(rows[0].measured) is int and type(rows[1].measured) is int and type(rows[4].measured) is float
+    assert [(format_rule(r), format_measured(r)) for r in rows] == [
+        ("< 20,000", "19,602"), ("< 20", "15"), ("used", "yes"), ("used", "yes"), (">= 99.4%", "99.50%"),
+        (">= 99.4% each", "99.41%, 99.45%, 99.50%")]
+    empty = assignment_check(get_model("s6", batchnorm=False), History())
+    assert empty[2].measured is False and empty[5].measured == () and format_measured(empty[5]) == "none"
+    assert format_measured(empty[2]) == "no" and format_measured(empty[4]) == "nan%"
+
+
+def test_the_table_is_unchanged_by_numbers_inside():
+    rows = assignment_check(get_model("s6"), history([99.0] * 12 + [99.5, 99.3, 99.41]), target=99.45)
+    assert format_check(rows) == (
+        "requirement                   rule            this run                result\n"
+        "----------------------------  --------------  ----------------------  ------\n"
+        "parameters                    < 20,000        19,602                  PASS  \n"
+        "epochs                        < 20            15                      PASS  \n"
+        "BatchNorm                     used            yes                     PASS  \n"
+        "Dropout                       used            yes                     PASS  \n"
+        "best test accuracy            >= 99.45%       99.50%                  PASS  \n"
+        "test accuracy, last 3 epochs  >= 99.45% each  99.50%, 99.30%, 99.41%  FAIL  \n"
+        "\nOverall: FAIL\n")
+
+
+def test_json_rows_carry_text_and_numbers():
+    import json
+
+    from s6lab.check import requirements_json
+
+    rows = requirements_json(assignment_check(get_model("s6"), history([99.0] * 12 + [99.5, 99.3, 99.41])))
+    assert rows[0] == {"name": "parameters", "target": "< 20,000", "value": "19,602", "passed": True, "rule": "<",
+                       "threshold": 20_000, "measured": 19_602, "unit": ""}
+    assert rows[5] == {"name": "test accuracy, last 3 epochs", "target": ">= 99.4% each",
+                       "value": "99.50%, 99.30%, 99.41%", "passed": False, "rule": ">= each", "threshold": 99.4,
+                       "measured": [99.5, 99.3, 99.41], "unit": "%"}
+    empty = requirements_json(assignment_check(get_model("s6"), History()))
+    assert empty[4]["measured"] is None and empty[4]["value"] == "nan%"  # JSON has no NaN
+    assert "NaN" not in json.dumps(empty)
+
+
 def _history(accs):
     from s6lab.train import EpochRecord, History
 
@@ -82,6 +133,11 @@ def test_a_failed_check_teaches_and_json_grades(tmp_path, capsys):
     assert main(["check", str(run), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False and report["precision"] == "bf16" and len(report["requirements"]) == 6
+    params, epochs, batchnorm, _, _, last3 = report["requirements"]
+    assert (params["target"], params["value"], params["threshold"], params["measured"]) == (
+        "< 20,000", "19,602", 20_000, 19_602)
+    assert (epochs["threshold"], epochs["measured"], batchnorm["measured"]) == (20, 15, True)
+    assert last3["measured"][0] == 99.37 and last3["threshold"] == 99.4 and last3["passed"] is False
 
 
 def test_version(capsys):

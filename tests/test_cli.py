@@ -32,6 +32,17 @@ def test_summary(capsys):
     assert code == 0 and "Total params: 19,602" in out
 
 
+def test_summary_diagram(capsys, tmp_path):
+    from tests.conftest import png_is_not_blank
+
+    code, out, _ = run(capsys, "summary", "--model", "s6-gap", "--diagram", str(tmp_path / "d.png"))
+    assert code == 0 and "Total params: 17,202" in out
+    assert "head    GAPHead        10            4->1       170" in out and "global (28)" in out
+    assert f"diagram: {tmp_path / 'd.png'}" in out and png_is_not_blank(tmp_path / "d.png")
+    code, _, err = run(capsys, "summary", "--diagram", str(tmp_path / "no" / "such" / "dir" / "d.png"))
+    assert code == 0  # folders are made, as for every --out
+
+
 def test_summary_override_and_bad_override(capsys):
     code, out, _ = run(capsys, "summary", "--set", "batchnorm=false")
     assert code == 0 and "BatchNorm2d" not in out
@@ -68,7 +79,7 @@ def test_train_then_check(capsys, tmp_path):
     assert code == 1 and "| BatchNorm | used | yes | PASS |" in out
     code, _, err = run(capsys, "train", "--epochs", "1", "--train-size", "600", "--test-size", "300",
                        "--out", str(out_dir), "--quiet")
-    assert code == 2 and "already holds a run; pass --resume" in err
+    assert code == 2 and "already holds a run; add --resume" in err
 
 
 def test_train_rejects_bad_arguments(capsys, tmp_path):
@@ -188,7 +199,7 @@ def test_json_output_for_grading_scripts(capsys):
     import json
 
     assert main(["models", "s6", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"name": "s6", "params": 19602, "receptive_field": "16",
+    assert json.loads(capsys.readouterr().out) == [{"name": "s6", "params": 19602, "receptive_field": 16,
                                                     "description": s6lab_description()}]
     assert main(["rf", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

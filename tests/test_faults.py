@@ -26,7 +26,7 @@ def synthetic(n: int) -> MNISTTensors:
 
 def tiny(tmp_path, **kw):
     cfg = TrainConfig(**{"epochs": 1, "batch_size": 32, "device": "cpu", "precision": "fp32", **kw})
-    return train_run("s6", tmp_path / "run", cfg, data=synthetic(64), progress=False, write_report=False)
+    return train_run("s6", tmp_path / "run", cfg, data=synthetic(64), progress=False)
 
 
 def test_a_second_trainer_on_the_same_directory_is_refused(tmp_path):
@@ -59,10 +59,10 @@ def test_a_run_that_failed_before_its_first_epoch_does_not_block_a_retry(tmp_pat
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged):
         train_run("s6", out, TrainConfig(epochs=1, batch_size=32, lr=1e4, precision="fp32"), data=synthetic(64),
-                  progress=False, write_report=False)
+                  progress=False)
     assert (out / "config.json").exists() and not (out / "history.json").exists()
     run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
-                    progress=False, write_report=False)  # corrected flags, no --resume needed
+                    progress=False)  # corrected flags, no --resume needed
     assert run.finished and run.config.lr == 0.1
 
 
@@ -184,7 +184,7 @@ def test_killed_trainer_releases_its_lock(tmp_path):
     proc.kill()
     proc.wait()
     run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
-                    progress=False, write_report=False)  # no history yet: a fresh start, not a refusal
+                    progress=False)  # no history yet: a fresh start, not a refusal
     assert run.finished
 
 
@@ -206,7 +206,7 @@ def test_resume_under_another_thread_count_records_both(tmp_path):
     torch.set_num_threads(1 if threads > 1 else 2)
     try:
         run = train_run("s6", run_path, TrainConfig(epochs=2, batch_size=32, device="cpu", precision="fp32"),
-                        data=synthetic(64), resume=True, progress=False, write_report=False)
+                        data=synthetic(64), resume=True, progress=False)
     finally:
         torch.set_num_threads(threads)
     assert [t["threads"] for t in run.meta["trained_on"]] == [threads, 1 if threads > 1 else 2]
@@ -251,7 +251,7 @@ from s6lab.train import TrainConfig
 g = torch.Generator().manual_seed(0)
 split = TensorSplit(torch.randn(640, 1, 28, 28, generator=g), torch.randint(0, 10, (640,), generator=g))
 train_run("s6", sys.argv[1], TrainConfig(epochs=8, batch_size=32, seed=3, precision="fp32"),
-          data=MNISTTensors(split, split.subset(128)), resume=True, progress=False, write_report=False)
+          data=MNISTTensors(split, split.subset(128)), resume=True, progress=False)
 """
 
 

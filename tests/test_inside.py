@@ -9,6 +9,7 @@ import torch
 from s6lab import get_model
 from s6lab.analysis.inside import (
     block_stages,
+    default_conv_layer,
     feature_maps,
     format_feature_maps,
     kernels,
@@ -44,6 +45,19 @@ def test_kernels_first_and_widest():
     assert widest_conv(model) == "conv3.conv" and kernels(model, "conv3.conv")[1].shape == (32, 8, 5, 5)
     with pytest.raises(UnknownNameError, match="unknown conv layer 'conv9'; conv layers: conv1.conv"):
         kernels(model, "conv9")
+
+
+def test_one_default_conv_layer_for_gradcam_the_report_and_the_docs():
+    import torch.nn as nn
+
+    from s6lab.analysis.saliency import default_gradcam_layer
+
+    # the 5x5, not the 1x1 after the last pool: both run on a map, the 1x1 only mixes channels
+    assert default_conv_layer(get_model("s6")) == default_gradcam_layer(get_model("s6")) == "conv3.conv"
+    assert default_conv_layer(get_model("s6-two-3x3")) == "conv4.conv"
+    assert default_conv_layer(get_model("s6-5k")) == "conv5.conv"
+    with pytest.warns(UserWarning, match="declares no input_size"):
+        assert default_conv_layer(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))) is None
 
 
 def test_batchnorm_and_relu_stages_of_one_map():

@@ -83,11 +83,11 @@ def test_get_recipe_is_the_one_merge_and_the_cli_uses_it(tmp_path):
     from s6lab.cli import main
 
     recipe = get_recipe("s6-step-lr", seed=2)
-    assert recipe.schedule == "step" and recipe.seed == 2
-    assert get_recipe("s6").schedule == "onecycle"
-    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+    assert recipe.train.schedule == "step" and recipe.train.seed == 2
+    assert get_recipe("s6").train.schedule == "onecycle"
+    with pytest.raises(ValueError, match="unknown recipe field"):
         get_recipe("s6", colour="red")
     assert main(["train", "--model", "s6-step-lr", "--epochs", "1", "--train-size", "64", "--test-size", "32",
                  "--quiet", "--out", str(tmp_path / "r")]) == 0
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
-    assert recorded == get_recipe("s6-step-lr", epochs=1).to_dict()
+    assert recorded == get_recipe("s6-step-lr", epochs=1).train.to_dict()

@@ -52,7 +52,8 @@ def test_reference_net_by_hand():
                                ("Conv2d", 16, 4, 4)]
     fc = next(r for r in rows if r.type == "Linear")
     assert fc.status == "global" and fc.rf_out == 16 + 3 * 4  # the union of the 4x4 units' fields
-    assert final_receptive_field(get_model("s6")) == "16"
+    assert final_receptive_field(get_model("s6")) == 16 and type(final_receptive_field(get_model("s6"))) is int
+    assert final_receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))) is None  # no spatial layer
 
 
 def test_strided_conv_and_average_pooling_by_hand():
@@ -130,6 +131,23 @@ def test_plots_have_content(tmp_path, mnist_small):
     assert png_is_not_blank(tmp_path / "growth.png") and png_is_not_blank(tmp_path / "measured.png")
 
 
+def test_measured_field_figure_is_legible(mnist_small):
+    """Real MNIST digit: black ink on white like every s6lab figure, and two boxes told apart by colour."""
+    from matplotlib.colors import to_rgba
+
+    fig = plot_measured_receptive_field(get_model("s6"), "conv3.conv", mnist_small.test.images[:1])
+    ax = fig.axes[0]
+    digit = ax.images[0]
+    assert digit.get_cmap().name == "gray_r" and digit.get_clim() == (0, 1)  # 1 = ink = black
+    measured, analytic = ax.patches
+    assert measured.get_linestyle() == "solid" and analytic.get_linestyle() != "solid"
+    a, b = to_rgba(measured.get_edgecolor()), to_rgba(analytic.get_edgecolor())
+    assert sum(abs(x - y) for x, y in zip(a[:3], b[:3])) > 0.5  # colours that differ, not only dashes
+    for colour in (a, b):
+        assert sum(colour[:3]) < 2.4  # dark enough to read on white paper (no yellow, no cyan)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["measured 14x14", "analytic rf 14"]
+
+
 class FunctionalPoolNet(nn.Module):
     """A conv, a functional max-pool in forward (invisible to hooks), a conv and a Linear head."""
 
@@ -150,7 +168,7 @@ def test_a_functional_pool_in_forward_marks_the_rest_unknown_with_a_warning():
     assert [(r.name, r.status, r.rf_out) for r in rows] == [("conv1", "ok", 3), ("conv2", "unknown", None),
                                                             ("fc", "unknown", None)]
     with pytest.warns(UserWarning, match="functional call"):
-        assert final_receptive_field(FunctionalPoolNet()) == "3"  # only what is known
+        assert final_receptive_field(FunctionalPoolNet()) == 3  # only what is known
 
 
 @pytest.mark.parametrize("norm", [nn.GroupNorm(2, 4), nn.InstanceNorm2d(4), nn.LayerNorm([4, 26, 26])])

@@ -13,12 +13,14 @@ from tests.conftest import png_is_not_blank
 
 def test_report_holds_every_part_in_order(tiny_run):
     text = (tiny_run.path / "report.md").read_text()
-    order = ["## The assignment check", "## Training", "## Model summary", "## Receptive field",
+    order = ["## The assignment check", "## Training", "## The architecture", "## Model summary", "## Receptive field",
              "## Parameter budget", "## Mistakes", "## Saliency"]
     positions = [text.index(h) for h in order]
     assert positions == sorted(positions)
     assert "failed" not in text
-    for png in ("curves", "rf_growth", "rf_measured", "budget", "gallery", "confusion", "saliency"):
+    assert "| conv2 | ConvBN 3x3 | 32 x 24 x 24 | 26->24 | 9,312 |" in text  # the diagram's table
+    assert "Measured field of the centre unit of `conv3.conv`" in text  # the layer Grad-CAM and the docs use
+    for png in ("curves", "diagram", "rf_growth", "rf_measured", "budget", "gallery", "confusion", "saliency"):
         assert png_is_not_blank(tiny_run.path / f"{png}.png"), png
 
 

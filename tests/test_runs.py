@@ -33,7 +33,7 @@ def no_bf16(monkeypatch):
 def test_config_records_resolved_precision_machine_and_torch(tmp_path, no_bf16):
     out = tmp_path / "run"
     run = train_run("s6", out, TrainConfig(epochs=1, batch_size=32, device="cpu"), data=synthetic(64),
-                    progress=False, write_report=False)
+                    progress=False)
     meta = json.loads((out / "config.json").read_text())
     assert meta["train"]["precision"] == "auto" and meta["precision"] == "fp32"
     assert "no native bf16" in meta["precision_reason"]
@@ -45,7 +45,7 @@ def test_config_records_resolved_precision_machine_and_torch(tmp_path, no_bf16):
 def test_resume_in_another_precision_is_refused_by_name(tmp_path, no_bf16):
     out = tmp_path / "run"
     cfg = TrainConfig(epochs=2, batch_size=32, device="cpu")
-    train_run("s6", out, cfg, data=synthetic(64), progress=False, write_report=False)
+    train_run("s6", out, cfg, data=synthetic(64), progress=False)
     meta = json.loads((out / "config.json").read_text())
     meta["precision"] = "bf16"  # as if trained on a CPU with native bf16, where auto meant bf16
     (out / "config.json").write_text(json.dumps(meta))
@@ -101,7 +101,7 @@ def test_the_printed_retrain_command_is_accepted_by_resume(tmp_path, no_bf16):
     here on a tiny synthetic set with the recorded settings, 1 epoch."""
     out = tmp_path / "run"
     cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", weight_decay=1e-4, precision="fp32")
-    run = train_run("s6", out, cfg, data=synthetic(64), progress=False, write_report=False)
+    run = train_run("s6", out, cfg, data=synthetic(64), progress=False)
     (out / "model.pt").unlink()
     (out / "checkpoint.pt").unlink()
     with pytest.raises(RunError, match="recorded run") as e:
@@ -112,5 +112,5 @@ def test_the_printed_retrain_command_is_accepted_by_resume(tmp_path, no_bf16):
 
     args = build_parser().parse_args(command.split()[1:])
     again = train_run("s6", out, TrainConfig.from_dict({**TrainConfig().to_dict(), **config_values(args, TrainConfig)}),
-                      data=synthetic(64), resume=True, progress=False, write_report=False)
+                      data=synthetic(64), resume=True, progress=False)
     assert again.finished

@@ -114,16 +114,16 @@ def test_same_seed_same_history(mnist_small):
 def test_resume_ends_like_an_uninterrupted_run(tmp_path):
     data = synthetic(320)
     cfg = TrainConfig(epochs=3, batch_size=32, seed=5)
-    full = train_run("s6", tmp_path / "full", cfg, data=data, progress=False, write_report=False)
+    full = train_run("s6", tmp_path / "full", cfg, data=data, progress=False)
 
     class Stop(Exception):
         pass
 
     calls = []
 
-    def interrupt_after_two(record, model):
-        calls.append(record.epoch)
-        if record.epoch == 2:
+    def interrupt_after_two(history, model):
+        calls.append(len(history))
+        if len(history) == 2:
             raise Stop
 
     seed_everything(cfg.seed)
@@ -144,12 +144,12 @@ def test_train_run_resume_through_run_directory(tmp_path):
     data = synthetic(160)
     cfg = TrainConfig(epochs=2, batch_size=32)
     out = tmp_path / "run"
-    train_run("s6", out, cfg, data=data, progress=False, write_report=False)
-    with pytest.raises(RunError, match="already holds a run; pass --resume"):
+    train_run("s6", out, cfg, data=data, progress=False)
+    with pytest.raises(RunError, match="already holds a run; add --resume"):
         train_run("s6", out, cfg, data=data, progress=False)
     with pytest.raises(RunError, match="its train settings differ"):
         train_run("s6", out, TrainConfig(epochs=3, batch_size=32), data=data, resume=True, progress=False)
-    again = train_run("s6", out, cfg, data=data, resume=True, progress=False, write_report=False)
+    again = train_run("s6", out, cfg, data=data, resume=True, progress=False)
     assert len(again.history) == 2  # finished: nothing retrained
 
 
@@ -267,7 +267,7 @@ def test_old_checkpoint_config_without_new_fields_resumes(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop(record, model):
+    def stop(history, model):
         raise Stop
 
     with pytest.raises(Stop):

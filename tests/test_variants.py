@@ -16,19 +16,19 @@ from tests.conftest import png_is_not_blank
 
 # name -> (parameters, receptive field before the head); what the docs and `s6lab models` state
 DOCUMENTED = {
-    "s6": (19_602, "16"),
-    "s6-no-bn": (19_362, "16"),
-    "s6-no-dropout": (19_602, "16"),
-    "s6-dropout-0.25": (19_602, "16"),
-    "s6-dropout-every-conv": (19_602, "16"),
-    "s6-no-1x1": (40_522, "16"),
-    "s6-two-3x3": (19_010, "16"),
-    "s6-gap": (17_202, "16"),
-    "s6-pool-after-1x1": (19_602, "16"),
-    "s6-no-augment": (19_602, "16"),
-    "s6-step-lr": (19_602, "16"),
-    "s6-8k": (8_818, "16"),
-    "s6-5k": (4_822, "18"),
+    "s6": (19_602, 16),
+    "s6-no-bn": (19_362, 16),
+    "s6-no-dropout": (19_602, 16),
+    "s6-dropout-0.25": (19_602, 16),
+    "s6-dropout-every-conv": (19_602, 16),
+    "s6-no-1x1": (40_522, 16),
+    "s6-two-3x3": (19_010, 16),
+    "s6-gap": (17_202, 16),
+    "s6-pool-after-1x1": (19_602, 16),
+    "s6-no-augment": (19_602, 16),
+    "s6-step-lr": (19_602, 16),
+    "s6-8k": (8_818, 16),
+    "s6-5k": (4_822, 18),
 }
 
 
@@ -50,12 +50,13 @@ def test_variant(name):
 
 
 def test_each_variant_differs_from_the_reference_in_one_thing():
-    ref = s6lab.get_spec("s6")
+    ref = s6lab.get_recipe("s6")
     for name in DOCUMENTED:
-        spec = s6lab.get_spec(name)
+        recipe = s6lab.get_recipe(name)
         if name in ("s6", "s6-8k", "s6-5k"):
             continue
-        changed = [spec.layers != ref.layers, spec.batchnorm != ref.batchnorm, spec.train != ref.train]
+        changed = [recipe.spec.layers != ref.spec.layers, recipe.spec.batchnorm != ref.spec.batchnorm,
+                   recipe.train != ref.train]
         assert sum(changed) == 1, name
 
 
@@ -183,3 +184,40 @@ def test_one_seed_has_no_spread_and_one_epoch_is_singular(tmp_path):
     c = compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=tiny_data(), progress=False)
     text = format_comparison(c)
     assert "1 epoch, seed 0;" in text and "± n/a" in text
+
+
+def test_comparison_plots_show_every_value_and_keep_the_legend_outside(tmp_path, monkeypatch):
+    """The committed 10-epoch layer-choice runs (11 variants, config + history only), re-rendered: no epoch
+    is clipped by the y-limits, 11 variants never share a colour and line style, the legend is outside the axes."""
+    import shutil
+    from pathlib import Path
+
+    import matplotlib
+
+    from s6lab.comparison import plot_accuracy_vs_params, plot_curves
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+    variants = ["s6", "s6-no-bn", "s6-no-dropout", "s6-dropout-0.25", "s6-dropout-every-conv", "s6-no-1x1",
+                "s6-two-3x3", "s6-gap", "s6-pool-after-1x1", "s6-no-augment", "s6-step-lr"]
+    recorded = Path(__file__).resolve().parents[1] / "results" / "runs"
+    for name in variants:
+        for seed in (0, 1):
+            shutil.copytree(recorded / name / f"e10-s{seed}", run_dir(tmp_path, name, seed, 10))
+    c = compare(variants, seeds=[0, 1], epochs=10, out=tmp_path, train=False,
+                recipe={"weight_decay": 0.0, "precision": "bf16"})
+    fig = plot_curves(c)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    every = [a for r in c.rows for run in r.runs for a in run.history.test_acc]
+    assert low <= min(every) and high >= max(every)  # the weakest epoch of the weakest variant is on the axis
+    looks = {(line.get_color(), line.get_linestyle()) for line in ax.lines if not line.get_label().startswith("99.4")}
+    assert len(looks) == 11
+    fig.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.x0 >= ax.get_window_extent().x1  # beside the data, not over it
+    assert len(ax.child_axes) == 1  # the inset zooms on the last epochs around the target
+    inset_low, inset_high = ax.child_axes[0].get_ylim()
+    assert inset_low < 99.4 < inset_high
+    assert png_is_not_blank(render(c, tmp_path, "lc")[3])
+    plot_accuracy_vs_params(c)

@@ -13,4 +13,5 @@ plot_gallery(test.images, p, n=25)  # highest-loss mistakes
 plot_confusion(p, normalize=True)
 idx = pick_samples(p, n=6)  # most confident mistakes, then correct ones
 maps = attributions(run.model, test.images[idx], methods=("saliency", "integrated_gradients", "gradcam"))
-fig = plot_saliency(test.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx])
+fig = plot_saliency(test.images[idx], maps, labels=p.labels[idx], predicted=p.predicted[idx],
+                    confidence=p.confidence[idx])

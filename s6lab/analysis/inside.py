@@ -98,6 +98,37 @@ def kernels(model: nn.Module, layer: str | None = None) -> tuple[str, torch.Tens
     return name, dict(model.named_modules())[name].weight.detach().float().cpu()
 
 
+def default_conv_layer(model: nn.Module, input_size: tuple[int, ...] | None = None) -> str | None:
+    """The conv layer an analysis looks at when none is named: the last Conv2d whose output map is
+    larger than 1x1, preferring a kernel larger than 1x1 (``conv3.conv``, the 5x5, in the reference net).
+
+    Grad-CAM's map and the measured receptive field (report, docs) both use it: on a 1x1 map Grad-CAM
+    is a constant, and a 1x1 conv only mixes the channels of the layer before it.
+
+    Args:
+        model: any CNN.
+        input_size: ``(N, C, H, W)``; default from the model's spec, else ``(1, 1, 28, 28)``.
+
+    Returns:
+        Its dotted name, or ``None`` when no conv layer has an output map larger than 1x1.
+
+    Examples:
+        >>> from s6lab import get_model
+        >>> default_conv_layer(get_model("s6"))
+        'conv3.conv'
+    """
+    from ..summary import input_size_of
+
+    sizes: dict[str, tuple[int, ...]] = {}
+    names = {m: n for n, m in model.named_modules()}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    forward_with_hooks(model, torch.zeros(input_size or input_size_of(model)),
+                       [(m, lambda m, i, o: sizes.__setitem__(names[m], tuple(o.shape[2:]))) for m in convs])
+    spatial = [m for m in convs if names[m] in sizes and sizes[names[m]] != (1, 1)]
+    wide = [m for m in spatial if m.kernel_size != (1, 1)]
+    return names[(wide or spatial)[-1]] if spatial else None
+
+
 def widest_conv(model: nn.Module) -> str:
     """The conv layer with the largest kernel (the 5x5 of the reference net), the first on a tie."""
     modules = dict(model.named_modules())

@@ -190,10 +190,20 @@ def _unknown(name: str, module: nn.Module, why: str) -> str:
     return "unknown"
 
 
-def final_receptive_field(model: nn.Module) -> str:
-    """The receptive field of the last spatial layer before the head, as text ("16")."""
+def final_receptive_field(model: nn.Module) -> int | None:
+    """The receptive field (px) of the last spatial layer before the head.
+
+    Returns:
+        The field's side in input pixels, or ``None`` when no spatial layer's field is known
+        (tables print it as "?").
+
+    Examples:
+        >>> from s6lab import get_model
+        >>> final_receptive_field(get_model("s6"))
+        16
+    """
     spatial = [r for r in receptive_fields(model) if r.status == "ok" and r.output_size > 1]
-    return f"{spatial[-1].rf_out:g}" if spatial else "?"
+    return int(spatial[-1].rf_out) if spatial else None  # type: ignore[arg-type]  # "ok" rows have one
 
 
 def layers_that_change(rows: list[RFRow]) -> list[RFRow]:
@@ -436,14 +446,18 @@ def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, ax: Any
 
 def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Tensor, *,
                                   unit: tuple[int, int] | None = None, ax: Any = None):
-    """Overlay one unit's field on a digit: the analytic box (dashed), the geometric
-    measurement (solid box), and the trained model's input gradient (heat).
+    """Overlay one unit's field on a digit: the geometric measurement (solid blue box), the
+    analytic field (dashed magenta box, drawn on top: where the two agree, the dashes run along
+    the blue line) and the trained model's input gradient (orange heat, opaque where strongest).
+
+    The digit is black ink on white, as in the gallery and the saliency maps.
 
     Args:
         model: trained network.
         layer: dotted module name.
         image: one normalized digit ``(1, 1, H, W)``.
         unit: output unit; default the map's centre.
+        ax: axes to draw on (default: a new figure).
 
     Returns:
         The matplotlib Figure.
@@ -454,22 +468,24 @@ def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Ten
     from ..data import denormalize
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4), constrained_layout=True)
+        _, ax = plt.subplots(figsize=(4, 4.3), constrained_layout=True)
     geometric = measure_receptive_field(model, layer, unit=unit)
     trained = measure_receptive_field(model, layer, unit=geometric.unit, image=image, linearise=False)
-    ax.imshow(denormalize(image)[0, 0].cpu().numpy(), cmap="gray")
-    heat = trained.gradient / trained.gradient.max()
-    ax.imshow(heat.numpy(), cmap="magma", alpha=0.55 * (heat > 0).float().numpy())
+    ax.imshow(denormalize(image)[0, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+    heat = (trained.gradient / trained.gradient.max()).cpu()  # (H, W) in [0, 1]
+    # the same white-to-orange map as the saliency magnitudes; opacity follows the heat, so the
+    # strokes stay readable where the gradient is weak and nothing is tinted outside the field
+    ax.imshow(heat.numpy(), cmap="Oranges", vmin=0, vmax=1, alpha=(0.85 * heat.sqrt()).numpy())
     (r0, r1), (c0, c1) = geometric.rows, geometric.cols
     ax.add_patch(patches.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False,
-                                   ec="cyan", lw=2, label=f"measured {r1 - r0 + 1}x{c1 - c0 + 1}"))
+                                   ec="#0072B2", lw=3, label=f"measured {r1 - r0 + 1}x{c1 - c0 + 1}"))
     row = next(r for r in receptive_fields(model) if r.name == layer)
     a0, a1 = analytic_extent(row, geometric.unit[0], image.shape[-2])
     b0, b1 = analytic_extent(row, geometric.unit[1], image.shape[-1])
     ax.add_patch(patches.Rectangle((b0 - 0.5, a0 - 0.5), b1 - b0 + 1, a1 - a0 + 1, fill=False,
-                                   ec="yellow", lw=1.5, ls="--", label=f"analytic rf {row.rf_out:g}"))
+                                   ec="#CC0088", lw=1.8, ls=(0, (3, 3)), label=f"analytic rf {row.rf_out:g}"))
     ax.set_title(f"{layer}, unit {geometric.unit}")
-    ax.legend(loc="lower center", fontsize=7, bbox_to_anchor=(0.5, -0.18), ncol=2)
+    ax.legend(loc="upper center", fontsize=8, bbox_to_anchor=(0.5, -0.02), ncol=2, frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax.figure

@@ -1,0 +1,126 @@
+"""Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy and
+the one s6lab chooses (PASSIVE, threads = physical cores available), in one run.
+
+    python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
+    (or: make bench-load)
+
+"Loaded" means one other process spins on a core for the whole measurement, as a busy browser
+tab does beside a notebook. Each configuration is its own worker process (OpenMP reads its
+environment once, when torch loads) that trains the reference net with s6lab's ``fit`` for one
+epoch of ``--images`` synthetic images per request (fp32, so every CPU class runs the same work).
+Configurations take turns (round-robin) and the table gives the median of the rounds, the
+spread, and each configuration's loaded throughput as a share of its quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _worker import WorkerProcess  # noqa: E402
+
+#: name -> the OpenMP environment of the worker (None: unset, OpenMP's default)
+CONFIGS = {
+    "OpenMP default": {"OMP_WAIT_POLICY": None},
+    "s6lab (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE"},
+}
+
+
+def worker(images: int) -> None:
+    """One configuration: answer each request line with the img/s of one epoch of ``fit``."""
+    import torch  # first: the environment given is what OpenMP reads, s6lab does not change it
+
+    from s6lab import get_recipe
+    from s6lab.data import MNISTTensors, TensorSplit
+    from s6lab.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(images, 1, 28, 28, generator=g), torch.randint(0, 10, (images,), generator=g))
+    data = MNISTTensors(split, split.subset(256))
+    recipe = get_recipe("s6", epochs=1, precision="fp32", device="cpu")
+    model = recipe.build()
+    fit(model, data, recipe.train, progress=False)  # warm-up: allocator, oneDNN kernels
+    print(json.dumps({"ready": True, "threads": torch.get_num_threads(),
+                      "policy": os.environ.get("OMP_WAIT_POLICY", "default")}), flush=True)
+    for _ in sys.stdin:
+        record = fit(model, data, recipe.train, progress=False).epochs[0]
+        print(json.dumps({"img_per_s": images / record.train_seconds}), flush=True)
+
+
+def start(name: str, images: int, threads: int) -> WorkerProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS")}
+    env["OMP_NUM_THREADS"] = str(threads)
+    if CONFIGS[name]["OMP_WAIT_POLICY"] is not None:
+        env["OMP_WAIT_POLICY"] = CONFIGS[name]["OMP_WAIT_POLICY"]
+    w = WorkerProcess([__file__, "--worker", str(images)], name, env=env)
+    w.read()
+    return w
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.md"))
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker)
+    if args.rounds < 1 or args.images < 256:
+        sys.exit("benchmarks/load.py: --rounds must be >= 1 and --images >= 256")
+
+    from s6lab.hardware import describe_machine
+    from s6lab.threads import available_cores
+
+    threads = available_cores()
+    workers = {name: start(name, args.images, threads) for name in CONFIGS}
+    rates: dict[tuple[str, str], list[float]] = {(n, s): [] for n in CONFIGS for s in ("quiet", "loaded")}
+    for r in range(args.rounds):
+        for state in ("quiet", "loaded"):
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "loaded" else None
+            try:
+                time.sleep(0.5 if spinner else 0)
+                for name, w in workers.items():
+                    rates[(name, state)].append(w.ask("go")["img_per_s"])
+            finally:
+                if spinner:
+                    spinner.kill()
+                    spinner.wait()
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {s} {v[-1]:,.0f}" for (n, s), v in rates.items()),
+              file=sys.stderr, flush=True)
+    for w in workers.values():
+        w.close()
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+    command = "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
+    lines = [f"# Training throughput with a core taken ({describe_machine('cpu')})", "",
+             f"Command: `{command.strip()}` (or `make bench-load`). {threads} threads (the physical cores this "
+             f"process may use), fp32, the reference net, {args.images:,} images per measurement; median of "
+             f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
+             "", "| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet |", "|---|---:|---:|---:|"]
+    for name in CONFIGS:
+        quiet, loaded = rates[(name, "quiet")], rates[(name, "loaded")]
+        lines.append(f"| {name} | {cell(quiet)} | {cell(loaded)} | "
+                     f"{statistics.median(loaded) / statistics.median(quiet):.0%} |")
+    default_q = statistics.median(rates[("OpenMP default", "quiet")])
+    passive_q = statistics.median(rates[("s6lab (PASSIVE)", "quiet")])
+    lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]
+    text = "\n".join(lines) + "\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
