@@ -104,7 +104,7 @@ def main() -> None:
         return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
     command = "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
-    lines = [f"# Training throughput with a core taken ({describe_machine('cpu')})", "",
+    lines = [f"**Training throughput with a core taken** ({describe_machine('cpu')})", "",
              f"Command: `{command.strip()}` (or `make bench-load`). {threads} threads (the physical cores this "
              f"process may use), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
