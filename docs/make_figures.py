@@ -1,7 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
-    python docs/make_figures.py --only inside|preview|diagrams   (one group only)
+    python docs/make_figures.py --only inside|preview|diagrams|fields   (one group only)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -150,7 +150,35 @@ def diagrams() -> None:
     print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
 
 
-PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams}
+def recipe_fields_table() -> str:
+    """Every TrainConfig and DataSelection field with its type, default and the comment that documents it
+    (the same text as `s6lab train --help`)."""
+    import typing
+    from dataclasses import MISSING, fields
+
+    from s6lab.cli import config_help
+    from s6lab.recipe import DataSelection
+    from s6lab.train import TrainConfig
+
+    lines = ["| field | type | default | what it decides |", "|---|---|---|---|"]
+    for cls in (TrainConfig, DataSelection):
+        helps, hints = config_help(cls), typing.get_type_hints(cls)
+        for f in fields(cls):
+            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+            default = "" if f.default is MISSING else f"`{f.default!r}`"
+            speed = " (speed only: runs differing here are the same run)" if f.metadata.get("speed_only") else ""
+            lines.append(f"| `{cls.__name__}.{f.name}` | `{kind}` | {default} | "
+                         f"{helps.get(f.name, '').replace('|', '/')}{speed} |")
+    return "\n".join(lines) + "\n"
+
+
+def fields_table() -> None:
+    """The recipe's fields for the API reference (no training)."""
+    atomic_write_text(GENERATED / "recipe_fields.md", recipe_fields_table())
+    print(f"wrote {GENERATED / 'recipe_fields.md'}")
+
+
+PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams, "fields": fields_table}
 
 if __name__ == "__main__":
     from s6lab._io import atomic_write_text

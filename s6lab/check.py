@@ -31,7 +31,7 @@ TARGET_ACC = 99.4
 class Requirement:
     """One row of the check table: what the run has against the rule's threshold, as numbers.
 
-    :func:`format_check` turns a row into text ("< 20,000", "19,602"); :func:`requirements_json`
+    `format_check` turns a row into text ("< 20,000", "19,602"); `requirements_json`
     gives both the text and the numbers.
     """
 
@@ -68,7 +68,7 @@ def assignment_check(model: nn.Module, history: History, *, max_params: int = MA
         target: test accuracy (%) to reach.
 
     Returns:
-        One :class:`Requirement` per rule, in a fixed order.
+        One `Requirement` per rule, in a fixed order.
     """
     params = count_parameters(model)
     last3 = tuple(float(a) for a in history.test_acc[-3:])
@@ -119,7 +119,7 @@ def next_steps(config, params: int, *, max_epochs: int = MAX_EPOCHS, max_params:
     """Two or three changes the assignment's rules allow, for a run that missed the accuracy rule.
 
     Args:
-        config: the run's :class:`~s6lab.train.TrainConfig`.
+        config: the run's [`TrainConfig`][s6lab.train.TrainConfig].
         params: the model's parameter count.
     """
     steps = []

@@ -100,7 +100,7 @@ def file_problem(path: Path) -> str | None:
     """Why ``path`` is not the expected MNIST file, or ``None`` if it is.
 
     Args:
-        path: one of the four raw files, named as in :data:`MNIST_FILES`.
+        path: one of the four raw files, named as in `MNIST_FILES`.
 
     Returns:
         A sentence naming the problem (missing, truncated, wrong size, corrupted).
@@ -285,7 +285,7 @@ def ensure_mnist(
     """Make sure verified MNIST is under ``root``, fetching it if needed.
 
     Args:
-        root: data root; ``None`` means :func:`default_root`.
+        root: data root; ``None`` means `default_root`.
         download: fetch missing or bad files; if ``False`` a problem raises instead.
         try_torchvision: try torchvision's internet download before the offline source.
             Default: yes, unless ``S6LAB_OFFLINE=1``.
@@ -296,7 +296,7 @@ def ensure_mnist(
         report: called with one line before each fetch attempt (the CLI prints them).
 
     Returns:
-        A :class:`DataInfo` naming the root and the source used.
+        A `DataInfo` naming the root and the source used.
 
     Raises:
         DataError: the files are bad and ``download`` is off, or every source failed.
@@ -402,7 +402,7 @@ def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`, back to [0, 1] for display."""
+    """Inverse of `normalize`, back to [0, 1] for display."""
     return (images * MNIST_STD + MNIST_MEAN).clamp(0, 1)
 
 
@@ -434,7 +434,7 @@ def load_mnist(root: str | Path | None = None, *, train_size: int | None = None,
         test_size: keep only the first ``test_size`` test images.
 
     Returns:
-        :class:`MNISTTensors` with ``train`` (60k) and ``test`` (10k) splits.
+        `MNISTTensors` with ``train`` (60k) and ``test`` (10k) splits.
 
     Examples:
         >>> data = load_mnist()  # doctest: +SKIP

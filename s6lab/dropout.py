@@ -2,7 +2,7 @@
 
 On a CPU, ``nn.Dropout`` spends its time in ``bernoulli_``: one call of the
 single-threaded Mersenne Twister per element, then a mixed-dtype multiply; for the
-reference net that is a visible share of a training step. :func:`fast_dropout` draws 64
+reference net that is a visible share of a training step. `fast_dropout` draws 64
 random bits per four elements (bf16/fp16; per two for fp32) and turns them into the
 scaled mask with a few vectorized integer operations:
 
@@ -46,7 +46,7 @@ _enabled = True
 
 @contextmanager
 def fast_dropout_enabled(enabled: bool) -> Iterator[None]:
-    """Turn the fast path of :class:`Dropout` on or off inside a ``with`` block.
+    """Turn the fast path of `Dropout` on or off inside a ``with`` block.
 
     ``fit`` uses it for ``TrainConfig.fast_dropout``; outside any block it is on.
     """
@@ -59,7 +59,7 @@ def fast_dropout_enabled(enabled: bool) -> Iterator[None]:
 
 
 def fast_path_applies(x: torch.Tensor) -> bool:
-    """Whether :func:`fast_dropout` handles ``x`` itself (CPU, bf16/fp16/fp32, dense layout).
+    """Whether `fast_dropout` handles ``x`` itself (CPU, bf16/fp16/fp32, dense layout).
 
     Never under ``torch.compile``: the compiler generates its own fused dropout.
     """
@@ -73,7 +73,7 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of ``x`` with drop probability ``p`` (see the module notes).
 
     Args:
-        x: input; if :func:`fast_path_applies` is false, ``F.dropout`` does the work.
+        x: input; if `fast_path_applies` is false, ``F.dropout`` does the work.
         p: drop probability in ``[0, 1]``.
 
     Returns:
@@ -103,7 +103,7 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with the fast CPU training path of :func:`fast_dropout`.
+    """``nn.Dropout`` with the fast CPU training path of `fast_dropout`.
 
     A drop-in subclass: same ``p``/``inplace`` arguments, ``repr``, ``state_dict`` (empty)
     and ``isinstance(m, nn.Dropout)``. Evaluation mode is the identity, as always.

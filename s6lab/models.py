@@ -1,8 +1,8 @@
 """The reference S6 Net, the variant table, and the registry.
 
-The registry maps a name to a :class:`~s6lab.recipe.Recipe`: the variant's architecture and
+The registry maps a name to a [`Recipe`][s6lab.recipe.Recipe]: the variant's architecture and
 its training. ``get_model(name, **overrides)`` builds the net; ``get_recipe(name, **overrides)``
-gives everything that decides a run. Variants are data: add one with :func:`register_model`.
+gives everything that decides a run. Variants are data: add one with `register_model`.
 
 Examples:
     >>> model = get_model("s6")
@@ -95,7 +95,7 @@ VARIANTS: tuple[Recipe, ...] = (
 
 def register_model(model: NetSpec | Recipe, *, train: TrainConfig | None = None, replace: bool = False) -> Recipe:
     """Add a variant to the registry: a spec (trained with ``train``, default the default recipe),
-    or a whole :class:`~s6lab.recipe.Recipe`. The net is built once to check it.
+    or a whole [`Recipe`][s6lab.recipe.Recipe]. The net is built once to check it.
 
     Raises:
         ConfigError: the name is taken (pass ``replace=True``) or the spec is invalid.
@@ -137,12 +137,12 @@ def get_model(name: str, **overrides: Any) -> Net:
     """Build the registered model ``name`` with optional architecture overrides.
 
     Args:
-        name: a name from :func:`list_models`.
-        **overrides: see :func:`s6lab.specs.apply_overrides` (``dropout``,
+        name: a name from `list_models`.
+        **overrides: see [`apply_overrides`][s6lab.specs.apply_overrides] (``dropout``,
             ``batchnorm``, ``num_classes``, ...).
 
     Returns:
-        A freshly initialised :class:`~s6lab.specs.Net` (seed it with ``seed_everything``, or
+        A freshly initialised [`Net`][s6lab.specs.Net] (seed it with ``seed_everything``, or
         build it with ``get_recipe(name).build()``, which seeds from the recipe).
 
     Examples:
@@ -155,7 +155,7 @@ def get_model(name: str, **overrides: Any) -> Net:
 def get_recipe(model: str | NetSpec | Recipe, *, train: TrainConfig | None = None, **overrides: Any) -> Recipe:
     """A variant's recipe (architecture, training, data selection) with your overrides: what
     ``s6lab train``, ``train_run`` and ``compare`` train, so a variant trains the way its row in the
-    tables did. The merge is :func:`s6lab.recipe.merge`.
+    tables did. The merge is [`merge`][s6lab.recipe.merge].
 
     Args:
         model: a registered name, a spec (trained with the default recipe) or a recipe.

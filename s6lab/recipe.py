@@ -1,15 +1,15 @@
 """The recipe: everything that decides a run's numbers, in one frozen object.
 
-A :class:`Recipe` is the architecture (:class:`~s6lab.specs.NetSpec`), the training
-(:class:`~s6lab.train.TrainConfig`) and the data selection (:class:`DataSelection`). A run
-directory's ``config.json`` is a recipe written out (:meth:`Recipe.to_dict`), with the facts
+A `Recipe` is the architecture ([`NetSpec`][s6lab.specs.NetSpec]), the training
+([`TrainConfig`][s6lab.train.TrainConfig]) and the data selection (`DataSelection`). A run
+directory's ``config.json`` is a recipe written out (`Recipe.to_dict`), with the facts
 resolved on the machine that ran it (precision, device, machine) beside it.
 
 This module holds the two rules every path shares:
 
-- :func:`merge`: the one place where a variant's own recipe and your overrides are merged
+- `merge`: the one place where a variant's own recipe and your overrides are merged
   (architecture overrides, ``TrainConfig`` fields and data fields, by name);
-- :meth:`Recipe.differences`: the one answer to "is this recorded run the run asked for?"
+- `Recipe.differences`: the one answer to "is this recorded run the run asked for?"
   (speed-only fields ignored, precision compared as resolved).
 
 Examples:
@@ -55,7 +55,7 @@ class DataSelection:
         return Path(self.root).expanduser() if self.root is not None else default_root()
 
     def load(self) -> MNISTTensors:
-        """Both splits, fetched and verified first (see :func:`s6lab.data.load_mnist`)."""
+        """Both splits, fetched and verified first (see [`load_mnist`][s6lab.data.load_mnist])."""
         return load_mnist(self.root, train_size=self.train_size, test_size=self.test_size)
 
     def test_split(self, root: str | Path | None = None) -> TensorSplit:
@@ -74,7 +74,7 @@ class DataSelection:
         return {"train_size": self.train_size, "test_size": self.test_size}
 
 
-#: DataSelection fields, as :func:`merge` accepts them by name
+#: DataSelection fields, as `merge` accepts them by name
 DATA_FIELDS = tuple(f.name for f in fields(DataSelection))
 
 
@@ -90,11 +90,14 @@ class Resolved:
 class Recipe:
     """What decides a run: the architecture, the training and the data selection.
 
-    Build the model with :meth:`build` (it seeds the initialisation from ``train.seed``),
+    Build the model with `build` (it seeds the initialisation from ``train.seed``),
     load the data with ``recipe.data.load()`` and train with ``fit(model, data, recipe.train)``.
 
     Examples:
-        >>> recipe = Recipe(NetSpec("tiny", ()), TrainConfig(epochs=2))  # doctest: +SKIP
+        >>> from s6lab import get_spec
+        >>> recipe = Recipe(get_spec("s6-gap"), TrainConfig(epochs=2))
+        >>> recipe.name, recipe.train.epochs, recipe.data.train_size
+        ('s6-gap', 2, None)
     """
 
     spec: NetSpec
@@ -122,7 +125,7 @@ class Recipe:
         return Resolved(device, resolve_precision(self.train.precision, device))
 
     def replace(self, **overrides: Any) -> Recipe:
-        """This recipe with ``overrides`` applied: see :func:`merge`."""
+        """This recipe with ``overrides`` applied: see `merge`."""
         return merge(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,7 +140,7 @@ class Recipe:
         ``train`` and ``data`` may be partial: missing training fields come from ``base_train``
         (default: the default recipe). Older run files carry the spec's training overrides inside
         ``model``; they are read and dropped (their ``train`` holds every field). To name a
-        registered variant instead of writing its spec, use :func:`s6lab.models.recipe_from_dict`.
+        registered variant instead of writing its spec, use [`recipe_from_dict`][s6lab.models.recipe_from_dict].
 
         Raises:
             ConfigError: unknown keys or fields, or a malformed spec.
@@ -167,7 +170,7 @@ class Recipe:
         """The one "is this the same run?" rule, for a recorded run's ``config.json``.
 
         The architecture and the data sizes must match, and the training fields must match
-        except the speed-only ones (:data:`s6lab.train.SPEED_ONLY`); the precision is compared
+        except the speed-only ones ([`SPEED_ONLY`][s6lab.train.SPEED_ONLY]); the precision is compared
         as resolved, so ``auto`` in bf16 there is the same recipe as ``bf16`` here. Where the
         images are read from (the data root) does not count.
 
@@ -220,7 +223,7 @@ def merge(base: Recipe, *, train: TrainConfig | None = None, **overrides: Any) -
         base: the recipe to start from.
         train: a whole training config to use instead of ``base.train``.
         **overrides: architecture overrides (``dropout``, ``batchnorm``, ... see
-            :func:`s6lab.specs.apply_overrides`), ``TrainConfig`` fields (``seed``, ``epochs``,
+            [`apply_overrides`][s6lab.specs.apply_overrides]), ``TrainConfig`` fields (``seed``, ``epochs``,
             ...) and data fields (``root``, ``train_size``, ``test_size``).
 
     Raises:

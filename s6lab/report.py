@@ -95,7 +95,7 @@ def write_saliency(run: Run, split: TensorSplit, p: Predictions, *, n: int = 8,
     """saliency.png into ``out`` (default: the run directory): the most confidently
     misclassified samples and a few correct ones, titled with the true label, the prediction and
     its confidence. ``methods`` defaults to every method this model can run
-    (:func:`~s6lab.analysis.saliency.default_methods`)."""
+    ([`default_methods`][s6lab.analysis.saliency.default_methods])."""
     from .analysis.saliency import attributions, default_methods, pick_samples, plot_saliency
 
     idx = pick_samples(p, n)

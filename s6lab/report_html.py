@@ -1,6 +1,6 @@
 """A run's report as one self-contained web page: ``report.html`` beside ``report.md``.
 
-The page is a formatting of ``report.md`` (see :mod:`s6lab.report`), nothing more: the same text and
+The page is a formatting of ``report.md`` (see [`report`][s6lab.report]), nothing more: the same text and
 tables, every figure embedded as a base64 ``data:`` URI, the style sheet and a small sort script
 inline. It opens from disk, offline, and can be mailed or attached as one file.
 
@@ -194,7 +194,7 @@ def render_html(run_dir: str | Path) -> Path:
 
     Args:
         run_dir: a run directory whose report has been written (``s6lab report RUN``,
-            :func:`s6lab.report.write_report`, or the end of ``s6lab train``).
+            [`write_report`][s6lab.report.write_report], or the end of ``s6lab train``).
 
     Returns:
         The path of ``report.html`` (written atomically).

@@ -8,7 +8,7 @@ A run directory holds::
     checkpoint.pt    model + optimizer + RNG state after the last finished epoch
     model.pt         final weights (state_dict), written when training ends
 
-``check.md``, ``report.md`` and their figures are added by :mod:`s6lab.report` when asked
+``check.md``, ``report.md`` and their figures are added by [`report`][s6lab.report] when asked
 (``s6lab train`` and ``s6lab report`` do); this module only reads and writes the run's files.
 
 Every file is written atomically; ``resume=True`` continues an interrupted run and ends
@@ -68,7 +68,7 @@ class Run:
 
 
 def read_json(path: Path) -> Any:
-    """A run file's JSON, or a :class:`RunError` that names the file and what is wrong."""
+    """A run file's JSON, or a `RunError` that names the file and what is wrong."""
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -155,11 +155,11 @@ def train_run(
 ) -> Run:
     """Train a recipe into a run directory: ``config.json`` first, then ``history.json`` after
     every epoch, the checkpoint, and the final weights. The report is not written here: ask for
-    it with :func:`s6lab.report.write_report` (``s6lab train`` does).
+    it with [`write_report`][s6lab.report.write_report] (``s6lab train`` does).
 
     Args:
-        model: a registered name, a spec or a :class:`~s6lab.recipe.Recipe`; a name trains the
-            variant's own recipe (see :func:`s6lab.models.get_recipe`).
+        model: a registered name, a spec or a [`Recipe`][s6lab.recipe.Recipe]; a name trains the
+            variant's own recipe (see [`get_recipe`][s6lab.models.get_recipe]).
         out: the run directory (created).
         config: a whole training config instead of the variant's own.
         resume: continue an interrupted run in ``out``.
@@ -169,7 +169,7 @@ def train_run(
             (``seed=3``) and data (``root=...``, ``train_size=2000``, ``test_size=500``).
 
     Returns:
-        The finished :class:`Run`.
+        The finished `Run`.
 
     Raises:
         RunError: ``out`` already holds a different run, or holds one and ``resume`` is off.
@@ -198,7 +198,7 @@ def train_run(
 
 def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch.device, *, resume: bool,
                   data: MNISTTensors | None, progress: bool) -> Run:
-    """:func:`train_run` while holding the run directory's lock."""
+    """`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
     old = read_json(existing) if existing.exists() else None
     if resume and old is not None:  # keep where earlier parts of the run trained (threads, machine)
@@ -233,7 +233,7 @@ def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch
 
 
 def _recipe_of(meta: dict[str, Any]) -> Recipe:
-    """The recipe recorded in a run's config.json, or a :class:`RunError` naming what is wrong."""
+    """The recipe recorded in a run's config.json, or a `RunError` naming what is wrong."""
     try:
         return Recipe.from_dict(meta)
     except (ConfigError, KeyError, TypeError, ValueError) as e:
@@ -263,7 +263,7 @@ def reproduce_command(run: Run, *, resume: bool = False) -> str:
 
 
 def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: bool = False) -> str:
-    """See :func:`reproduce_command`; works from a run's recorded files alone."""
+    """See `reproduce_command`; works from a run's recorded files alone."""
     import shlex
 
     from .models import list_models

@@ -1,7 +1,7 @@
 """Variants as data: small frozen dataclasses describing blocks, and ``build(spec)``.
 
-A :class:`NetSpec` lists layer specs in order; :func:`build` turns it into a
-:class:`Net` (an ``nn.Sequential`` of s6lab blocks), deriving each block's input
+A `NetSpec` lists layer specs in order; `build` turns it into a
+`Net` (an ``nn.Sequential`` of s6lab blocks), deriving each block's input
 channels and checking that channels chain and the spatial size stays >= 1. Errors
 name the offending layer.
 
@@ -27,7 +27,7 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class Conv:
-    """A :class:`~s6lab.blocks.ConvBN` block."""
+    """A [`ConvBN`][s6lab.blocks.ConvBN] block."""
 
     out_channels: int  # channels this conv produces
     kernel_size: int = 3  # square kernel
@@ -41,7 +41,7 @@ class Conv:
 
 @dataclass(frozen=True)
 class Transition:
-    """A :class:`~s6lab.blocks.Transition1x1` block (1x1 channel reduction)."""
+    """A [`Transition1x1`][s6lab.blocks.Transition1x1] block (1x1 channel reduction)."""
 
     out_channels: int
     dropout: float = 0.0
@@ -51,7 +51,7 @@ class Transition:
 
 @dataclass(frozen=True)
 class Pool:
-    """A :class:`~s6lab.blocks.PoolDrop` block (max-pool, then dropout)."""
+    """A [`PoolDrop`][s6lab.blocks.PoolDrop] block (max-pool, then dropout)."""
 
     kernel_size: int = 2
     dropout: float = 0.0
@@ -59,12 +59,12 @@ class Pool:
 
 @dataclass(frozen=True)
 class Linear:
-    """A :class:`~s6lab.blocks.LinearHead`: flatten, fully connected, log-softmax."""
+    """A [`LinearHead`][s6lab.blocks.LinearHead]: flatten, fully connected, log-softmax."""
 
 
 @dataclass(frozen=True)
 class GAP:
-    """A :class:`~s6lab.blocks.GAPHead`: 1x1 conv to classes, global average pool."""
+    """A [`GAPHead`][s6lab.blocks.GAPHead]: 1x1 conv to classes, global average pool."""
 
 
 LayerSpec = Union[Conv, Transition, Pool, Linear, GAP]  # noqa: UP007 (runtime alias on 3.10)
@@ -77,8 +77,8 @@ class NetSpec:
 
     Args:
         name: registry name.
-        layers: layer specs in order; the last must be a head (:class:`Linear` or
-            :class:`GAP`) and no head may appear before it.
+        layers: layer specs in order; the last must be a head (`Linear` or
+            `GAP`) and no head may appear before it.
         batchnorm: BatchNorm after every conv and transition.
         description: one line saying what this variant changes and why.
         in_channels: input channels (1 for MNIST).
@@ -100,7 +100,7 @@ class NetSpec:
 
 
 class Net(nn.Sequential):
-    """A network built from a :class:`NetSpec`; ``net.spec`` is the spec.
+    """A network built from a `NetSpec`; ``net.spec`` is the spec.
 
     Shape:
         ``(N, in_channels, image_size, image_size) -> (N, num_classes)`` log-probabilities.
@@ -116,7 +116,7 @@ def _out_size(size: int, kernel: int, padding: int = 0, stride: int = 1, dilatio
 
 
 def build(spec: NetSpec) -> Net:
-    """Build a :class:`Net` from a spec, checking it layer by layer.
+    """Build a `Net` from a spec, checking it layer by layer.
 
     Args:
         spec: the network description.
@@ -181,7 +181,7 @@ def build(spec: NetSpec) -> Net:
     return Net(spec, layers)
 
 
-#: Override keys accepted by :func:`apply_overrides`.
+#: Override keys accepted by `apply_overrides`.
 OVERRIDES = ("dropout", "batchnorm", "num_classes", "in_channels", "image_size")
 
 
@@ -231,7 +231,7 @@ _LAYER_TYPES = {cls.__name__: cls for cls in (Conv, Transition, Pool, Linear, GA
 
 
 def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
-    """A JSON-ready dict of a spec; :func:`spec_from_dict` inverts it."""
+    """A JSON-ready dict of a spec; `spec_from_dict` inverts it."""
     return {
         "name": spec.name, "batchnorm": spec.batchnorm, "description": spec.description,
         "in_channels": spec.in_channels,
@@ -241,7 +241,7 @@ def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
 
 
 def spec_from_dict(values: dict[str, Any]) -> NetSpec:
-    """Rebuild a spec written by :func:`spec_to_dict`.
+    """Rebuild a spec written by `spec_to_dict`.
 
     Raises:
         ValueError: an unknown layer type or field.

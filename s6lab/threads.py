@@ -14,7 +14,7 @@ the collapse at a small cost on a quiet machine.
 Anything you set yourself wins: ``OMP_WAIT_POLICY=ACTIVE``, ``OMP_NUM_THREADS=1``, or
 ``S6LAB_THREADS=N`` (s6lab's own override of the thread count). ``S6LAB_THREADS=auto``
 (the default) means the cores available. The choice only takes effect when s6lab is imported
-before torch; :func:`thread_choice` says what is in force.
+before torch; `thread_choice` says what is in force.
 """
 
 from __future__ import annotations
@@ -104,5 +104,5 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
 
 
 def thread_choice() -> ThreadChoice:
-    """What :func:`configure_threads` chose at import (configuring now if it has not run)."""
+    """What `configure_threads` chose at import (configuring now if it has not run)."""
     return _CHOICE if _CHOICE is not None else configure_threads()

@@ -4,7 +4,7 @@ as you would write it in a notebook, with its arguments.
 
 Course notebooks train with ``OneCycleLR(max_lr=..., pct_start=..., div_factor=...)``,
 ``StepLR``, ``ReduceLROnPlateau``, and ``RandomRotation`` or ``Pad`` + ``RandomCrop``. A
-:class:`~s6lab.train.TrainConfig` takes them as text, so a recipe stays data (JSON, a command
+[`TrainConfig`][s6lab.train.TrainConfig] takes them as text, so a recipe stays data (JSON, a command
 line) and means exactly the torch class::
 
     TrainConfig(scheduler="OneCycleLR(max_lr=0.05, pct_start=0.3, div_factor=10)",
@@ -68,7 +68,7 @@ def parse_calls(text: str, what: str) -> list[Call]:
 
 
 def parse_call(text: str, what: str) -> Call:
-    """One call: see :func:`parse_calls`."""
+    """One call: see `parse_calls`."""
     calls = parse_calls(text, what)
     if len(calls) != 1:
         raise ConfigError(f"{what} {text!r} names {len(calls)} classes; give one")
@@ -97,7 +97,7 @@ def check_augmentation(text: str) -> list[str]:
 
 
 class TorchSchedule:
-    """A ``torch.optim.lr_scheduler`` instance and when :func:`s6lab.train.fit` steps it."""
+    """A ``torch.optim.lr_scheduler`` instance and when [`fit`][s6lab.train.fit] steps it."""
 
     def __init__(self, text: str, optimizer: torch.optim.Optimizer, *, lr: float, epochs: int,
                  steps_per_epoch: int) -> None:
@@ -143,7 +143,7 @@ class TorchAugmentation:
 
     The transforms see each image in [0, 1] (before normalisation, as in a course notebook, so
     ``fill=0`` is black background); the result is normalised again. Random parameters come from
-    torch's global RNG, which :func:`s6lab.train.fit` seeds and checkpoints.
+    torch's global RNG, which [`fit`][s6lab.train.fit] seeds and checkpoints.
     """
 
     def __init__(self, text: str) -> None:

@@ -4,10 +4,10 @@ Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
 augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
 weights and activations are channels_last, convolutions run under bf16 autocast
 where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
-(:mod:`s6lab.dropout`). Every lever has a switch in :class:`TrainConfig`, including the
+([`dropout`][s6lab.dropout]). Every lever has a switch in `TrainConfig`, including the
 ones measured and left off (``inplace_relu``, ``fused``, ``compile``; see
 ``benchmarks/levers.py``). On glibc the process keeps freed activation buffers for reuse
-(``retain_memory``, :mod:`s6lab.allocator`). The same code runs on CUDA.
+(``retain_memory``, [`allocator`][s6lab.allocator]). The same code runs on CUDA.
 
 Seeded: ``fit`` draws data order, augmentation and dropout from RNGs seeded with
 ``config.seed``, and a checkpoint stores their state, so a resumed run ends exactly
@@ -144,13 +144,14 @@ class TrainConfig:
 #: TrainConfig fields that change speed, not the numbers (marked on the field): runs differing only there
 #: are the same run
 SPEED_ONLY = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("speed_only"))
+"""TrainConfig fields marked ``speed_only``: runs that differ only there are the same run."""
 
 
 def recipe_differences(recorded: TrainConfig, recorded_precision: str, wanted: TrainConfig,
                        device: torch.device) -> list[str]:
     """The one "is this the same run?" rule: what makes ``wanted`` another recipe than a recorded run.
 
-    Fields are compared as written, except the speed-only ones (:data:`SPEED_ONLY`) and the
+    Fields are compared as written, except the speed-only ones (`SPEED_ONLY`) and the
     precision, which is compared as resolved: ``auto`` means bf16 on a CPU with native bf16
     and fp32 on one without, so a run recorded as ``auto`` in bf16 is the same recipe as
     ``precision="bf16"``, and another recipe than ``auto`` on an AVX2 CPU.
@@ -220,7 +221,7 @@ class History:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN, infinite, or exploded past :data:`DIVERGED_LOSS`."""
+    """The loss became NaN, infinite, or exploded past `DIVERGED_LOSS`."""
 
 
 #: a mean NLL above this has exploded: chance level for 10 classes is 2.3, and logits would have to be
@@ -244,7 +245,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is native here (see :func:`s6lab.hardware.native_bf16`)."""
+    """Whether bf16 autocast is native here (see [`native_bf16`][s6lab.hardware.native_bf16])."""
     return native_bf16(device)
 
 
@@ -430,17 +431,17 @@ def fit(
 
     Args:
         model: the network; trained in place.
-        data: preloaded tensors from :func:`s6lab.data.load_mnist`.
+        data: preloaded tensors from [`load_mnist`][s6lab.data.load_mnist].
         config: the training recipe (``get_recipe(name).train``); ``None`` means the defaults.
         checkpoint: file written atomically after every epoch (model, optimizer, RNG
             states, history); loaded with ``weights_only=True`` on resume.
         resume: continue from ``checkpoint`` if it exists.
         progress: show a tqdm bar (works in notebooks) and one line per epoch.
         on_epoch: called after every epoch with the history so far and the model, or a list
-            of such callables (e.g. :class:`s6lab.callbacks.LivePlot`, :class:`s6lab.callbacks.CSVLogger`).
+            of such callables (e.g. [`LivePlot`][s6lab.callbacks.LivePlot], [`CSVLogger`][s6lab.callbacks.CSVLogger]).
 
     Returns:
-        The :class:`History`, one record per epoch.
+        The `History`, one record per epoch.
 
     Raises:
         TrainingDiverged: the training loss became NaN or infinite.
@@ -476,7 +477,7 @@ def fit(
 
 @dataclass
 class _Training:
-    """What the steps of :func:`fit` share: the model, its optimizer, the RNG and the history."""
+    """What the steps of `fit` share: the model, its optimizer, the RNG and the history."""
 
     model: nn.Module
     forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled twin (same parameters)
@@ -520,7 +521,7 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
 
 
 def _resume(state: _Training, path: Path) -> None:
-    """Continue from a checkpoint written by :func:`_save_checkpoint` with the same recipe."""
+    """Continue from a checkpoint written by `_save_checkpoint` with the same recipe."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign or planted file: never unpickle code to find out
@@ -614,7 +615,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
 
 
 def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:
-    """Everything :func:`_resume` needs to continue exactly, written atomically."""
+    """Everything `_resume` needs to continue exactly, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({
         "epoch": epoch, "config": state.config.to_dict(), "precision": state.precision,

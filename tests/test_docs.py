@@ -98,3 +98,14 @@ def test_speed_tutorial_lever_table_names_real_fields_switches_and_defaults():
             assert [float(v) for v in stated] == [float(defaults[n]) for n in names], (fields, default)
         elif stated[0] in ("on", "off"):
             assert len(names) == 1 and defaults[names[0]] is (stated[0] == "on"), (fields, default)
+
+
+def test_the_recipe_fields_table_is_current():
+    """docs/generated/recipe_fields.md lists every TrainConfig and DataSelection field with its comment;
+    a field added or changed without `python docs/make_figures.py --only fields` fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    assert (ROOT / "docs" / "generated" / "recipe_fields.md").read_text() == make_figures.recipe_fields_table()

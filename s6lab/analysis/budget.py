@@ -64,7 +64,7 @@ def parameter_budget(model: nn.Module, input_size: tuple[int, ...] | None = None
     """Compute the budget with a torchinfo pass.
 
     Returns:
-        A :class:`Budget` with per-layer and per-block rows (blocks are top-level children).
+        A `Budget` with per-layer and per-block rows (blocks are top-level children).
     """
     stats = summary(model, input_size)
     names = {id(m): n for n, m in model.named_modules()}

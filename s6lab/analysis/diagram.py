@@ -1,9 +1,9 @@
 """Architecture diagrams: one box per block with its output shape, parameters, multiply-adds and
 receptive field, and arrows that show the map shrinking toward the head.
 
-The numbers are not computed here a second time: shapes come from :func:`s6lab.summary.layer_rows`,
-parameters and multiply-adds from :func:`~s6lab.analysis.budget.parameter_budget`, receptive fields
-and the *global* mark from :func:`~s6lab.analysis.receptive_field.receptive_fields`. This module only
+The numbers are not computed here a second time: shapes come from [`layer_rows`][s6lab.summary.layer_rows],
+parameters and multiply-adds from [`parameter_budget`][s6lab.analysis.budget.parameter_budget], receptive fields
+and the *global* mark from [`receptive_fields`][s6lab.analysis.receptive_field.receptive_fields]. This module only
 groups their per-layer rows into blocks:
 
 - an s6lab net (or any model whose top-level children are blocks): one box per top-level child;
@@ -11,8 +11,8 @@ groups their per-layer rows into blocks:
   Linear, ...); BatchNorm, activations, dropout and log-softmax join the box before them, and a
   ``Flatten`` joins the layer it feeds.
 
-Three layers, as everywhere in s6lab: :func:`diagram_boxes` returns frozen dataclasses,
-:func:`format_diagram` gives text, :func:`plot_diagram` and :func:`plot_diagrams_side_by_side` only draw.
+Three layers, as everywhere in s6lab: `diagram_boxes` returns frozen dataclasses,
+`format_diagram` gives text, `plot_diagram` and `plot_diagrams_side_by_side` only draw.
 
 Examples:
     >>> from s6lab import get_model
@@ -79,14 +79,14 @@ def diagram_boxes(model: nn.Module, input_size: tuple[int, ...] | None = None) -
     """The blocks of ``model`` in forward order, with the numbers a diagram shows.
 
     Args:
-        model: an s6lab net (:func:`s6lab.specs.build`, :func:`s6lab.models.get_model`) or a
+        model: an s6lab net ([`build`][s6lab.specs.build], [`get_model`][s6lab.models.get_model]) or a
             chain-shaped CNN of standard layers (a plain ``nn.Sequential``).
         input_size: ``(1, C, H, W)`` or ``(C, H, W)``; default from the model's spec, else one
-            MNIST digit with a warning (see :func:`s6lab.summary.input_size_of`). The batch size
+            MNIST digit with a warning (see [`input_size_of`][s6lab.summary.input_size_of]). The batch size
             is ignored: every number is per image.
 
     Returns:
-        One :class:`DiagramBox` per block.
+        One `DiagramBox` per block.
 
     Raises:
         ConfigError: ``model`` is not an ``nn.Module``, does not run on ``input_size``, has no
@@ -146,7 +146,7 @@ def _batch_of_one(input_size: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _receptive_field_rows(model: nn.Module, size: tuple[int, ...]) -> list[RFRow]:
-    """:func:`receptive_fields`, with the layers it cannot follow turned into one ConfigError."""
+    """`receptive_fields`, with the layers it cannot follow turned into one ConfigError."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -263,7 +263,7 @@ def format_diagram(boxes: list[DiagramBox], markdown: bool = False) -> str:
     """The diagram as a table: one row per block, with the map size on the way in and out.
 
     Args:
-        boxes: from :func:`diagram_boxes`.
+        boxes: from `diagram_boxes`.
         markdown: a markdown table instead of aligned text.
     """
     if not boxes:
@@ -405,7 +405,7 @@ def plot_diagram(model_or_boxes: nn.Module | list[DiagramBox], ax: Any = None, t
     ("28 -> 26").
 
     Args:
-        model_or_boxes: a model (see :func:`diagram_boxes`) or the boxes it returned.
+        model_or_boxes: a model (see `diagram_boxes`) or the boxes it returned.
         ax: axes to draw into; default a new figure sized for the number of blocks.
         title: default the spec's name (or the model's class) and the totals.
 

@@ -1,7 +1,7 @@
 """Reading the mistakes: predictions, top losses, confusion matrix, most-confused pairs.
 
 Computing and drawing are separate (as in fastai's ``Interpretation``):
-:func:`interpret` returns data; the ``plot_*`` functions only draw it.
+`interpret` returns data; the ``plot_*`` functions only draw it.
 
 Examples:
     >>> import torch

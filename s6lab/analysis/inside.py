@@ -1,8 +1,8 @@
 """Inside a trained net: the feature maps of every block for one digit, the learned kernels,
 and what BatchNorm and ReLU do to one map.
 
-Three layers, as everywhere in s6lab: :func:`feature_maps`, :func:`kernels` and
-:func:`block_stages` compute and return frozen dataclasses; :func:`format_feature_maps`
+Three layers, as everywhere in s6lab: `feature_maps`, `kernels` and
+`block_stages` compute and return frozen dataclasses; `format_feature_maps`
 gives text; the ``plot_*`` functions only draw and return the Figure.
 
 Examples:
@@ -49,7 +49,7 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list[LayerMaps]:
         image: one normalized digit ``(1, 1, H, W)`` (or ``(1, H, W)``).
 
     Returns:
-        One :class:`LayerMaps` per block whose output is a map, in forward order.
+        One `LayerMaps` per block whose output is a map, in forward order.
 
     Raises:
         ConfigError: ``image`` is not one digit.

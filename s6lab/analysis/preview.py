@@ -1,6 +1,6 @@
 """What the net is trained on: real digits beside their augmented copies, and the class balance.
 
-The augmented copies come from the trainer's own :func:`s6lab.train.augment_batch` with a
+The augmented copies come from the trainer's own [`augment_batch`][s6lab.train.augment_batch] with a
 recipe's ``rotation`` and ``translate``, so the picture is exactly what training sees.
 
 Examples:

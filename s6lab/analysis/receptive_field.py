@@ -81,7 +81,7 @@ def _trace(model: nn.Module, input_size: tuple[int, ...]) -> list[tuple[str, nn.
     """Leaf modules in execution order with input and output shapes.
 
     Calls in ``forward`` that are not modules (``F.max_pool2d``, ``torch.flatten``, ...) are
-    invisible to hooks; :func:`receptive_fields` detects them where they change the map's
+    invisible to hooks; `receptive_fields` detects them where they change the map's
     size between two hooked layers.
     """
     names = {m: n for n, m in model.named_modules()}
@@ -102,7 +102,7 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
         input_size: ``(N, C, H, W)``; default from the model's spec, else ``(1, 1, 28, 28)``.
 
     Returns:
-        One :class:`RFRow` per executed leaf layer.
+        One `RFRow` per executed leaf layer.
 
     Warns:
         UserWarning: for a layer it cannot reason about (marked unknown, as is everything after it).
@@ -216,7 +216,7 @@ def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_chan
     """The table as aligned text or markdown.
 
     Args:
-        rows: from :func:`receptive_fields`.
+        rows: from `receptive_fields`.
         markdown: a markdown table instead of text.
         only_changes: keep layers that change size, jump or field (conv, pool, head).
     """
@@ -312,7 +312,7 @@ class _Reached(Exception):
 
 
 def linearised(model: nn.Module) -> nn.Module:
-    """A copy with ReLU -> Identity, MaxPool -> :class:`LinearPool` (the same windows, ceil mode
+    """A copy with ReLU -> Identity, MaxPool -> `LinearPool` (the same windows, ceil mode
     and dilation kept), weights 1, bias 0, BatchNorm and Dropout in eval mode: gradients are
     then zero only by geometry."""
     clone = copy.deepcopy(model).eval()
@@ -342,18 +342,18 @@ def measure_receptive_field(model: nn.Module, layer: str, *, unit: tuple[int, in
 
     Args:
         model: the network.
-        layer: dotted module name (see :func:`receptive_fields`, column ``layer``).
+        layer: dotted module name (see `receptive_fields`, column ``layer``).
         unit: ``(row, col)`` of the output unit; default the centre of the map.
         image: input ``(1, C, H, W)``; default ones (linearised) or required for trained.
-        linearise: measure on :func:`linearised` (geometry); ``False`` uses the model as is.
+        linearise: measure on `linearised` (geometry); ``False`` uses the model as is.
         input_size: ``(1, C, H, W)`` when no ``image`` is given; default from the model's spec
-            (see :func:`s6lab.summary.input_size_of`).
+            (see [`input_size_of`][s6lab.summary.input_size_of]).
 
     Returns:
-        :class:`MeasuredRF` with inclusive row and column bounds.
+        `MeasuredRF` with inclusive row and column bounds.
 
     The rule linking the two: on the linearised model the measured box equals the analytic
-    field of :func:`analytic_extent` clipped to the image, except where strided layers never
+    field of `analytic_extent` clipped to the image, except where strided layers never
     read the last rows or columns (an odd map pooled by 2 drops its last row): the measured
     box then ends earlier, at the last pixel any window reads.
 

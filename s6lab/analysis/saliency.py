@@ -13,7 +13,7 @@ Methods (all attribute the *predicted* class unless targets are given):
   the last conv map is 8x8 (or 4x4 after pooling), so the map is coarse by construction:
   bilinear upsampling spreads each cell over ~3.5 pixels, and its blobs spill onto the
   background around the strokes.
-- ``gradcam_early``: the same on an earlier, finer conv (:func:`early_gradcam_layer`,
+- ``gradcam_early``: the same on an earlier, finer conv (`early_gradcam_layer`,
   ``conv2.conv`` at 24x24 in the S6 Net): it stays on the strokes, at the price of seeing
   less context. Costs one backward pass, like ``gradcam``.
 - ``occlusion``: the drop in the class score when a 4x4 patch is painted black.
@@ -44,7 +44,8 @@ def default_gradcam_layer(model: nn.Module) -> str:
     """The last Conv2d whose output map is larger than 1x1, preferring a kernel larger than 1x1
     (dotted name). A conv at 1x1 would make Grad-CAM a constant map.
 
-    The rule is :func:`~s6lab.analysis.inside.default_conv_layer`, shared with the measured receptive field.
+    The rule is [`default_conv_layer`][s6lab.analysis.inside.default_conv_layer], shared with the measured
+    receptive field.
 
     Raises:
         ValueError: the model has no conv layer with a spatial output.
@@ -60,7 +61,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
 
 def early_gradcam_layer(model: nn.Module) -> str:
     """The layer ``gradcam_early`` looks at: the last Conv2d whose output map is larger than that of
-    :func:`default_gradcam_layer`, preferring a kernel larger than 1x1 (dotted name).
+    `default_gradcam_layer`, preferring a kernel larger than 1x1 (dotted name).
 
     One resolution step finer than the default: ``conv2.conv`` (24x24) against ``conv3.conv`` (8x8)
     in the S6 Net, so the upsampled map can place evidence on a stroke instead of next to it.
@@ -91,7 +92,7 @@ def early_gradcam_layer(model: nn.Module) -> str:
 
 
 def default_methods(model: nn.Module) -> tuple[str, ...]:
-    """:data:`METHODS` less those this model cannot run: ``gradcam_early`` when no conv is finer than
+    """`METHODS` less those this model cannot run: ``gradcam_early`` when no conv is finer than
     the Grad-CAM layer, both Grad-CAMs when no conv has a map larger than 1x1.
 
     Examples:
@@ -120,14 +121,14 @@ def attributions(model: nn.Module, images: torch.Tensor, targets: torch.Tensor |
         model: the network (put in eval mode; not modified otherwise).
         images: normalized digits ``(N, 1, H, W)``.
         targets: class per image; default the model's prediction.
-        methods: any of :data:`METHODS`.
+        methods: any of `METHODS`.
         layer: dotted name of the conv layer for ``gradcam``; default the last
             non-1x1 conv.
         smoothgrad_samples: noisy copies per image for ``smoothgrad``.
         ig_steps: integration steps for ``integrated_gradients``.
         seed: seeds the ``smoothgrad`` noise (the global random state is restored after).
         early_layer: dotted name of the conv layer for ``gradcam_early``; default
-            :func:`early_gradcam_layer`.
+            `early_gradcam_layer`.
 
     Returns:
         ``{method: (N, H, W) tensor}``, channel dimension summed, on the CPU.
@@ -190,7 +191,7 @@ def pick_samples(predictions, n: int = 8, n_wrong: int | None = None) -> torch.T
     """Default rows: the most confidently misclassified, then the most confident correct.
 
     Args:
-        predictions: a :class:`~s6lab.analysis.gallery.Predictions`.
+        predictions: a [`Predictions`][s6lab.analysis.gallery.Predictions].
         n: total rows.
         n_wrong: how many of them wrong (default ``n - n // 4``, at least one correct).
     """
@@ -277,7 +278,7 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
     Args:
         images: normalized digits ``(N, 1, H, W)``, un-normalized here for display (black ink on white,
             as in the gallery).
-        maps: from :func:`attributions`.
+        maps: from `attributions`.
         labels: true labels for the row titles.
         predicted: predicted labels for the row titles.
         fig: a Figure to draw into (default: a new one).
