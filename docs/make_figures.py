@@ -164,7 +164,8 @@ def recipe_fields_table() -> str:
     for cls in (TrainConfig, DataSelection):
         helps, hints = config_help(cls), typing.get_type_hints(cls)
         for f in fields(cls):
-            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            kind = kind.replace(" | ", " or ")  # a bar would split the markdown table
             default = "" if f.default is MISSING else f"`{f.default!r}`"
             speed = " (speed only: runs differing here are the same run)" if f.metadata.get("speed_only") else ""
             lines.append(f"| `{cls.__name__}.{f.name}` | `{kind}` | {default} | "
