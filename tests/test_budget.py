@@ -83,3 +83,12 @@ def test_multiply_adds_of_an_unknown_layer_with_weights_are_marked_unknown():
     text = format_budget(b, level="layers")
     assert "?" in text and ">= " in text and "multiply-adds unknown for 1" in text
     assert next(r for r in b.blocks if r.name == "1").mult_adds is None
+
+
+def test_a_budget_shows_as_an_html_table_in_a_notebook():
+    from s6lab import get_model
+    from s6lab.analysis.budget import parameter_budget
+
+    html = parameter_budget(get_model("s6"))._repr_html_()
+    assert html.startswith("<table>") and html.count("<tr>") == 10  # header, 8 blocks, total
+    assert "<td>conv2</td>" in html and "9,312" in html

@@ -50,6 +50,12 @@ class Budget:
     total_mult_adds: int  # of the layers whose multiply-adds are known: a lower bound if any are not
     unknown_mult_adds: tuple[str, ...] = ()  # layers whose multiply-adds are unknown
 
+    def _repr_html_(self) -> str:
+        """In a notebook, the per-block table as HTML (``format_budget(..., markdown=True)`` rendered)."""
+        import markdown
+
+        return markdown.markdown(format_budget(self, markdown=True), extensions=["tables"])
+
 
 #: layer types whose multiply-adds torchinfo counts by a real rule (see the module docstring)
 MAC_RULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
