@@ -8,4 +8,4 @@ from __future__ import annotations
 
 from _common import compare_and_show, parse
 
-compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation")
+compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation", gap=True)

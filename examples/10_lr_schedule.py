@@ -1,6 +1,6 @@
 """Learning-rate schedule: OneCycle (default) against a step schedule (x0.1 every 6 epochs).
 
-What to look at: the lr column in each history.json and the curves figure. OneCycle warms
+What to look at: the printed learning rate per epoch and the curves figure. OneCycle warms
 up, peaks and anneals to ~0 by the last epoch, which is where its last-epochs accuracy
 comes from.
 """
@@ -20,4 +20,4 @@ steps = math.ceil(60_000 / onecycle.batch_size)  # optimizer steps per epoch
 print("epoch  onecycle   step")
 for epoch in range(0, onecycle.epochs, 2):
     print(f"{epoch + 1:>5}  {lr_at(epoch * steps, steps, onecycle):.5f}  {lr_at(epoch * steps, steps, step):.5f}")
-compare_and_show(["s6", "s6-step-lr"], parse(__doc__), "10_lr_schedule")
+compare_and_show(["s6", "s6-step-lr"], parse(__doc__), "10_lr_schedule", epochs_table=True)

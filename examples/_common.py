@@ -26,11 +26,30 @@ def parse(doc: str, epochs: int = 10) -> argparse.Namespace:
     return args
 
 
-def compare_and_show(variants: list[str], args: argparse.Namespace, name: str) -> Comparison:
-    """Train (or load) the variants, print the table, write the tables and figures."""
+def compare_and_show(variants: list[str], args: argparse.Namespace, name: str, *, gap: bool = False,
+                     epochs_table: bool = False) -> Comparison:
+    """Train (or load) the variants, print the table, write the tables and figures.
+
+    Args:
+        gap: also print train against test accuracy per epoch (seed mean): the overfitting gap.
+        epochs_table: also print each variant's learning rate and test accuracy per epoch (first seed).
+    """
     result = s6lab.compare(variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                            train_size=args.train_size, test_size=args.test_size, progress=not args.quick)
     print(format_comparison(result))
+    if gap:
+        print("\ntrain accuracy (augmented batches, dropout on) against test accuracy, mean over seeds:")
+        print(f"{'variant':<16} {'epoch':>5} {'train %':>8} {'test %':>7} {'gap':>6}")
+        for row in result.rows:
+            for i in range(len(row.runs[0].history)):
+                train = sum(r.history.epochs[i].train_acc for r in row.runs) / len(row.runs)
+                test = sum(r.history.epochs[i].test_acc for r in row.runs) / len(row.runs)
+                print(f"{row.name:<16} {i + 1:>5} {train:>8.2f} {test:>7.2f} {train - test:>+6.2f}")
+    if epochs_table:
+        print("\nlearning rate at the end of each epoch, and test accuracy (seed " f"{args.seeds[0]}):")
+        for row in result.rows:
+            history = row.runs[0].history
+            print(f"{row.name}: " + "  ".join(f"{e.epoch}: {e.lr:.4f} / {e.test_acc:.2f}%" for e in history.epochs))
     for path in render(result, args.out, name):
         print("wrote", path)
     return result

@@ -24,3 +24,8 @@ def test_example_runs_in_quick_mode(script, tmp_path):
                           text=True, cwd=script.parent, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "params" in done.stdout or "Total params" in done.stdout
+    # what the docstring tells the reader to look at is printed
+    promised = {"03_no_dropout": "train %  test %    gap", "09_augmentation": "train %  test %    gap",
+                "10_lr_schedule": "learning rate at the end of each epoch"}
+    if script.stem in promised:
+        assert promised[script.stem] in done.stdout
