@@ -226,7 +226,7 @@ def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch
         atomic_write_text(out / HISTORY, history.to_json())
 
     history = fit(net, data, recipe.train, checkpoint=out / CHECKPOINT, resume=resume,
-                  progress=progress, on_epoch=on_epoch)
+                  progress=progress, on_epoch=on_epoch, label=f"{recipe.name} seed {recipe.train.seed}")
     atomic_write_text(out / HISTORY, history.to_json())
     atomic_torch_save(net.state_dict(), out / WEIGHTS)
     return load_run(out)

@@ -424,6 +424,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch: EpochCallback | Sequence[EpochCallback] | None = None,
+    label: str | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after each epoch.
 
@@ -439,6 +440,8 @@ def fit(
         progress: show a tqdm bar (works in notebooks) and one line per epoch.
         on_epoch: called after every epoch with the history so far and the model, or a list
             of such callables (e.g. [`LivePlot`][s6lab.callbacks.LivePlot], [`CSVLogger`][s6lab.callbacks.CSVLogger]).
+        label: what is training, shown before the epoch on the bar and the per-epoch line
+            (``"s6-gap seed 1"``; ``train_run`` and ``compare`` set it).
 
     Returns:
         The `History`, one record per epoch.
@@ -457,6 +460,7 @@ def fit(
         raise ConfigError(f"fit takes a TrainConfig, got {type(config).__name__}; pass recipe.train")
     callbacks = [] if on_epoch is None else [on_epoch] if callable(on_epoch) else list(on_epoch)
     state = _set_up(model, config, progress, steps_per_epoch=math.ceil(len(data.train.labels) / config.batch_size))
+    state.label = f"{label}, " if label else ""
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         _resume(state, ckpt_path)
@@ -464,9 +468,9 @@ def fit(
         record = _train_and_evaluate_epoch(state, data, epoch)
         state.history.epochs.append(record)
         if progress:  # one line per epoch that stays: what a learner scrolls back to
-            state.tqdm.write(f"epoch {epoch}/{config.epochs}: test accuracy {record.test_acc:.2f}%, test loss "
-                             f"{record.test_loss:.4f}, train loss {record.train_loss:.4f}, {record.seconds:.1f} s",
-                             file=sys.stderr)
+            state.tqdm.write(f"{state.label}epoch {epoch}/{config.epochs}: test accuracy {record.test_acc:.2f}%, "
+                             f"test loss {record.test_loss:.4f}, train loss {record.train_loss:.4f}, "
+                             f"{record.seconds:.1f} s", file=sys.stderr)
         log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
         if ckpt_path is not None:
             _save_checkpoint(state, epoch, ckpt_path)
@@ -492,6 +496,7 @@ class _Training:
     augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
     history: History = field(default_factory=History)
     start_epoch: int = 1
+    label: str = ""  # "s6-gap seed 1, " before the epoch on the bar and the per-epoch line
 
 
 def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_epoch: int) -> _Training:
@@ -557,7 +562,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     order = torch.randperm(n, generator=state.generator)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    bar = state.tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
+    bar = state.tqdm(range(steps_per_epoch), desc=f"{state.label}epoch {epoch}/{config.epochs}",
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
     with inplace_relu(model, config.inplace_relu), fast_dropout_enabled(config.fast_dropout):

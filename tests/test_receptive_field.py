@@ -227,3 +227,13 @@ def test_input_size_is_never_assumed_silently():
     assert measure_receptive_field(gap_net(), "0", input_size=(1, 1, 32, 32), unit=(31, 0)).rows == (30, 31)
     with pytest.raises(ValueError, match="3-channel images, so it is not an MNIST net: pass input_size"):
         receptive_fields(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))
+
+
+def test_the_rows_show_as_an_html_table_in_a_notebook():
+    from s6lab import get_model
+
+    rows = receptive_fields(get_model("s6"))
+    html = rows._repr_html_()
+    changes = format_receptive_fields(rows, markdown=True, only_changes=True).strip().splitlines()
+    assert isinstance(rows, list) and html.startswith("<table>")
+    assert "<td>conv3.conv</td>" in html and html.count("<tr>") == len(changes) - 1  # the separator is no row

@@ -114,3 +114,11 @@ def test_the_printed_retrain_command_is_accepted_by_resume(tmp_path, no_bf16):
     again = train_run("s6", out, TrainConfig.from_dict({**TrainConfig().to_dict(), **config_values(args, TrainConfig)}),
                       data=synthetic(64), resume=True, progress=False)
     assert again.finished
+
+
+def test_the_progress_says_which_variant_and_seed_is_training(tmp_path, capsys):
+    """compare runs many trainings one after another: every bar and per-epoch line names its run."""
+    train_run("s6-gap", tmp_path / "run", TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu",
+                                                      precision="fp32"), data=synthetic(64), progress=True)
+    err = capsys.readouterr().err
+    assert "s6-gap seed 3, epoch 1/1: test accuracy" in err

@@ -94,6 +94,18 @@ def _trace(model: nn.Module, input_size: tuple[int, ...]) -> list[tuple[str, nn.
     return calls
 
 
+class RFTable(list):
+    """The rows of [`receptive_fields`][s6lab.analysis.receptive_field.receptive_fields]: a plain list,
+    which a notebook shows as an HTML table of the layers that change the field
+    (``format_receptive_fields(rows, only_changes=True)``)."""
+
+    def _repr_html_(self) -> str:
+        import markdown
+
+        return markdown.markdown(format_receptive_fields(list(self), markdown=True, only_changes=True),
+                                 extensions=["tables"])
+
+
 def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None) -> list[RFRow]:
     """The analytic receptive-field table of ``model``, derived by running it.
 
@@ -181,7 +193,7 @@ def receptive_fields(model: nn.Module, input_size: tuple[int, ...] | None = None
                           start if known else None, status))
         if len(shape_out) == 4:
             map_size = shape_out[2]
-    return rows
+    return RFTable(rows)
 
 
 def _unknown(name: str, module: nn.Module, why: str) -> str:
