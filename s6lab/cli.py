@@ -149,7 +149,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
     """One option per field of the dataclass ``cls``: type, choices, help and default derived.
 
     Booleans get ``--x/--no-x``; every option defaults to ``None`` (not given), so that
-    :func:`config_values` applies only what the user typed over the recipe's own values.
+    `config_values` applies only what the user typed over the recipe's own values.
     """
     import typing
     from dataclasses import MISSING, fields
@@ -190,7 +190,7 @@ _COMPARE_OWN = frozenset({"epochs", "seed"})
 
 def recipe_from_args(args: argparse.Namespace, *, data: bool = True):
     """The recipe a command line asks for: ``--config FILE`` or ``--model`` (default s6), then the
-    recipe flags the user typed, merged by :func:`s6lab.models.get_recipe`."""
+    recipe flags the user typed, merged by [`get_recipe`][s6lab.models.get_recipe]."""
     from .models import get_recipe
     from .recipe import DataSelection
     from .train import TrainConfig
@@ -452,12 +452,19 @@ def _report(args: argparse.Namespace) -> int:
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
     from .comparison import compare, format_comparison, render
+    from .parallel import format_result
     from .train import TrainConfig
 
+    def job_done(result) -> None:  # one line per parallel training, as it finishes
+        print(f"s6lab compare: {format_result(result)}", file=sys.stderr, flush=True)
+
+    jobs = int(args.jobs) if args.jobs.strip().isdigit() else args.jobs.strip()  # "auto", or refused by compare
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
                      test_size=args.test_size, progress=not args.quiet,
-                     recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN))
+                     recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN), jobs=jobs,
+                     threads_per_job=args.threads_per_job, backend=args.backend, address=args.address,
+                     on_job=None if args.quiet else job_done)
     written = render(result, args.out, args.name)
     if args.json:
         return _print_json({"epochs": result.epochs, "seeds": list(result.seeds), "rows": [
@@ -619,6 +626,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     add_root_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    group = p.add_argument_group("parallel training (finished runs are reused either way)")
+    group.add_argument("--jobs", default="1", metavar="N|auto",
+                       help="trainings at once; auto: physical cores // threads per job (default: 1, in this "
+                            "process)")
+    group.add_argument("--threads-per-job", type=int, metavar="K",
+                       help="threads of each training (default: cores // jobs; 1 with auto or Ray); jobs x "
+                            "threads may not exceed the physical cores")
+    group.add_argument("--backend", choices=("process", "ray"), default="process",
+                       help="process: worker processes here; ray: a Ray cluster (pip install 's6lab[ray]') "
+                            "(default: process)")
+    group.add_argument("--address", metavar="HOST:PORT",
+                       help="the Ray head (`ray start --head`); default: a local Ray")
     add_config_arguments(p, TrainConfig, "training recipe for every run (TrainConfig fields)", exclude=_COMPARE_OWN)
 
     p = sub.add_parser("report", help="(re)write report.md and its figures for a run")

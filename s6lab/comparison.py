@@ -1,7 +1,7 @@
 """Run and tabulate several variants over several seeds.
 
 Every (variant, seed) is an ordinary run directory under ``OUT/runs/VARIANT/eEPOCHS-sSEED``
-(:func:`s6lab.runs.run_dir`: the same layout ``s6lab train`` uses by default),
+([`run_dir`][s6lab.runs.run_dir]: the same layout ``s6lab train`` uses by default),
 so an interrupted comparison resumes where it stopped (finished runs are loaded, not
 retrained) and tables and figures can be re-rendered from disk at any time.
 
@@ -16,7 +16,7 @@ import csv
 import io
 import logging
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ._io import atomic_write_text
 from .check import MAX_PARAMS, TARGET_ACC, all_passed, assignment_check
 from .errors import ConfigError
 from .models import get_recipe, get_spec
+from .parallel import Job, JobResult, Workers, check_backend, run_jobs, workers
 from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_dir, train_run
 from .train import TrainConfig
 
@@ -79,6 +80,12 @@ class Comparison:
     seeds: tuple[int, ...]
     test_size: int | None = None  # None: the full 10k test set
 
+    def _repr_html_(self) -> str:
+        """In a notebook, the comparison table as HTML (``format_comparison(c, markdown=True)`` rendered)."""
+        import markdown
+
+        return markdown.markdown(format_comparison(self, markdown=True), extensions=["tables"])
+
 
 def summarize(name: str, runs: Sequence[Run]) -> VariantResult:
     """Aggregate the runs of one variant."""
@@ -112,6 +119,11 @@ def compare(
     test_size: int | None = None,
     progress: bool = True,
     recipe: dict[str, Any] | None = None,
+    jobs: int | str = 1,
+    threads_per_job: int | None = None,
+    backend: str = "process",
+    address: str | None = None,
+    on_job: Callable[[JobResult], None] | None = None,
 ) -> Comparison:
     """Train (or load) every (variant, seed) and aggregate.
 
@@ -126,15 +138,24 @@ def compare(
         train_size: quick mode: train on the first N images.
         test_size: quick mode: evaluate on the first N test images.
         progress: tqdm bars.
-        recipe: :class:`TrainConfig` fields that override the defaults and each variant's
+        recipe: `TrainConfig` fields that override the defaults and each variant's
             own training overrides (``{"weight_decay": 0.0, "precision": "bf16"}``).
+        jobs: trainings at once ([`parallel`][s6lab.parallel]): 1 trains one after another in this process;
+            N or ``"auto"`` trains the runs that are needed in worker processes (or on Ray). Finished runs
+            are loaded and partial runs resume either way, and every run is seeded by its recipe.
+        threads_per_job: threads of each parallel training (see [`workers`][s6lab.parallel.workers]).
+        backend: ``"process"`` (this machine) or ``"ray"`` (``pip install 's6lab[ray]'``).
+        address: Ray only: the cluster to use; its nodes must see ``out`` at the same path.
+        on_job: called with each parallel job's result as it finishes (the CLI prints a line).
 
     Returns:
-        A :class:`Comparison`, one row per variant in the order given.
+        A `Comparison`, one row per variant in the order given.
 
     Raises:
-        ValueError: no variants, duplicate or unknown names, or no seeds.
-        RunError: ``train=False`` and a run is missing or unfinished.
+        ValueError: no variants, duplicate or unknown names, or no seeds; bad ``jobs``, threads or backend.
+        RunError: ``train=False`` and a run is missing or unfinished; or, in parallel, one or more jobs
+            failed: one error lists them all, after every other job has finished (their runs are kept,
+            so the same call again trains only the failed ones).
     """
     if not variants:
         raise ConfigError("name at least one variant (see `s6lab models`)")
@@ -144,9 +165,16 @@ def compare(
         raise ConfigError(f"give one or more distinct seeds, got {list(seeds)}")
     specs = [get_spec(v) for v in variants]  # unknown names fail before any training
     epochs = TrainConfig().epochs if epochs is None else epochs  # 0 is an error (TrainConfig says so), not "unset"
-    rows = []
+    parallel = jobs != 1 or backend != "process"
+    plan = None
+    if parallel:  # bad input fails before any training
+        plan = workers(jobs, threads_per_job, backend=backend)
+        check_backend(backend, address)
+    pending: list[tuple[list[Run | None], int, Job]] = []  # parallel: (the variant's runs, index, job)
+    variant_runs = []
     for spec in specs:
-        runs = []
+        runs: list[Run | None] = []
+        variant_runs.append(runs)
         for seed in seeds:
             path = run_dir(out, spec.name, seed, epochs, train_size)
             wanted = get_recipe(spec.name, **{**(recipe or {}), "epochs": epochs, "seed": seed, "root": data_root,
@@ -163,14 +191,40 @@ def compare(
             if not train:
                 raise RunError(f"no finished run at {path}; run the comparison with training on "
                                f"(`s6lab compare {spec.name} --epochs {epochs} --seeds {seed}`)")
+            if parallel:
+                pending.append((runs, len(runs), Job(wanted, path)))
+                runs.append(None)
+                continue
             if data is None:
                 from .data import load_mnist
 
                 data = load_mnist(data_root, train_size=train_size, test_size=test_size)
             log.info("training %s seed %d -> %s", spec.name, seed, path)
             runs.append(train_run(wanted, path, resume=True, data=data, progress=progress))
-        rows.append(summarize(spec.name, runs))
+    if pending:
+        _train_in_parallel(pending, plan, backend, address, data, on_job)
+    rows = [summarize(spec.name, runs) for spec, runs in zip(specs, variant_runs)]
     return Comparison(tuple(rows), epochs, tuple(seeds), test_size)
+
+
+def _train_in_parallel(pending: list[tuple[list[Run | None], int, Job]], plan: Workers, backend: str,
+                       address: str | None, data: Any, on_job: Callable[[JobResult], None] | None) -> None:
+    """Train the pending jobs at once and put each finished run in its place; one RunError names every
+    job that failed, after the others have finished."""
+    log.info("training %d runs, %s at once, %d thread(s) each, backend %s", len(pending),
+             plan.jobs or "as many as Ray fits", plan.threads, backend)
+    results = run_jobs([job for _, _, job in pending], workers=plan, backend=backend, address=address,
+                       data=data, on_done=on_job)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        names = "; ".join(f"{r.job.label} ({r.job.path}): {' '.join(str(r.error).split())}" for r in failed)
+        raise RunError(f"{len(failed)} of {len(results)} trainings failed: {names}. The other runs are kept: "
+                       "fix the cause and run the same command again to train only the failed ones")
+    for runs, index, job in pending:
+        if not (job.path / WEIGHTS).exists():  # a Ray node wrote it where this machine cannot see it
+            raise RunError(f"{job.label} trained, but {job.path} holds no weights on this machine; with a Ray "
+                           "cluster, --out must be a folder every node sees at the same path (a shared disk)")
+        runs[index] = load_run(job.path)
 
 
 # ---------------------------------------------------------------- formatting

@@ -221,3 +221,9 @@ def test_comparison_plots_show_every_value_and_keep_the_legend_outside(tmp_path,
     assert inset_low < 99.4 < inset_high
     assert png_is_not_blank(render(c, tmp_path, "lc")[3])
     plot_accuracy_vs_params(c)
+
+
+def test_a_comparison_shows_as_an_html_table_in_a_notebook(tmp_path):
+    c = compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=tiny_data(), progress=False)
+    html = c._repr_html_()
+    assert html.startswith("<table>") and "<td>s6</td>" in html and "19,602" in html
