@@ -271,14 +271,14 @@ def start_worker(setting: str, passthrough: list[str]) -> WorkerProcess:
     return worker
 
 
-def measure(workers: dict[str, WorkerProcess], repeats: int, full: bool) -> dict:
+def measure(workers: dict[str, WorkerProcess], repeats: int, full: bool, eval_passes: int = 3) -> dict:
     """Round-robin: one training window per setting per round, so drift hits all alike."""
     results: dict = {s: {"train_ips_runs": [], "eval_ips_runs": []} for s in workers}
     for round_ in range(repeats):
         for setting, worker in workers.items():
             results[setting]["train_ips_runs"].append(worker.ask("train")["ips"])
         print(f"round {round_ + 1}/{repeats} done", file=sys.stderr, flush=True)
-    for _ in range(3):  # evaluation: the median of three passes over the test set
+    for _ in range(eval_passes):  # evaluation: the median of (three) passes over the test set
         for setting, worker in workers.items():
             results[setting]["eval_ips_runs"].append(worker.ask("eval")["ips"])
     for setting, worker in workers.items():
@@ -354,6 +354,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="batches per timed window")
     parser.add_argument("--repeats", type=int, default=7, help="round-robin rounds; the median is reported")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-passes", type=int, default=3, help="passes over the test set; the median is reported")
     parser.add_argument("--full", action="store_true", help="also train to the end: time to 99.4%%")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for --full")
     parser.add_argument("--epochs", type=int, default=15, help="epochs for the typical loop in --full")
@@ -385,7 +386,9 @@ def main() -> None:
         for setting in SETTINGS:
             print(f"starting {setting} ...", file=sys.stderr, flush=True)
             workers[setting] = start_worker(setting, passthrough)
-        results = measure(workers, args.repeats, args.full)
+        if args.eval_passes < 1:
+            sys.exit("benchmarks/throughput.py: --eval-passes must be >= 1")
+        results = measure(workers, args.repeats, args.full, args.eval_passes)
     finally:
         for worker in workers.values():
             worker.close()

@@ -1,7 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
-    python docs/make_figures.py --only inside|preview|diagrams|fields   (one group only)
+    python docs/make_figures.py --only inside|preview|diagrams|fields|attribution   (one group)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -37,16 +37,14 @@ def main() -> None:
     from s6lab.analysis.budget import format_budget, parameter_budget, plot_budget
     from s6lab.analysis.curves import plot_history
     from s6lab.analysis.gallery import format_mistakes
-    from s6lab.analysis.inside import default_conv_layer
     from s6lab.analysis.receptive_field import (
         format_receptive_fields,
-        plot_measured_receptive_field,
         plot_receptive_field_growth,
         receptive_fields,
     )
     from s6lab.check import assignment_check, format_check
     from s6lab.data import load_split
-    from s6lab.report import save_figure, write_gallery, write_saliency
+    from s6lab.report import save_figure, write_gallery
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     GENERATED.mkdir(parents=True, exist_ok=True)
@@ -75,11 +73,8 @@ def main() -> None:
     text("check_s6.md", format_check(assignment_check(run.model, run.history), markdown=True))
     save_figure(plot_history(run.history), FIGURES / "curves.png")
     test = load_split(train=False)
-    layer = default_conv_layer(run.model)  # conv3.conv: the layer the report and Grad-CAM look at too
-    save_figure(plot_measured_receptive_field(run.model, layer, test.images[:1]), FIGURES / "rf_measured.png")
     p, files = write_gallery(run, test)
-    write_saliency(run, test, p)
-    for f in [*files, run.path / "saliency.png"]:
+    for f in files:
         shutil.copy(f, FIGURES / f.name)
     text("mistakes_s6.md", format_mistakes(p, markdown=True))
 
@@ -179,7 +174,25 @@ def fields_table() -> None:
     print(f"wrote {GENERATED / 'recipe_fields.md'}")
 
 
-PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams, "fields": fields_table}
+def attribution() -> None:
+    """The saliency grid and the measured receptive field, from a run of today's recipe (as inside())."""
+    from s6lab import load_run
+    from s6lab._io import save_figure
+    from s6lab.analysis.gallery import interpret
+    from s6lab.analysis.inside import default_conv_layer
+    from s6lab.analysis.receptive_field import plot_measured_receptive_field
+    from s6lab.data import load_split
+    from s6lab.report import write_saliency
+
+    run = load_run(need(INSIDE_RUN, "make recipe-confirm"))
+    test = load_split(train=False)
+    layer = default_conv_layer(run.model)  # conv3.conv: the layer the report and Grad-CAM look at too
+    files = [save_figure(plot_measured_receptive_field(run.model, layer, test.images[:1]), FIGURES / "rf_measured.png"),
+             write_saliency(run, test, interpret(run.model, test), out=FIGURES)]
+    print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
+
+
+PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams, "fields": fields_table, "attribution": attribution}
 
 if __name__ == "__main__":
     from s6lab._io import atomic_write_text

@@ -253,12 +253,13 @@ def _train(args: argparse.Namespace) -> int:
         resolved = recipe.resolve()
         print(training_line(resolved.device, resolved.precision), file=sys.stderr)
     run = train_run(recipe, out, resume=args.resume, progress=not args.quiet)
-    report = write_report(run)
-    html = render_html(out)
     rows = assignment_check(run.model, run.history)
     print(format_check(rows))
     print(advice(run), end="")
-    print(f"run written to {out} (report: {report}, {html})")
+    if args.no_report:
+        print(f"run written to {out} (no report: write it with `s6lab report {out} --html`)")
+    else:
+        print(f"run written to {out} (report: {write_report(run)}, {render_html(out)})")
     return 0 if all_passed(rows) or not args.strict else 1
 
 
@@ -551,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true", help="exit 1 if the assignment check fails")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip report.md and report.html (seconds of figures); "
+                        "`s6lab report RUN --html` writes them later")
 
     p = sub.add_parser("doctor", help="this machine: versions, CPU and bf16, CUDA, data, seconds per epoch")
     p.add_argument("--json", action="store_true", help="emit the report as JSON")

@@ -20,8 +20,8 @@ def test_throughput_script_smoke_without_bf16(tmp_path):
     out = tmp_path / "t.md"
     env = {**os.environ, "S6LAB_NATIVE_BF16": "0"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--steps", "2",
-                           "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env=env)
+                           "--repeats", "1", "--eval-passes", "1", "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
     for setting in ("typical-w0", "typical-w2", "s6lab"):

@@ -128,7 +128,8 @@ def test_every_speed_lever_has_a_switch(capsys, tmp_path):
     import json
 
     out_dir = tmp_path / "levers"
-    code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
+    code, out, _ = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "256", "--test-size", "100",
+                       "--quiet",
                        "--out", str(out_dir), "--inplace-relu", "--no-fast-dropout", "--no-retain-memory",
                        "--no-channels-last", "--fused", "--eval-batch-size", "50", "--precision", "fp32",
                        "--batch-size", "64", "--lr", "0.05", "--warmup", "0.3")
@@ -160,7 +161,8 @@ def test_recipe_fields_reach_the_config(capsys, tmp_path):
     import json
 
     out_dir = tmp_path / "r"
-    code, out, _ = run(capsys, "train", "--epochs", "1", "--train-size", "256", "--test-size", "100", "--quiet",
+    code, out, _ = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "256", "--test-size", "100",
+                       "--quiet",
                        "--out", str(out_dir), "--batch-size", "64", "--weight-decay", "5e-4", "--momentum", "0.8",
                        "--label-smoothing", "0.05", "--rotation", "5", "--translate", "0.1", "--schedule", "step",
                        "--step-epochs", "2", "--gamma", "0.5", "--precision", "fp32")
@@ -181,7 +183,7 @@ def test_bad_choice_is_refused_before_training(capsys):
 def test_train_in_emulated_bf16_warns_in_one_line(capsys, tmp_path, monkeypatch):
     """Real MNIST subset (64 training / 50 test images), 1 epoch, bf16 asked for on a CPU 'without' it."""
     monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
-    code, out, err = run(capsys, "train", "--epochs", "1", "--train-size", "64", "--test-size", "50",
+    code, out, err = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "64", "--test-size", "50",
                          "--batch-size", "32", "--precision", "bf16", "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "s6lab train: warning: bf16 was asked for, but this CPU" in err and "emulated" in err
@@ -190,7 +192,7 @@ def test_train_in_emulated_bf16_warns_in_one_line(capsys, tmp_path, monkeypatch)
 
 def test_quiet_train_still_says_machine_and_precision(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
-    code, _, err = run(capsys, "train", "--epochs", "1", "--train-size", "64", "--test-size", "50",
+    code, _, err = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "64", "--test-size", "50",
                        "--batch-size", "32", "--quiet", "--out", str(tmp_path / "r"))
     assert code == 0 and "training on" in err and "no native bf16: training in fp32 (auto)" in err
 
@@ -265,3 +267,11 @@ def test_verbose_after_the_command():
     assert build_parser().parse_args(["models", "-v"]).verbose is True
     assert build_parser().parse_args(["-v", "models"]).verbose is True
     assert build_parser().parse_args(["models"]).verbose is False
+
+
+def test_no_report_skips_the_report_and_says_how_to_write_it(capsys, tmp_path):
+    out_dir = tmp_path / "r"
+    code, out, _ = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "64", "--test-size", "50",
+                       "--batch-size", "32", "--precision", "fp32", "--quiet", "--out", str(out_dir))
+    assert code in (0, 1) and f"no report: write it with `s6lab report {out_dir} --html`" in out
+    assert (out_dir / "history.json").exists() and not (out_dir / "report.md").exists()

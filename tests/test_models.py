@@ -87,7 +87,8 @@ def test_get_recipe_is_the_one_merge_and_the_cli_uses_it(tmp_path):
     assert get_recipe("s6").train.schedule == "onecycle"
     with pytest.raises(ValueError, match="unknown recipe field"):
         get_recipe("s6", colour="red")
-    assert main(["train", "--model", "s6-step-lr", "--epochs", "1", "--train-size", "64", "--test-size", "32",
+    assert main(["train", "--no-report", "--model", "s6-step-lr", "--epochs", "1", "--train-size", "64",
+                 "--test-size", "32",
                  "--quiet", "--out", str(tmp_path / "r")]) == 0
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert recorded == get_recipe("s6-step-lr", epochs=1).train.to_dict()

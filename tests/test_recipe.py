@@ -141,7 +141,8 @@ def test_get_recipe_and_fit_train_what_the_cli_trains(tmp_path, mnist_small):
     from s6lab.data import MNISTTensors
 
     data = MNISTTensors(mnist_small.train.subset(1000), mnist_small.test.subset(300))
-    assert main(["train", "--model", "s6-step-lr", "--epochs", "2", "--precision", "fp32", "--train-size", "1000",
+    assert main(["train", "--no-report", "--model", "s6-step-lr", "--epochs", "2", "--precision", "fp32",
+                 "--train-size", "1000",
                  "--test-size", "300", "--quiet", "--out", str(tmp_path / "cli")]) == 0
     cli = json.loads((tmp_path / "cli" / "history.json").read_text())
     recipe = s6lab.get_recipe("s6-step-lr", epochs=2, precision="fp32")
