@@ -78,3 +78,16 @@ def test_gallery_titles_show_loss_and_true_probability(tmp_path):
     p = Predictions(torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log(), torch.tensor([1, 1]))
     fig = plot_gallery(torch.zeros(2, 1, 28, 28), p, n=1, ncols=1)
     assert fig.axes[0].get_title() == "true 1 / pred 0 (90%)\nloss 2.30, p(true) 10%"
+
+
+def test_plot_top_losses_is_the_gallery_under_fastais_name():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from s6lab.analysis.gallery import Predictions, plot_top_losses
+
+    logp = torch.log_softmax(torch.tensor([[4.0, 0, 0], [0, 3.0, 0], [0, 0, 5.0], [2.0, 0, 0]]), 1)
+    p = Predictions(logp, torch.tensor([1, 1, 0, 0]))  # two mistakes: samples 0 and 2
+    fig = plot_top_losses(torch.zeros(4, 1, 28, 28), p, k=9)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 2 and all("true" in t for t in titles)

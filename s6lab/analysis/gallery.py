@@ -202,6 +202,17 @@ def plot_gallery(images: torch.Tensor, p: Predictions, indices: torch.Tensor | N
     return fig
 
 
+def plot_top_losses(images: torch.Tensor, p: Predictions, k: int = 9, *, ncols: int = 3, fig: Any = None):
+    """fastai's name for the gallery: the ``k`` highest-loss mistakes, each titled with its true and
+    predicted label, the confidence, the loss and the probability given to the true class (see
+    [`plot_gallery`][s6lab.analysis.gallery.plot_gallery]).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    return plot_gallery(images, p, n=k, ncols=ncols, fig=fig)
+
+
 def plot_confusion(p: Predictions, *, normalize: bool = False, ax: Any = None, hide_diagonal: bool = False):
     """Seaborn heatmap of the confusion matrix (counts, or row-normalized %).
 
