@@ -78,6 +78,7 @@ def main() -> None:
     if args.rounds < 1 or args.images < 256:
         sys.exit("benchmarks/load.py: --rounds must be >= 1 and --images >= 256")
 
+    from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 
@@ -117,8 +118,7 @@ def main() -> None:
     passive_q = statistics.median(rates[("s6lab (PASSIVE)", "quiet")])
     lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]
     text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    atomic_write_text(args.out, text)  # folders made, never half written
     print(text)
 
 

@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scaling.md"))
     args = parser.parse_args()
 
+    from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 
@@ -80,8 +81,7 @@ def main() -> None:
     lines += ["", "The two parallel ways (1 thread per job each) give identical per-epoch histories: "
               + ("yes." if same else "NO (a bug: report it).")]
     text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    atomic_write_text(args.out, text)  # folders made, never half written
     print(text)
 
 

@@ -58,16 +58,18 @@ class DataSelection:
         """Both splits, fetched and verified first (see [`load_mnist`][s6lab.data.load_mnist])."""
         return load_mnist(self.root, train_size=self.train_size, test_size=self.test_size)
 
+    def readable_root(self) -> str | None:
+        """The recorded root where it exists on this machine; ``None`` (the default root) for a run
+        trained elsewhere."""
+        return self.root if self.root is not None and Path(self.root).expanduser().exists() else None
+
     def test_split(self, root: str | Path | None = None) -> TensorSplit:
         """The test images a run was evaluated on (all 10k unless it used a subset).
 
         Args:
-            root: read from here instead; a recorded root that does not exist on this machine
-                (a run trained elsewhere) falls back to the default root.
+            root: read from here instead of [`readable_root`][s6lab.recipe.DataSelection.readable_root].
         """
-        if root is None and self.root is not None and Path(self.root).expanduser().exists():
-            root = self.root
-        return load_split(root, train=False, size=self.test_size)
+        return load_split(root if root is not None else self.readable_root(), train=False, size=self.test_size)
 
     def sizes(self) -> dict[str, int | None]:
         """The part that decides the numbers (the root is only where the same files live)."""

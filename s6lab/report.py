@@ -252,8 +252,7 @@ def write_preview(config, out: Path, *, root: str | Path | None = None, train_si
 
 def _section_data(run: Run) -> str:
     data = run.recipe.data
-    root = data.root if data.root is not None and Path(data.root).exists() else None  # trained elsewhere: default
-    table, _ = write_preview(run.config, run.path, root=root, train_size=data.train_size)
+    table, _ = write_preview(run.config, run.path, root=data.readable_root(), train_size=data.train_size)
     return ("## What the net was trained on\n\nThe first training digits and three augmented copies of each, drawn "
             "by the trainer's own augmentation with this run's settings:\n\n![augmentation](augmentation.png)\n\n"
             "![class balance](class_balance.png)\n\n" + table)
