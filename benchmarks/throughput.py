@@ -27,6 +27,7 @@ to the end and reports wall-clock seconds to the first epoch at >= 99.4% test ac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -67,7 +68,7 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: i
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def typical_loaders(workers: int, batch_size: int = 128):
+def typical_loaders(workers: int, batch_size: int = 128, eval_images: int | None = None):
     from torchvision import transforms
 
     from s6lab.data import MNIST_MEAN, MNIST_STD, mnist_dataset
@@ -78,14 +79,18 @@ def typical_loaders(workers: int, batch_size: int = 128):
     kw = dict(num_workers=workers, persistent_workers=workers > 0)
     train = torch.utils.data.DataLoader(mnist_dataset(train=True, transform=train_tf),
                                         batch_size=batch_size, shuffle=True, **kw)
-    test = torch.utils.data.DataLoader(mnist_dataset(train=False, transform=test_tf), batch_size=1000, **kw)
+    test_set = mnist_dataset(train=False, transform=test_tf)
+    if eval_images is not None:  # the first N test images (a quick smoke run)
+        test_set = torch.utils.data.Subset(test_set, range(min(eval_images, len(test_set))))
+    test = torch.utils.data.DataLoader(test_set, batch_size=1000, **kw)
     return train, test
 
 
 class TypicalLoop:
     """The course-notebook loop: DataLoader batches of per-sample transforms, eager fp32, NCHW."""
 
-    def __init__(self, workers: int, steps: int, seed: int, device: torch.device) -> None:
+    def __init__(self, workers: int, steps: int, seed: int, device: torch.device,
+                 eval_images: int | None = None) -> None:
         from s6lab import get_model, seed_everything
 
         seed_everything(seed)
@@ -93,7 +98,7 @@ class TypicalLoop:
         self.device = device
         self.model = get_model("s6").to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
-        self.train, self.test = typical_loaders(workers)
+        self.train, self.test = typical_loaders(workers, eval_images=eval_images)
         self.batches = iter(self.train)
         for _ in range(5):  # warm-up (and DataLoader worker start-up)
             self.step()
@@ -132,20 +137,23 @@ class TypicalLoop:
 
 
 class S6labTrainer:
-    """The s6lab trainer with its defaults: each window is one ``fit`` over ``steps`` batches."""
+    """The s6lab trainer with a registered recipe (default ``s6``, the library's defaults): each
+    window is one ``fit`` over ``steps`` batches."""
 
-    def __init__(self, steps: int, seed: int, device: torch.device) -> None:
-        from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+    def __init__(self, steps: int, seed: int, device: torch.device, recipe: str = "s6",
+                 eval_images: int | None = None) -> None:
+        from s6lab import fit, get_recipe, load_mnist
         from s6lab.data import MNISTTensors
 
         self.data = load_mnist()
+        self.test = self.data.test if eval_images is None else self.data.test.subset(eval_images)
         self.device = device
-        self.config = TrainConfig(seed=seed, epochs=1, device=str(device))  # the defaults otherwise
+        chosen = get_recipe(recipe, seed=seed, device=str(device))
+        self.config = dataclasses.replace(chosen.train, epochs=1)
         self.images = steps * self.config.batch_size
         self.window = MNISTTensors(self.data.train.subset(self.images),
                                    self.data.test.subset(self.config.eval_batch_size))
-        seed_everything(seed)
-        self.model = get_model("s6")
+        self.model = chosen.build()  # seeded initialisation
         # epochs=1 per window: fit() runs exactly the trainer's step (augmentation, bf16, channels_last)
         warm_up = MNISTTensors(self.data.train.subset(5 * self.config.batch_size), self.window.test)
         fit(self.model, warm_up, self.config, progress=False)
@@ -160,9 +168,9 @@ class S6labTrainer:
         from s6lab import evaluate
 
         t = time.perf_counter()
-        evaluate(self.model, self.data.test, batch_size=self.config.eval_batch_size,
+        evaluate(self.model, self.test, batch_size=self.config.eval_batch_size,
                  device=self.device)  # ends on the CPU: synced
-        return len(self.data.test) / (time.perf_counter() - t)
+        return len(self.test) / (time.perf_counter() - t)
 
 
 def full_run_typical(workers: int, seed: int, epochs: int, target: float, device: torch.device) -> dict:
@@ -198,14 +206,14 @@ def full_run_typical(workers: int, seed: int, epochs: int, target: float, device
     return {"seconds_to_target": reached, "test_acc": accs}
 
 
-def full_run_s6lab(seed: int, target: float, device: torch.device) -> dict:
-    from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+def full_run_s6lab(seed: int, target: float, device: torch.device, recipe: str = "s6") -> dict:
+    from s6lab import fit, get_recipe, load_mnist
 
     class Reached(Exception):
         pass
 
     data = load_mnist()
-    seed_everything(seed)
+    chosen = get_recipe(recipe, seed=seed, device=str(device))
     accs: list[float] = []
 
     def on_epoch(history, _):
@@ -215,7 +223,7 @@ def full_run_s6lab(seed: int, target: float, device: torch.device) -> dict:
             raise Reached(seconds)
 
     try:
-        fit(get_model("s6"), data, TrainConfig(seed=seed, device=str(device)), progress=False, on_epoch=on_epoch)
+        fit(chosen.build(), data, chosen.train, progress=False, on_epoch=on_epoch)
     except Reached as done:
         return {"seconds_to_target": done.args[0], "test_acc": accs}
     return {"seconds_to_target": None, "test_acc": accs}
@@ -240,9 +248,9 @@ def child(args: argparse.Namespace) -> None:
     with fast_dropout_enabled(False) if typical else nullcontext():
         if typical:
             workers = int(args.only.removeprefix("typical-w"))
-            setting = TypicalLoop(workers, args.steps, args.seed, device)
+            setting = TypicalLoop(workers, args.steps, args.seed, device, args.eval_images)
         else:
-            setting = S6labTrainer(args.steps, args.seed, device)
+            setting = S6labTrainer(args.steps, args.seed, device, args.recipe, args.eval_images)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             request = line.strip()
@@ -254,7 +262,7 @@ def child(args: argparse.Namespace) -> None:
                 answer = {"full": [full_run_typical(workers, s, args.epochs, TARGET_ACC, device)
                                    for s in args.seeds[:1]]}
             elif request == "full":
-                answer = {"full": [full_run_s6lab(s, TARGET_ACC, device) for s in args.seeds]}
+                answer = {"full": [full_run_s6lab(s, TARGET_ACC, device, args.recipe) for s in args.seeds]}
             elif request == "stats":
                 answer = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
                 if device.type == "cuda":
@@ -358,6 +366,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also train to the end: time to 99.4%%")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for --full")
     parser.add_argument("--epochs", type=int, default=15, help="epochs for the typical loop in --full")
+    parser.add_argument("--recipe", default="s6", help="registered recipe of the s6lab setting (windows and --full)")
+    parser.add_argument("--eval-images", type=int, help="time evaluation on the first N test images (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (all settings run there)")
     parser.add_argument("--out", type=Path, help="write the table and raw JSON here (markdown)")
     parser.add_argument("--only", choices=SETTINGS, help=argparse.SUPPRESS)
@@ -369,6 +379,15 @@ def main() -> None:
     from s6lab.train import resolve_device
 
     ensure_mnist()
+    if args.eval_passes < 1 or (args.eval_images is not None and args.eval_images < 1):
+        sys.exit("benchmarks/throughput.py: --eval-passes and --eval-images must be >= 1")
+    from s6lab import get_recipe
+    from s6lab.errors import ConfigError, UnknownNameError
+
+    try:
+        get_recipe(args.recipe)
+    except (ConfigError, UnknownNameError) as e:
+        sys.exit(f"benchmarks/throughput.py: {e.args[0]}")
     try:
         device = resolve_device(args.device)
     except ValueError as e:  # CUDA asked for and missing
@@ -380,14 +399,13 @@ def main() -> None:
              "bf16": matmul_peak(torch.bfloat16, device) if native_bf16(device) else None}
     macs = forward_macs("s6")
     passthrough = ["--device", str(device), "--steps", str(args.steps), "--seed", str(args.seed),
+                   "--recipe", args.recipe, *(["--eval-images", str(args.eval_images)] if args.eval_images else []),
                    "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
     workers: dict[str, WorkerProcess] = {}
     try:
         for setting in SETTINGS:
             print(f"starting {setting} ...", file=sys.stderr, flush=True)
             workers[setting] = start_worker(setting, passthrough)
-        if args.eval_passes < 1:
-            sys.exit("benchmarks/throughput.py: --eval-passes must be >= 1")
         results = measure(workers, args.repeats, args.full, args.eval_passes)
     finally:
         for worker in workers.values():
@@ -396,10 +414,11 @@ def main() -> None:
     header = (f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`\n\n"
               f"Machine: {describe_machine(device)}; device {describe(device)}; "
               f"measured matmul peak {format_peaks(peaks)}; "
-              f"model s6, {macs / 1e6:.2f} M forward multiply-adds per image "
+              f"model s6 (s6lab setting: recipe {args.recipe}), {macs / 1e6:.2f} M forward multiply-adds per image "
               f"({3 * 2 * macs / 1e6:.0f} MFLOP per training image).\n"
               f"One worker process per setting, timed round-robin: train img/s is the median of {args.repeats} "
-              f"rounds of one window of {args.steps} batches each, eval img/s of 3 passes; "
+              f"rounds of one window of {args.steps} batches each, eval img/s of {args.eval_passes} passes "
+              f"over {args.eval_images or 10000:,} test images; "
               "peak RSS is the measuring process only (DataLoader workers excluded).\n")
     print(header)
     print(text)

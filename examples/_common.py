@@ -1,7 +1,8 @@
-"""Shared command line for the examples: --epochs, --seeds, --out and a --quick mode.
+"""Shared command line for the examples: --epochs, --seeds, --out and --quick.
 
-Quick mode trains 1 epoch on the first 1,000 training images and tests on 500: it shows
-that the script works, not what the layer choice does. Drop --quick for real numbers.
+--quick is s6lab's one quick mode (`s6lab.recipe.QUICK_RUN`, the notebooks' S6LAB_QUICK=1):
+1 epoch on the first 1,000 training images, tested on 500. It shows that the script works,
+not what the layer choice does. Drop --quick for real numbers.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 
 import s6lab
 from s6lab.comparison import Comparison, format_comparison, render
+from s6lab.recipe import QUICK_RUN
 
 
 def parse(doc: str, epochs: int = 10) -> argparse.Namespace:
@@ -17,10 +19,12 @@ def parse(doc: str, epochs: int = 10) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", default="runs/examples", help="results folder")
-    parser.add_argument("--quick", action="store_true", help="1 epoch on 1k images: a smoke test")
+    parser.add_argument("--quick", action="store_true",
+                        help="s6lab's quick mode: 1 epoch on 1,000 training images, 500 test images")
     args = parser.parse_args()
-    if args.quick:
-        args.epochs, args.train_size, args.test_size = 1, 1000, 500
+    if args.quick or s6lab.quick_mode():
+        args.quick = True
+        args.epochs, args.train_size, args.test_size = (QUICK_RUN[k] for k in ("epochs", "train_size", "test_size"))
     else:
         args.train_size = args.test_size = None
     return args

@@ -18,7 +18,7 @@ from .check import assignment_check, count_parameters, format_check
 from .comparison import compare
 from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dataset
 from .models import get_model, get_recipe, get_spec, list_models, register_model
-from .recipe import DataSelection, Recipe
+from .recipe import DataSelection, Recipe, quick_mode
 from .runs import Run, load_run, train_run
 from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, build
 from .summary import summary
@@ -31,7 +31,7 @@ __all__ = [
     "compare", "assignment_check", "count_parameters", "format_check",
     "MNISTTensors", "TensorSplit", "ensure_mnist", "load_mnist", "mnist_dataset",
     "get_model", "get_recipe", "get_spec", "list_models", "register_model",
-    "DataSelection", "Recipe",
+    "DataSelection", "Recipe", "quick_mode",
     "Run", "load_run", "train_run",
     "GAP", "Conv", "Linear", "Net", "NetSpec", "Pool", "Transition", "build",
     "summary",

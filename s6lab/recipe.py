@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,26 @@ class DataSelection:
 DATA_FIELDS = tuple(f.name for f in fields(DataSelection))
 
 
+#: The one quick mode, shared by the examples (``--quick``), the notebooks (``S6LAB_QUICK=1``) and the
+#: docs tests: one epoch on the first 1,000 training and 500 test images of real MNIST. It shows that
+#: the code runs end to end, not what a layer choice does.
+QUICK_RUN: dict[str, int] = {"epochs": 1, "train_size": 1000, "test_size": 500}
+#: the environment variable that asks notebooks (and anything calling `quick_mode`) for quick runs
+QUICK_ENV = "S6LAB_QUICK"
+
+
+def quick_mode() -> bool:
+    """Whether ``S6LAB_QUICK=1`` asks for quick runs (the test suite sets it to run the notebooks).
+
+    Examples:
+        >>> import os
+        >>> os.environ.pop(QUICK_ENV, None) and None
+        >>> quick_mode()
+        False
+    """
+    return os.environ.get(QUICK_ENV) == "1"
+
+
 @dataclass(frozen=True)
 class Resolved:
     """What a recipe means on this machine: the device, and the precision ``auto`` resolves to."""
@@ -129,6 +150,17 @@ class Recipe:
     def replace(self, **overrides: Any) -> Recipe:
         """This recipe with ``overrides`` applied: see `merge`."""
         return merge(self, **overrides)
+
+    def quick(self) -> Recipe:
+        """This recipe in the quick mode (`QUICK_RUN`): one epoch on 1,000 training and 500 test images.
+
+        Examples:
+            >>> from s6lab import get_recipe
+            >>> quick = get_recipe("s6").quick()
+            >>> quick.train.epochs, quick.data.train_size, quick.data.test_size
+            (1, 1000, 500)
+        """
+        return merge(self, **QUICK_RUN)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe part of a run's ``config.json``."""

@@ -20,8 +20,8 @@ def test_throughput_script_smoke_without_bf16(tmp_path):
     out = tmp_path / "t.md"
     env = {**os.environ, "S6LAB_NATIVE_BF16": "0"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--steps", "2",
-                           "--repeats", "1", "--eval-passes", "1", "--out", str(out)], capture_output=True,
-                          text=True, timeout=300, env=env)
+                           "--repeats", "1", "--eval-passes", "1", "--eval-images", "1000", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
     for setting in ("typical-w0", "typical-w2", "s6lab"):
@@ -32,6 +32,13 @@ def test_throughput_script_smoke_without_bf16(tmp_path):
     raw = json.loads(text.split("```json")[1].split("```")[0])
     assert set(raw["results"]) == {"typical-w0", "typical-w2", "s6lab"}
     assert all(r["train_ips"] > 0 for r in raw["results"].values())
+    assert "eval img/s of 1 passes over 1,000 test images" in text
+
+
+def test_throughput_script_names_an_unknown_recipe():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--recipe", "s7"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "s7" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_throughput_script_names_a_missing_gpu():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import s6lab
+from s6lab.recipe import QUICK_RUN
 
 ROOT = Path(__file__).parents[1]
 SNIPPETS = ROOT / "docs" / "snippets"
@@ -17,14 +18,16 @@ SNIPPETS = ROOT / "docs" / "snippets"
 
 @pytest.fixture
 def quick(monkeypatch):
-    """Make load_mnist load a subset and every TrainConfig / get_recipe / compare run one epoch."""
+    """s6lab's one quick mode (QUICK_RUN) for snippets written for real runs: load_mnist loads the
+    quick subset, and every TrainConfig / get_recipe / compare runs the quick epochs."""
     real_load, real_config, real_compare = s6lab.load_mnist, s6lab.TrainConfig, s6lab.compare
     real_recipe = s6lab.get_recipe
-    monkeypatch.setattr(s6lab, "load_mnist", functools.partial(real_load, train_size=1000, test_size=500))
-    monkeypatch.setattr(s6lab, "TrainConfig", lambda **kw: real_config(**{**kw, "epochs": 1}))
-    monkeypatch.setattr(s6lab, "get_recipe", lambda model, **kw: real_recipe(model, **{**kw, "epochs": 1}))
+    epochs, sizes = QUICK_RUN["epochs"], {k: QUICK_RUN[k] for k in ("train_size", "test_size")}
+    monkeypatch.setattr(s6lab, "load_mnist", functools.partial(real_load, **sizes))
+    monkeypatch.setattr(s6lab, "TrainConfig", lambda **kw: real_config(**{**kw, "epochs": epochs}))
+    monkeypatch.setattr(s6lab, "get_recipe", lambda model, **kw: real_recipe(model, **{**kw, "epochs": epochs}))
     monkeypatch.setattr(s6lab, "compare", lambda variants, **kw: real_compare(
-        variants, **{**kw, "epochs": 1, "train_size": 600, "test_size": 300, "progress": False}))
+        variants, **{**kw, **QUICK_RUN, "progress": False}))
 
 
 def test_every_included_snippet_exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,3 +196,24 @@ def test_every_field_of_the_recipe_has_a_train_option():
     for cls in (TrainConfig, DataSelection):
         for f in dataclasses.fields(cls):
             assert "--" + f.name.replace("_", "-") in options, f.name
+
+
+def test_one_quick_mode_for_examples_notebooks_and_docs(monkeypatch):
+    from s6lab.recipe import QUICK_ENV, QUICK_RUN
+
+    quick = s6lab.get_recipe("s6-step-lr", seed=2).quick()
+    assert (quick.train.epochs, quick.data.train_size, quick.data.test_size) == \
+        (QUICK_RUN["epochs"], QUICK_RUN["train_size"], QUICK_RUN["test_size"])
+    assert quick.train.schedule == "step" and quick.train.seed == 2  # the rest of the recipe is kept
+    for value, expected in (("1", True), ("0", False), ("yes", False)):
+        monkeypatch.setenv(QUICK_ENV, value)
+        assert s6lab.quick_mode() is expected
+    monkeypatch.delenv(QUICK_ENV)
+    assert s6lab.quick_mode() is False
+    # the examples, the notebooks and the docs tests name no sizes of their own
+    root = Path(__file__).parents[1]
+    for path in [root / "examples" / "_common.py", root / "tests" / "test_docs.py",
+                 *(root / "examples" / "notebooks").glob("*.ipynb")]:
+        text = path.read_text()
+        assert "QUICK_RUN" in text or "quick()" in text, path
+        assert "train_size=600" not in text and "2000 if QUICK" not in text, path
