@@ -20,11 +20,29 @@ from .data import MNISTTensors, TensorSplit, ensure_mnist, load_mnist, mnist_dat
 from .models import get_model, get_recipe, get_spec, list_models, register_model
 from .recipe import DataSelection, Recipe, quick_mode
 from .runs import Run, load_run, train_run
-from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, build
+from .specs import (
+    ConvBNSpec,
+    GAPHeadSpec,
+    LinearHeadSpec,
+    Net,
+    NetSpec,
+    PoolDropSpec,
+    Transition1x1Spec,
+    build,
+)
 from .summary import summary
 from .train import History, TrainConfig, evaluate, fit, predict, seed_everything
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """The spec classes' old names (``s6lab.Conv`` is `ConvBNSpec`, ...), deprecated for one release."""
+    from . import specs
+
+    if name in specs.OLD_NAMES:
+        return specs.renamed_spec(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ConvBN", "GAPHead", "LinearHead", "PoolDrop", "Transition1x1",
@@ -33,7 +51,7 @@ __all__ = [
     "get_model", "get_recipe", "get_spec", "list_models", "register_model",
     "DataSelection", "Recipe", "quick_mode",
     "Run", "load_run", "train_run",
-    "GAP", "Conv", "Linear", "Net", "NetSpec", "Pool", "Transition", "build",
+    "ConvBNSpec", "GAPHeadSpec", "LinearHeadSpec", "Net", "NetSpec", "PoolDropSpec", "Transition1x1Spec", "build",
     "summary",
     "History", "TrainConfig", "evaluate", "fit", "predict", "seed_everything",
 ]

@@ -17,7 +17,18 @@ from typing import Any
 
 from .errors import ConfigError, UnknownNameError
 from .recipe import Recipe, merge
-from .specs import GAP, Conv, Linear, Net, NetSpec, Pool, Transition, apply_overrides, build, spec_to_dict
+from .specs import (
+    ConvBNSpec,
+    GAPHeadSpec,
+    LinearHeadSpec,
+    Net,
+    NetSpec,
+    PoolDropSpec,
+    Transition1x1Spec,
+    apply_overrides,
+    build,
+    spec_to_dict,
+)
 from .train import TrainConfig
 
 # The assignment's network, layer for layer (see shared/reference/assignment6.md).
@@ -26,14 +37,14 @@ S6 = NetSpec(
     name="s6",
     description="The assignment's reference net: 19,602 parameters, FC head.",
     layers=(
-        Conv(32, 3, bias=True),  # 28 -> 26
-        Conv(32, 3, bias=True),  # 26 -> 24
-        Pool(2, dropout=0.1),  # 24 -> 12
-        Transition(8, bias=True),  # 32 -> 8 channels
-        Conv(32, 5, bias=True),  # 12 -> 8
-        Pool(2, dropout=0.1),  # 8 -> 4
-        Transition(16, bias=True),  # 32 -> 16 channels; 16*4*4 = 256 features
-        Linear(),  # 256 -> 10
+        ConvBNSpec(32, 3, bias=True),  # 28 -> 26
+        ConvBNSpec(32, 3, bias=True),  # 26 -> 24
+        PoolDropSpec(2, dropout=0.1),  # 24 -> 12
+        Transition1x1Spec(8, bias=True),  # 32 -> 8 channels
+        ConvBNSpec(32, 5, bias=True),  # 12 -> 8
+        PoolDropSpec(2, dropout=0.1),  # 8 -> 4
+        Transition1x1Spec(16, bias=True),  # 32 -> 16 channels; 16*4*4 = 256 features
+        LinearHeadSpec(),  # 256 -> 10
     ),
 )
 
@@ -50,33 +61,72 @@ VARIANTS: tuple[Recipe, ...] = (
     Recipe(NetSpec("s6-no-bn", description="Without BatchNorm (the convs keep their bias).", batchnorm=False,
                    layers=_S6_LAYERS)),
     Recipe(NetSpec("s6-no-dropout", description="Without Dropout.", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2), Transition(8, bias=True),
-        Conv(32, 5, bias=True), Pool(2), Transition(16, bias=True), Linear()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2),
+        Transition1x1Spec(8, bias=True),
+        ConvBNSpec(32, 5, bias=True),
+        PoolDropSpec(2),
+        Transition1x1Spec(16, bias=True),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-dropout-0.25", description="Dropout 0.25 instead of 0.1 (amount).", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.25), Transition(8, bias=True),
-        Conv(32, 5, bias=True), Pool(2, dropout=0.25), Transition(16, bias=True), Linear()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2, dropout=0.25),
+        Transition1x1Spec(8, bias=True),
+        ConvBNSpec(32, 5, bias=True),
+        PoolDropSpec(2, dropout=0.25),
+        Transition1x1Spec(16, bias=True),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-dropout-every-conv", description="Dropout 0.05 after every conv block instead of 0.1 after "
                    "pooling (position).", layers=(
-        Conv(32, 3, bias=True, dropout=0.05), Conv(32, 3, bias=True, dropout=0.05), Pool(2),
-        Transition(8, bias=True, dropout=0.05), Conv(32, 5, bias=True, dropout=0.05), Pool(2),
-        Transition(16, bias=True, dropout=0.05), Linear()))),
+        ConvBNSpec(32, 3, bias=True, dropout=0.05),
+        ConvBNSpec(32, 3, bias=True, dropout=0.05),
+        PoolDropSpec(2),
+        Transition1x1Spec(8, bias=True, dropout=0.05),
+        ConvBNSpec(32, 5, bias=True, dropout=0.05),
+        PoolDropSpec(2),
+        Transition1x1Spec(16, bias=True, dropout=0.05),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-no-1x1", description="Without the 1x1 transitions: the 5x5 conv and the head see 32 "
                    "channels.", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1),
-        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Linear()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        ConvBNSpec(32, 5, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-two-3x3", description="Two 3x3 convs (8->16->32) in place of the 5x5: same receptive "
                    "field.", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
-        Conv(16, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True),
-        Linear()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(8, bias=True),
+        ConvBNSpec(16, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(16, bias=True),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-gap", description="Global-average-pooling head (1x1 conv to 10 classes) in place of the FC "
                    "head.", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
-        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), GAP()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(8, bias=True),
+        ConvBNSpec(32, 5, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(16, bias=True),
+        GAPHeadSpec()))),
     Recipe(NetSpec("s6-pool-after-1x1", description="Max-pool after the first 1x1 instead of before it (pooling "
                    "position).", layers=(
-        Conv(32, 3, bias=True), Conv(32, 3, bias=True), Transition(8, bias=True), Pool(2, dropout=0.1),
-        Conv(32, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear()))),
+        ConvBNSpec(32, 3, bias=True),
+        ConvBNSpec(32, 3, bias=True),
+        Transition1x1Spec(8, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        ConvBNSpec(32, 5, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(16, bias=True),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-no-augment", description="The reference net trained without augmentation.",
                    layers=_S6_LAYERS),
            TrainConfig(augment=False)),
@@ -84,11 +134,24 @@ VARIANTS: tuple[Recipe, ...] = (
                    "x0.1 every 6 epochs) instead of OneCycle.", layers=_S6_LAYERS),
            TrainConfig(schedule="step", step_epochs=6, gamma=0.1)),
     Recipe(NetSpec("s6-8k", description="Compact: the reference layout at half width (16 channels).", layers=(
-        Conv(16, 3, bias=True), Conv(16, 3, bias=True), Pool(2, dropout=0.1), Transition(8, bias=True),
-        Conv(16, 5, bias=True), Pool(2, dropout=0.1), Transition(16, bias=True), Linear()))),
+        ConvBNSpec(16, 3, bias=True),
+        ConvBNSpec(16, 3, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(8, bias=True),
+        ConvBNSpec(16, 5, bias=True),
+        PoolDropSpec(2, dropout=0.1),
+        Transition1x1Spec(16, bias=True),
+        LinearHeadSpec()))),
     Recipe(NetSpec("s6-5k", description="Compact, under 5k: one pooling stage, 1x1 squeeze, three 3x3 convs, GAP "
                    "head; trained at batch 128 with peak lr 0.1.", layers=(
-        Conv(8), Conv(10), Pool(2, dropout=0.05), Transition(8), Conv(12), Conv(12), Conv(14), GAP())),
+        ConvBNSpec(8),
+        ConvBNSpec(10),
+        PoolDropSpec(2, dropout=0.05),
+        Transition1x1Spec(8),
+        ConvBNSpec(12),
+        ConvBNSpec(12),
+        ConvBNSpec(14),
+        GAPHeadSpec())),
            TrainConfig(batch_size=128, lr=0.1)),
 )
 
@@ -101,7 +164,7 @@ def register_model(model: NetSpec | Recipe, *, train: TrainConfig | None = None,
         ConfigError: the name is taken (pass ``replace=True``) or the spec is invalid.
 
     Examples:
-        >>> spec = NetSpec("tiny", (Conv(8), Pool(), Linear()))
+        >>> spec = NetSpec("tiny", (ConvBNSpec(8), PoolDropSpec(), LinearHeadSpec()))
         >>> register_model(spec, train=TrainConfig(epochs=3))  # doctest: +SKIP
     """
     recipe = model if isinstance(model, Recipe) else Recipe(model, train if train is not None else TrainConfig())
@@ -200,5 +263,6 @@ for _recipe in VARIANTS:
     register_model(_recipe)
 
 # Kept importable for variant tables that use them.
-__all__ = ["S6", "GAP", "VARIANTS", "Conv", "Linear", "Pool", "Recipe", "Transition", "get_model", "get_recipe",
-           "get_spec", "list_models", "recipe_from_dict", "register_model"]
+__all__ = ["S6", "VARIANTS", "ConvBNSpec", "GAPHeadSpec", "LinearHeadSpec", "PoolDropSpec", "Recipe",
+           "Transition1x1Spec", "get_model", "get_recipe", "get_spec", "list_models", "recipe_from_dict",
+           "register_model"]

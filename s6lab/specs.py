@@ -6,7 +6,7 @@ channels and checking that channels chain and the spatial size stays >= 1. Error
 name the offending layer.
 
 Examples:
-    >>> spec = NetSpec("tiny", (Conv(8), Pool(), Linear()))
+    >>> spec = NetSpec("tiny", (ConvBNSpec(8), PoolDropSpec(), LinearHeadSpec()))
     >>> net = build(spec)
     >>> [name for name, _ in net.named_children()]
     ['conv1', 'pool1', 'head']
@@ -26,7 +26,7 @@ from .errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Conv:
+class ConvBNSpec:
     """A [`ConvBN`][s6lab.blocks.ConvBN] block."""
 
     out_channels: int  # channels this conv produces
@@ -40,7 +40,7 @@ class Conv:
 
 
 @dataclass(frozen=True)
-class Transition:
+class Transition1x1Spec:
     """A [`Transition1x1`][s6lab.blocks.Transition1x1] block (1x1 channel reduction)."""
 
     out_channels: int
@@ -50,7 +50,7 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class Pool:
+class PoolDropSpec:
     """A [`PoolDrop`][s6lab.blocks.PoolDrop] block (max-pool, then dropout)."""
 
     kernel_size: int = 2
@@ -58,17 +58,17 @@ class Pool:
 
 
 @dataclass(frozen=True)
-class Linear:
+class LinearHeadSpec:
     """A [`LinearHead`][s6lab.blocks.LinearHead]: flatten, fully connected, log-softmax."""
 
 
 @dataclass(frozen=True)
-class GAP:
+class GAPHeadSpec:
     """A [`GAPHead`][s6lab.blocks.GAPHead]: 1x1 conv to classes, global average pool."""
 
 
-LayerSpec = Union[Conv, Transition, Pool, Linear, GAP]  # noqa: UP007 (runtime alias on 3.10)
-_PREFIX = {Conv: "conv", Transition: "trans", Pool: "pool"}
+LayerSpec = Union[ConvBNSpec, Transition1x1Spec, PoolDropSpec, LinearHeadSpec, GAPHeadSpec]  # noqa: UP007 (runtime alias on 3.10)
+_PREFIX = {ConvBNSpec: "conv", Transition1x1Spec: "trans", PoolDropSpec: "pool"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ class NetSpec:
 
     Args:
         name: registry name.
-        layers: layer specs in order; the last must be a head (`Linear` or
-            `GAP`) and no head may appear before it.
+        layers: layer specs in order; the last must be a head (`LinearHeadSpec` or
+            `GAPHeadSpec`) and no head may appear before it.
         batchnorm: BatchNorm after every conv and transition.
         description: one line saying what this variant changes and why.
         in_channels: input channels (1 for MNIST).
@@ -130,15 +130,16 @@ def build(spec: NetSpec) -> Net:
             last, or a block rejects its arguments. The message names the layer.
     """
     if not spec.layers:
-        raise ConfigError(f"spec {spec.name!r} has no layers; add blocks and end with Linear() or GAP()")
-    if not isinstance(spec.layers[-1], (Linear, GAP)):
-        raise ConfigError(f"spec {spec.name!r}: the last layer must be a head, Linear() or GAP(), "
+        raise ConfigError(f"spec {spec.name!r} has no layers; add blocks and end with LinearHeadSpec() or "
+                          "GAPHeadSpec()")
+    if not isinstance(spec.layers[-1], (LinearHeadSpec, GAPHeadSpec)):
+        raise ConfigError(f"spec {spec.name!r}: the last layer must be a head, LinearHeadSpec() or GAPHeadSpec(), "
                          f"got {spec.layers[-1]!r}")
     channels, size = spec.in_channels, spec.image_size
     counters: dict[str, int] = {}
     layers: dict[str, nn.Module] = {}
     for index, layer in enumerate(spec.layers, start=1):
-        is_head = isinstance(layer, (Linear, GAP))
+        is_head = isinstance(layer, (LinearHeadSpec, GAPHeadSpec))
         if is_head:
             name = "head"
         else:
@@ -153,21 +154,21 @@ def build(spec: NetSpec) -> Net:
             raise ConfigError(f"{where}: declares in_channels={declared} but the previous layer "
                              f"gives {channels}; change in_channels or the previous out_channels")
         try:
-            if isinstance(layer, Conv):
+            if isinstance(layer, ConvBNSpec):
                 size = _out_size(size, layer.kernel_size, layer.padding, layer.stride, layer.dilation)
                 block: nn.Module = ConvBN(
                     channels, layer.out_channels, layer.kernel_size, padding=layer.padding,
                     stride=layer.stride, dilation=layer.dilation, batchnorm=spec.batchnorm,
                     dropout=layer.dropout, bias=layer.bias)
-            elif isinstance(layer, Transition):
+            elif isinstance(layer, Transition1x1Spec):
                 block = Transition1x1(channels, layer.out_channels, batchnorm=spec.batchnorm,
                                       dropout=layer.dropout, bias=layer.bias)
-            elif isinstance(layer, Pool):
+            elif isinstance(layer, PoolDropSpec):
                 size = size // layer.kernel_size
                 block = PoolDrop(channels, layer.kernel_size, dropout=layer.dropout)
-            elif isinstance(layer, Linear):
+            elif isinstance(layer, LinearHeadSpec):
                 block = LinearHead(channels * size * size, spec.num_classes)
-            elif isinstance(layer, GAP):
+            elif isinstance(layer, GAPHeadSpec):
                 block = GAPHead(channels, spec.num_classes)
             else:
                 raise ConfigError(f"unknown layer spec type {type(layer).__name__}")
@@ -200,7 +201,7 @@ def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
     Examples:
         >>> from s6lab.models import get_spec
         >>> apply_overrides(get_spec("s6"), dropout=0.05).layers[2]
-        Pool(kernel_size=2, dropout=0.05)
+        PoolDropSpec(kernel_size=2, dropout=0.05)
     """
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
@@ -227,7 +228,29 @@ def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
     return spec.replace(**changes)
 
 
-_LAYER_TYPES = {cls.__name__: cls for cls in (Conv, Transition, Pool, Linear, GAP)}
+_LAYER_TYPES = {cls.__name__: cls for cls in (ConvBNSpec, Transition1x1Spec, PoolDropSpec, LinearHeadSpec,
+                                               GAPHeadSpec)}
+#: the spec classes' names before they were named after the block they build; config.json files
+#: written then still load, and the old names still import (with a DeprecationWarning) for one release
+OLD_NAMES = {"Conv": ConvBNSpec, "Transition": Transition1x1Spec, "Pool": PoolDropSpec, "Linear": LinearHeadSpec,
+             "GAP": GAPHeadSpec}
+
+
+def renamed_spec(name: str, stacklevel: int = 2) -> type:
+    """The spec class an old name stands for, with a DeprecationWarning pointing at the caller."""
+    import warnings
+
+    new = OLD_NAMES[name].__name__
+    warnings.warn(f"s6lab's {name} is now {new} (it describes a {new.removesuffix('Spec')} block); "
+                  f"the name {name} goes in the next release", DeprecationWarning, stacklevel=stacklevel + 1)
+    return OLD_NAMES[name]
+
+
+def __getattr__(name: str) -> Any:
+    """The old spec class names, deprecated: ``Conv`` is `ConvBNSpec`, and so on."""
+    if name in OLD_NAMES:
+        return renamed_spec(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def spec_to_dict(spec: NetSpec) -> dict[str, Any]:
@@ -250,6 +273,7 @@ def spec_from_dict(values: dict[str, Any]) -> NetSpec:
     for i, row in enumerate(values["layers"], start=1):
         row = dict(row)
         kind = row.pop("type", None)
+        kind = OLD_NAMES[kind].__name__ if kind in OLD_NAMES else kind  # written before the rename
         if kind not in _LAYER_TYPES:
             raise ConfigError(f"layer {i}: unknown layer type {kind!r}; known: {', '.join(_LAYER_TYPES)}")
         try:

@@ -22,7 +22,7 @@ from s6lab.analysis.diagram import (
 )
 from s6lab.analysis.receptive_field import final_receptive_field, receptive_fields
 from s6lab.errors import ConfigError
-from s6lab.specs import GAP, Linear
+from s6lab.specs import GAPHeadSpec, LinearHeadSpec
 from tests.conftest import png_is_not_blank
 from tests.test_receptive_field import FunctionalPoolNet, dilated_net, strided_net
 
@@ -76,7 +76,7 @@ def test_every_registered_variant(name):
     assert [b.is_global for b in boxes] == [False] * (len(boxes) - 1) + [True]
     head = boxes[-1]
     assert head.kind == "head" and head.output_shape == (spec.num_classes,)
-    assert head.type == {Linear: "LinearHead", GAP: "GAPHead"}[type(spec.layers[-1])]
+    assert head.type == {LinearHeadSpec: "LinearHead", GAPHeadSpec: "GAPHead"}[type(spec.layers[-1])]
     # the map only shrinks toward the head
     sides = [b.output_shape[-1] for b in boxes[:-1]]
     assert sides == sorted(sides, reverse=True)

@@ -54,7 +54,7 @@ def test_register_rejects_duplicates_and_invalid_specs():
     with pytest.raises(ValueError, match="already registered"):
         s6lab.register_model(s6lab.get_spec("s6"))
     with pytest.raises(ValueError, match="last layer must be a head"):
-        s6lab.register_model(s6lab.NetSpec("broken", (s6lab.Conv(8),)))
+        s6lab.register_model(s6lab.NetSpec("broken", (s6lab.ConvBNSpec(8),)))
     assert "broken" not in s6lab.list_models()
 
 

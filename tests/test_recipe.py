@@ -84,7 +84,7 @@ def test_a_config_file_may_name_a_registered_variant_and_part_of_its_training():
 @pytest.mark.parametrize("values, message", [
     ({"model": "s6", "trian": {}}, "unknown recipe key.*trian"),
     ({"model": "nope"}, "unknown model 'nope'"),
-    ({"model": {"layers": [{"type": "Conv"}]}}, r"layer 1 \(Conv\).*out_channels"),
+    ({"model": {"layers": [{"type": "Conv"}]}}, r"layer 1 \(ConvBNSpec\).*out_channels"),
     ({"model": {"layerz": []}}, "not a spec"),
     ({"model": "s6", "train": {"lr": -1}}, "TrainConfig.lr must be a positive finite number"),
     ([1, 2], "a recipe is a JSON object"),

@@ -1,11 +1,11 @@
 import s6lab
-from s6lab import GAP, Conv, NetSpec, Pool, Transition
+from s6lab import ConvBNSpec, GAPHeadSpec, NetSpec, PoolDropSpec, Transition1x1Spec
 
 spec = NetSpec(
     "my-net",
     description="My first variant: padding keeps the maps large, GAP head.",
-    layers=(Conv(8, padding=1), Conv(16, padding=1), Pool(dropout=0.05), Transition(8),
-            Conv(16), Conv(16), GAP()),
+    layers=(ConvBNSpec(8, padding=1), ConvBNSpec(16, padding=1), PoolDropSpec(dropout=0.05),
+            Transition1x1Spec(8), ConvBNSpec(16), ConvBNSpec(16), GAPHeadSpec()),
 )
 s6lab.register_model(spec)  # build() checks channels and sizes; errors name the layer
 model = s6lab.get_model("my-net")
