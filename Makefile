@@ -65,15 +65,15 @@ LAYER_CHOICES := s6 s6-no-bn s6-no-dropout s6-dropout-0.25 s6-dropout-every-conv
 
 # the reference net, default recipe (15 epochs), seeds 0 1 2 -> results/reference.md
 evidence-s6: data
-	$(BIN)/s6lab compare s6 --epochs 15 --seeds 0 1 2 $(PINNED) --out results --name reference --quiet
+	$(BIN)/s6lab compare --model s6 --epochs 15 --seed 0 1 2 $(PINNED) --results-dir results --name reference --quiet
 
 # one variant per layer choice, 10 epochs, seeds 0 1 -> results/layer-choices.md
 evidence-variants: data
-	$(BIN)/s6lab compare $(LAYER_CHOICES) --epochs 10 --seeds 0 1 $(PINNED) --out results --name layer-choices --quiet
+	$(BIN)/s6lab compare --model $(LAYER_CHOICES) --epochs 10 --seed 0 1 $(PINNED) --results-dir results --name layer-choices --quiet
 
 # the compact nets, 15 epochs, seeds 0 1 2 -> results/small-nets.md
 evidence-small: data
-	$(BIN)/s6lab compare s6 s6-8k s6-5k --epochs 15 --seeds 0 1 2 $(PINNED) --out results --name small-nets --quiet
+	$(BIN)/s6lab compare --model s6 s6-8k s6-5k --epochs 15 --seed 0 1 2 $(PINNED) --results-dir results --name small-nets --quiet
 
 # training throughput against the typical DataLoader loop -> benchmarks/results/throughput.md
 bench: data

@@ -26,9 +26,9 @@ GRID = (["s6", "s6-gap"], [0, 1])
 
 def run(way: list[str], out: Path, args: argparse.Namespace) -> float:
     variants, seeds = GRID
-    command = [sys.executable, "-m", "s6lab", "compare", *variants, "--seeds", *map(str, seeds), "--epochs",
+    command = [sys.executable, "-m", "s6lab", "compare", "--model", *variants, "--seed", *map(str, seeds), "--epochs",
                str(args.epochs), "--train-size", str(args.train_size), "--test-size", str(args.test_size),
-               "--precision", "fp32", "--out", str(out), "--quiet", *way]
+               "--precision", "fp32", "--results-dir", str(out), "--quiet", *way]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started

@@ -36,7 +36,7 @@ def main() -> None:
     from s6lab._io import atomic_write_text
     from s6lab.analysis.budget import format_budget, parameter_budget, plot_budget
     from s6lab.analysis.curves import plot_history
-    from s6lab.analysis.gallery import format_mistakes
+    from s6lab.analysis.mistakes import format_mistakes
     from s6lab.analysis.receptive_field import (
         format_receptive_fields,
         plot_receptive_field_growth,
@@ -178,8 +178,8 @@ def attribution() -> None:
     """The saliency grid and the measured receptive field, from a run of today's recipe (as inside())."""
     from s6lab import load_run
     from s6lab._io import save_figure
-    from s6lab.analysis.gallery import interpret
     from s6lab.analysis.inside import default_conv_layer
+    from s6lab.analysis.mistakes import find_mistakes
     from s6lab.analysis.receptive_field import plot_measured_receptive_field
     from s6lab.data import load_split
     from s6lab.report import write_saliency
@@ -188,7 +188,7 @@ def attribution() -> None:
     test = load_split(train=False)
     layer = default_conv_layer(run.model)  # conv3.conv: the layer the report and Grad-CAM look at too
     files = [save_figure(plot_measured_receptive_field(run.model, layer, test.images[:1]), FIGURES / "rf_measured.png"),
-             write_saliency(run, test, interpret(run.model, test), out=FIGURES)]
+             write_saliency(run, test, find_mistakes(run.model, test), out=FIGURES)]
     print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
 
 

@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -26,6 +27,42 @@ def command(name: str) -> Callable[[Handler], Handler]:
         COMMANDS[name] = fn
         return fn
     return register
+
+
+#: commands renamed to say the one name of their concept: old name -> new name (kept for one release)
+RENAMED_COMMANDS = {"gallery": "mistakes"}
+
+
+def _say_renamed(old: str, new: str) -> None:
+    print(f"s6lab: warning: `{old}` is now `{new}`; the old spelling goes in the next release", file=sys.stderr)
+
+
+def _renamed_command(argv: list[str]) -> list[str]:
+    """``argv`` with an old command name (the first word that is not an option) replaced by its new one."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            if word in RENAMED_COMMANDS:
+                _say_renamed(f"s6lab {word}", f"s6lab {RENAMED_COMMANDS[word]}")
+                argv[i] = RENAMED_COMMANDS[word]
+            break
+    return argv
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: stores into the new option's destination, and says it was renamed."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        _say_renamed(option_string or self.dest, self.new)
+        setattr(namespace, self.dest, values)
+
+
+def renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Keep ``old`` working as a hidden, deprecated spelling of ``new`` (for one release)."""
+    parser.add_argument(old, action=_Renamed, new=new, **kwargs)
 
 
 def _overrides(pairs: Sequence[str] | None) -> dict[str, object]:
@@ -352,9 +389,9 @@ def _run_and_test_split(args: argparse.Namespace):
     return run, run.recipe.data.test_split(args.root)
 
 
-@command("gallery")
-def _gallery(args: argparse.Namespace) -> int:
-    from .analysis.gallery import format_mistakes
+@command("mistakes")
+def _mistakes(args: argparse.Namespace) -> int:
+    from .analysis.mistakes import format_mistakes
     from .report import write_gallery
 
     run, split = _run_and_test_split(args)
@@ -392,13 +429,13 @@ def _say_written(files: list[Path], shown: set[Path]) -> None:
 
 @command("saliency")
 def _saliency(args: argparse.Namespace) -> int:
-    from .analysis.gallery import interpret
+    from .analysis.mistakes import find_mistakes
     from .report import write_saliency
 
     run, split = _run_and_test_split(args)
     out = _figure_folder(args, run)
     shown = _shown_by_report(run, out, ("saliency.png",))
-    path = write_saliency(run, split, interpret(run.model, split), n=args.n,
+    path = write_saliency(run, split, find_mistakes(run.model, split), n=args.n,
                           methods=tuple(args.methods) if args.methods else None, layer=args.layer, out=out)
     _say_written([path], shown)
     return 0
@@ -459,6 +496,11 @@ def _compare(args: argparse.Namespace) -> int:
     def job_done(result) -> None:  # one line per parallel training, as it finishes
         print(f"s6lab compare: {format_result(result)}", file=sys.stderr, flush=True)
 
+    if args.old_variants:  # the spelling before --model: still accepted, for one release
+        _say_renamed("compare VARIANT ...", "compare --model NAME ...")
+        args.variants = [*(args.variants or []), *args.old_variants]
+    if not args.variants:
+        raise CLIError("name the variants to compare: --model NAME [NAME ...] (`s6lab models` lists them)")
     jobs = int(args.jobs) if args.jobs.strip().isdigit() else args.jobs.strip()  # "auto", or refused by compare
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
@@ -584,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--plot", metavar="PNG", help="also save the figure")
 
-    p = sub.add_parser("gallery", help="misclassified digits, confusion matrix, most-confused pairs")
+    p = sub.add_parser("mistakes", help="misclassified digits, confusion matrix, most-confused pairs")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("-n", type=int, default=25, help="images in the gallery")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
@@ -618,10 +660,17 @@ def build_parser() -> argparse.ArgumentParser:
                          exclude=frozenset(f.name for f in fields(TrainConfig)) - {"augment", "rotation", "translate"})
 
     p = sub.add_parser("compare", help="train (or load) variants over seeds and tabulate them")
-    p.add_argument("variants", nargs="+", metavar="VARIANT", help="registered model names")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed (default: 0 1)")
+    p.add_argument("--model", nargs="+", metavar="NAME", dest="variants",
+                   help="registered model names, one row each (`s6lab models` lists them)")
+    p.add_argument("--seed", type=int, nargs="+", default=[0, 1], dest="seeds", metavar="N",
+                   help="one run per seed (default: 0 1)")
     p.add_argument("--epochs", type=int, help="epochs of every run (default: the recipe's, 18)")
-    p.add_argument("--out", default="results", help="results folder (runs go to OUT/runs/...)")
+    p.add_argument("--results-dir", default="results", dest="out", metavar="DIR",
+                   help="where the tables and figures go; the runs go to DIR/runs/MODEL/eEPOCHS-sSEED "
+                        "(default: results)")
+    renamed(p, "--seeds", "--seed", dest="seeds", type=int, nargs="+")
+    renamed(p, "--out", "--results-dir", dest="out")
+    p.add_argument("old_variants", nargs="*", metavar="VARIANT", help=argparse.SUPPRESS)  # now --model
     p.add_argument("--name", default="comparison", help="file stem of the tables and figures")
     p.add_argument("--no-train", action="store_true", help="re-render from finished runs only")
     p.add_argument("--json", action="store_true", help="the table as JSON (files are still written)")
@@ -660,7 +709,7 @@ _DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOSPC: "free some disk sp
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_renamed_command(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

@@ -190,7 +190,7 @@ def compare(
                 continue
             if not train:
                 raise RunError(f"no finished run at {path}; run the comparison with training on "
-                               f"(`s6lab compare {spec.name} --epochs {epochs} --seeds {seed}`)")
+                               f"(`s6lab compare --model {spec.name} --epochs {epochs} --seed {seed}`)")
             if parallel:
                 pending.append((runs, len(runs), Job(wanted, path)))
                 runs.append(None)

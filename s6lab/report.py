@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._io import atomic_write_text, save_figure
-from .analysis.gallery import Predictions
+from .analysis.mistakes import Predictions
 from .check import assignment_check, format_check
 from .data import TensorSplit, load_split
 from .recipe import recorded_precision
@@ -78,14 +78,14 @@ def _section_summary(run: Run) -> str:
 def write_gallery(run: Run, split: TensorSplit, n: int = 25, out: Path | None = None) -> tuple[Predictions, list[Path]]:
     """gallery.png (top losses), confusion.png (counts), confusion_normalized.png into ``out``
     (default: the run directory, where the report shows them)."""
-    from .analysis.gallery import interpret, plot_confusion, plot_gallery
+    from .analysis.mistakes import find_mistakes, plot_confusion, plot_mistakes
 
     out = Path(out) if out is not None else run.path
-    p = interpret(run.model, split)
+    p = find_mistakes(run.model, split)
     files = [save_figure(plot_confusion(p), out / "confusion.png"),
              save_figure(plot_confusion(p, normalize=True, hide_diagonal=True), out / "confusion_normalized.png")]
     if len(p.misclassified()):
-        files.insert(0, save_figure(plot_gallery(split.images, p, n=n), out / "gallery.png"))
+        files.insert(0, save_figure(plot_mistakes(split.images, p, n=n), out / "gallery.png"))
     return p, files
 
 
@@ -141,7 +141,7 @@ def _section_budget(run: Run) -> str:
 
 
 def _section_mistakes(run: Run) -> str:
-    from .analysis.gallery import format_mistakes
+    from .analysis.mistakes import format_mistakes
 
     split = run.recipe.data.test_split()
     p, files = write_gallery(run, split)

@@ -100,7 +100,7 @@ def test_truncated_or_foreign_weights_never_suggest_unsafe_loading(tmp_path, nam
     with pytest.raises(RunError, match=f"{name} cannot be loaded as s6lab weights") as e:
         load_run(run.path)
     assert "weights_only=False" not in str(e.value)
-    assert main(["gallery", str(run.path)]) == 2
+    assert main(["mistakes", str(run.path)]) == 2
     assert "weights_only" not in capsys.readouterr().err
 
 

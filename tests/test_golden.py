@@ -150,8 +150,9 @@ def test_compare_json_schema(capsys, tmp_path, monkeypatch):
         raise AssertionError("a recorded run was retrained")
 
     monkeypatch.setattr("s6lab.comparison.train_run", no_training)
-    assert_json_schema("compare", capsys, "compare", "s6", "--seeds", "0", "1", "--epochs", "15", "--no-train",
-                       "--weight-decay", "0", "--precision", "bf16", "--out", str(tmp_path), "--quiet", "--json")
+    assert_json_schema("compare", capsys, "compare", "--model", "s6", "--seed", "0", "1", "--epochs", "15",
+                       "--no-train", "--weight-decay", "0", "--precision", "bf16", "--results-dir", str(tmp_path),
+                       "--quiet", "--json")
 
 
 def _one_fake_gpu(monkeypatch) -> None:

@@ -135,7 +135,7 @@ def test_cli_refuses_bad_jobs_in_one_line(tmp_path, capsys, monkeypatch):
     from s6lab.cli import main
 
     monkeypatch.setattr("s6lab.threads.available_cores", lambda: 2)
-    base = ["compare", "s6", "--epochs", "1", "--seeds", "0", "--out", str(tmp_path)]
+    base = ["compare", "--model", "s6", "--epochs", "1", "--seed", "0", "--results-dir", str(tmp_path)]
     assert main(base + ["--jobs", "0"]) == 2
     assert main(base + ["--jobs", "3", "--threads-per-job", "1"]) == 2
     assert main(base + ["--jobs", "2", "--address", "127.0.0.1:6379"]) == 2
@@ -153,7 +153,8 @@ def test_ray_missing_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 's6lab\[ray\]'"):
         compare(["s6"], seeds=[0], epochs=1, out=tmp_path, backend="ray")
-    assert main(["compare", "s6", "--epochs", "1", "--seeds", "0", "--out", str(tmp_path), "--backend", "ray"]) == 2
+    assert main(["compare", "--model", "s6", "--epochs", "1", "--seed", "0", "--results-dir", str(tmp_path),
+                 "--backend", "ray"]) == 2
     assert capsys.readouterr().err == ("s6lab compare: error: --backend ray needs Ray: pip install 's6lab[ray]' "
                                        "(or pip install ray)\n")
 

@@ -24,22 +24,25 @@ def test_report_holds_every_part_in_order(tiny_run):
         assert png_is_not_blank(tiny_run.path / f"{png}.png"), png
 
 
-def test_gallery_and_saliency_commands(capsys, tiny_run, tmp_path):
+def test_mistakes_and_saliency_commands(capsys, tiny_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.path, run_dir)
     for f in ("gallery.png", "saliency.png"):
         (run_dir / f).unlink()
-    assert main(["gallery", str(run_dir), "-n", "9"]) == 0
+    assert main(["mistakes", str(run_dir), "-n", "9"]) == 0
     out = capsys.readouterr().out
     assert "most confused" in out and "per-class accuracy" in out
+    assert main(["-v", "gallery", str(run_dir), "-n", "9"]) == 0  # the old name, for one release
+    captured = capsys.readouterr()
+    assert "`s6lab gallery` is now `s6lab mistakes`" in captured.err and "most confused" in captured.out
     assert main(["saliency", str(run_dir), "--methods", "saliency", "gradcam", "-n", "3"]) == 0
     assert png_is_not_blank(run_dir / "gallery.png") and png_is_not_blank(run_dir / "saliency.png")
 
 
 def test_analysis_commands_bad_input(capsys, tiny_run, tmp_path):
-    assert main(["gallery", str(tmp_path / "none")]) == 2
+    assert main(["mistakes", str(tmp_path / "none")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
-    assert main(["gallery", str(tiny_run.path), "-n", "0"]) == 2
+    assert main(["mistakes", str(tiny_run.path), "-n", "0"]) == 2
     assert "-n must be >= 1" in capsys.readouterr().err
     assert main(["saliency", str(tiny_run.path), "--layer", "conv9"]) == 2
     assert "unknown layer 'conv9'" in capsys.readouterr().err
@@ -50,10 +53,10 @@ def test_analysis_commands_bad_input(capsys, tiny_run, tmp_path):
     assert "belongs to another model" in capsys.readouterr().err
     (other / "model.pt").unlink()
     (other / "checkpoint.pt").unlink()
-    assert main(["gallery", str(other)]) == 2  # config + full history, no weights: a recorded run
+    assert main(["mistakes", str(other)]) == 2  # config + full history, no weights: a recorded run
     assert "recorded run" in (err := capsys.readouterr().err) and "weights are not committed" in err
     (other / "history.json").unlink()
-    assert main(["gallery", str(other)]) == 2
+    assert main(["mistakes", str(other)]) == 2
     assert "never finished an epoch" in capsys.readouterr().err
 
 
@@ -75,12 +78,12 @@ def test_gallery_and_saliency_say_when_they_replace_the_reports_figures(capsys, 
     assert "replaced the figure report.md shows; pass --out DIR to keep it" in capsys.readouterr().out
     before = (run_dir / "gallery.png").read_bytes()
     figures = tmp_path / "mine"
-    assert main(["gallery", str(run_dir), "-n", "4", "--out", str(figures)]) == 0
+    assert main(["mistakes", str(run_dir), "-n", "4", "--out", str(figures)]) == 0
     out = capsys.readouterr().out
     assert "replaced" not in out and png_is_not_blank(figures / "gallery.png")
     assert (run_dir / "gallery.png").read_bytes() == before  # the report's figure is untouched
     (tmp_path / "file").write_text("x")
-    assert main(["gallery", str(run_dir), "--out", str(tmp_path / "file")]) == 2
+    assert main(["mistakes", str(run_dir), "--out", str(tmp_path / "file")]) == 2
     assert "is a file; choose a folder" in capsys.readouterr().err
 
 

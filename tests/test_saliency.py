@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from s6lab import get_model
-from s6lab.analysis.gallery import interpret
+from s6lab.analysis.mistakes import find_mistakes
 from s6lab.analysis.saliency import (
     DIVERGING,
     METHODS,
@@ -56,7 +56,7 @@ def test_gradcam_layer_choice_and_errors():
 
 
 def test_grid_figure(tmp_path, tiny_run, mnist_small):
-    p = interpret(tiny_run.model, mnist_small.test)
+    p = find_mistakes(tiny_run.model, mnist_small.test)
     idx = pick_samples(p, 4)
     assert len(idx) == 4 and (p.predicted[idx[:3]] != p.labels[idx[:3]]).all()
     maps = attributions(tiny_run.model, mnist_small.test.images[idx], methods=("saliency", "occlusion"))

@@ -96,7 +96,7 @@ def test_compare_finishes_an_interrupted_comparison(tmp_path):
     data = tiny_data()
     compare(["s6"], seeds=[0], epochs=1, out=tmp_path, data=data, progress=False)
     # seed 1 missing: re-rendering alone refuses and says how to finish
-    with pytest.raises(RunError, match="no finished run.*s6lab compare s6 --epochs 1 --seeds 1"):
+    with pytest.raises(RunError, match="no finished run.*s6lab compare --model s6 --epochs 1 --seed 1"):
         compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, train=False)
     done = compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, data=data, progress=False)
     assert done.rows[0].seeds == 2
@@ -146,13 +146,28 @@ def test_compare_bad_input(kwargs, error, match, tmp_path):
 def test_compare_cli(tmp_path, capsys):
     from s6lab.cli import main
 
-    args = ["compare", "s6", "s6-5k", "--epochs", "1", "--seeds", "0", "--train-size", "300", "--test-size", "200",
-            "--out", str(tmp_path), "--name", "cli", "--quiet"]
+    args = ["compare", "--model", "s6", "s6-5k", "--epochs", "1", "--seed", "0", "--train-size", "300",
+            "--test-size", "200", "--results-dir", str(tmp_path), "--name", "cli", "--quiet"]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "s6-5k" in out and "the first 200 test images" in out
+    captured = capsys.readouterr()
+    assert "s6-5k" in captured.out and "the first 200 test images" in captured.out
+    assert "warning" not in captured.err
+    assert (tmp_path / "runs" / "s6-5k" / "e1-s0-n300" / "history.json").exists()  # the one layout
     assert main([*args, "--no-train"]) == 0
-    assert main(["compare", "s6", "--epochs", "2", "--seeds", "0", "--out", str(tmp_path), "--no-train"]) == 2
+    capsys.readouterr()
+    # the spellings before one concept got one name still work for one release, and say what they are now
+    old = ["compare", "s6", "s6-5k", "--epochs", "1", "--seeds", "0", "--train-size", "300", "--test-size", "200",
+           "--out", str(tmp_path), "--name", "cli", "--quiet", "--no-train", "--json"]
+    assert main(old) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["seeds"] == [0] and len(json.loads(captured.out)["rows"]) == 2
+    for was, now in (("--seeds", "--seed"), ("--out", "--results-dir"),
+                     ("compare VARIANT ...", "compare --model NAME ...")):
+        assert f"`{was}` is now `{now}`; the old spelling goes in the next release" in captured.err
+    assert main(["compare", "--model", "s6", "--epochs", "2", "--seed", "0", "--results-dir", str(tmp_path),
+                 "--no-train"]) == 2
+    assert main(["compare", "--epochs", "2"]) == 2
+    assert "name the variants to compare: --model NAME" in capsys.readouterr().err
 
 
 def test_compare_renders_recorded_runs_of_a_fresh_clone_with_their_pinned_recipe(tmp_path, monkeypatch):

@@ -191,7 +191,7 @@ def pick_samples(predictions, n: int = 8, n_wrong: int | None = None) -> torch.T
     """Default rows: the most confidently misclassified, then the most confident correct.
 
     Args:
-        predictions: a [`Predictions`][s6lab.analysis.gallery.Predictions].
+        predictions: a [`Predictions`][s6lab.analysis.mistakes.Predictions].
         n: total rows.
         n_wrong: how many of them wrong (default ``n - n // 4``, at least one correct).
     """

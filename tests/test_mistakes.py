@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
-from s6lab.analysis.gallery import (
+from s6lab.analysis.mistakes import (
     Predictions,
     confusion_matrix,
+    find_mistakes,
     format_mistakes,
-    interpret,
     most_confused,
     per_class_accuracy,
     plot_confusion,
-    plot_gallery,
+    plot_mistakes,
 )
 from tests.conftest import png_is_not_blank
 
@@ -40,25 +40,25 @@ def test_no_mistakes():
     p = preds([(0, 0, 0.9), (1, 1, 0.9)])
     assert "none" in format_mistakes(p)
     with pytest.raises(ValueError, match="no misclassified samples to show"):
-        plot_gallery(torch.zeros(2, 1, 28, 28), p)
+        plot_mistakes(torch.zeros(2, 1, 28, 28), p)
 
 
 def test_gallery_and_confusion_on_a_trained_run(tmp_path, tiny_run, mnist_small):
     """Real MNIST subset (the 2-epoch tiny run on 4k images, 2k test images)."""
-    p = interpret(tiny_run.model, mnist_small.test)
+    p = find_mistakes(tiny_run.model, mnist_small.test)
     assert p.log_probs.shape == (2000, 10)
     assert confusion_matrix(p).sum() == 2000
-    plot_gallery(mnist_small.test.images, p, n=10).savefig(tmp_path / "g.png")
+    plot_mistakes(mnist_small.test.images, p, n=10).savefig(tmp_path / "g.png")
     plot_confusion(p, normalize=True).savefig(tmp_path / "c.png")
     assert png_is_not_blank(tmp_path / "g.png") and png_is_not_blank(tmp_path / "c.png")
     with pytest.raises(ValueError, match="n must be >= 1"):
-        plot_gallery(mnist_small.test.images, p, n=0)
+        plot_mistakes(mnist_small.test.images, p, n=0)
 
 
 def test_top_losses_with_the_true_class_probability():
     import torch
 
-    from s6lab.analysis.gallery import Predictions, top_losses
+    from s6lab.analysis.mistakes import Predictions, top_losses
 
     log_probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]).log()
     p = Predictions(log_probs, torch.tensor([1, 1, 0]))
@@ -73,10 +73,10 @@ def test_top_losses_with_the_true_class_probability():
 def test_gallery_titles_show_loss_and_true_probability(tmp_path):
     import torch
 
-    from s6lab.analysis.gallery import Predictions, plot_gallery
+    from s6lab.analysis.mistakes import Predictions, plot_mistakes
 
     p = Predictions(torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log(), torch.tensor([1, 1]))
-    fig = plot_gallery(torch.zeros(2, 1, 28, 28), p, n=1, ncols=1)
+    fig = plot_mistakes(torch.zeros(2, 1, 28, 28), p, n=1, ncols=1)
     assert fig.axes[0].get_title() == "true 1 / pred 0 (90%)\nloss 2.30, p(true) 10%"
 
 
@@ -84,7 +84,7 @@ def test_plot_top_losses_is_the_gallery_under_fastais_name():
     import matplotlib
 
     matplotlib.use("Agg")
-    from s6lab.analysis.gallery import Predictions, plot_top_losses
+    from s6lab.analysis.mistakes import Predictions, plot_top_losses
 
     logp = torch.log_softmax(torch.tensor([[4.0, 0, 0], [0, 3.0, 0], [0, 0, 5.0], [2.0, 0, 0]]), 1)
     p = Predictions(logp, torch.tensor([1, 1, 0, 0]))  # two mistakes: samples 0 and 2
