@@ -91,3 +91,14 @@ def test_plot_top_losses_is_the_gallery_under_fastais_name():
     fig = plot_top_losses(torch.zeros(4, 1, 28, 28), p, k=9)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 2 and all("true" in t for t in titles)
+
+
+def test_the_old_module_name_still_imports_and_says_what_it_is_now():
+    import importlib
+    import sys
+
+    sys.modules.pop("s6lab.analysis.gallery", None)
+    with pytest.warns(DeprecationWarning, match="s6lab.analysis.gallery is now s6lab.analysis.mistakes"):
+        gallery = importlib.import_module("s6lab.analysis.gallery")
+    assert gallery.interpret is find_mistakes and gallery.plot_gallery is plot_mistakes
+    assert gallery.format_mistakes is format_mistakes
