@@ -79,9 +79,14 @@ evidence-small: data
 bench: data
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.md
 
-# the effect of each speed lever -> benchmarks/results/levers.md
+# this machine's class as a file-name part: avx2-no-bf16, avx512-bf16, ...
+CLASS = $(shell $(BIN)/python -c "import re; from s6lab.hardware import machine_info; \
+  print('-'.join(re.findall('[a-z0-9]+', machine_info().machine_class.lower())))")
+
+# the effect of each speed lever -> benchmarks/results/levers.md on AVX-512 with bf16 (where it was first
+# recorded), levers-CLASS.md on another machine class (levers-avx2-no-bf16.md)
 bench-levers: data
-	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers.md
+	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(subst -avx512-bf16,,-$(CLASS)).md
 
 # the same, plus 15-epoch accuracy-parity runs (seeds 0 1 2) of the levers that change numerics -> levers-full.md
 bench-levers-full: data

@@ -126,13 +126,31 @@ def eval_rates(model, test) -> dict:
         out[str(bs)] = len(test) / (time.perf_counter() - t)
     model.eval()
     x = test.images.contiguous(memory_format=torch.channels_last)
-    for mode, context in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
+    folded = bn_folded(model)
+    for mode, context, net in (("no_grad", torch.no_grad, model), ("inference_mode", torch.inference_mode, model),
+                               ("BN folded", torch.inference_mode, folded)):
         t = time.perf_counter()
         with context():
             for start in range(0, len(test), 500):
-                model(x[start:start + 500]).argmax(1)
+                net(x[start:start + 500]).argmax(1)
         out[f"{mode} 500"] = len(test) / (time.perf_counter() - t)
     return out
+
+
+def bn_folded(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of ``model`` with every block's BatchNorm folded into its conv
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``): one memory pass fewer per block at inference."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for block in folded.modules():
+        if isinstance(getattr(block, "conv", None), torch.nn.Conv2d) and isinstance(getattr(block, "bn", None),
+                                                                                    torch.nn.BatchNorm2d):
+            block.conv = fuse_conv_bn_eval(block.conv, block.bn)
+            del block.bn
+    return folded
 
 
 def start_worker(overrides: dict, images: int) -> WorkerProcess:
@@ -246,6 +264,8 @@ def throughput_tables(args: argparse.Namespace, native: bool) -> list[str]:
               for bs in EVAL_BATCH_SIZES]
     lines += [f"| bare loop under {mode}, batch 500 | {statistics.median(e[mode + ' 500'] for e in evals):,.0f} |"
               for mode in ("no_grad", "inference_mode")]
+    lines += [f"| bare loop, BatchNorm folded into the convs, inference_mode, batch 500 | "
+              f"{statistics.median(e['BN folded 500'] for e in evals):,.0f} |"]
     lines += [""] + allocator(args.processes, args.images)
     return lines
 

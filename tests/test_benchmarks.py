@@ -140,3 +140,21 @@ def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_pat
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(tmp_path / "n")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def test_levers_bn_folded_copy_predicts_what_the_model_predicts():
+    levers = _benchmark_module("levers")
+    from s6lab import get_model
+
+    torch.manual_seed(0)
+    model = get_model("s6")
+    model.train()
+    for _ in range(3):  # move the BN running statistics away from their initial values
+        model(torch.randn(64, 1, 28, 28))
+    model.eval()
+    folded = levers.bn_folded(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(16, 1, 28, 28)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), folded(x), atol=1e-4)
