@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -118,6 +118,13 @@ bench-scaling: data
 # what to expect per machine class: measure this machine, replace its class's row -> results/machines.md
 machines: data
 	$(BIN)/python benchmarks/machines.py
+
+# time to 99.4% on this machine class: the s6-speedrun experiment (the default OneCycle in 6 epochs, seeds 0-4)
+# against the faster typical loop (seed 0), with the throughput of both, in one run
+# -> benchmarks/results/speedrun-CLASS.md
+bench-speedrun: data
+	$(BIN)/python benchmarks/throughput.py --full --recipe s6-speedrun --seeds 0 1 2 3 4 \
+	  --out benchmarks/results/speedrun-$(CLASS).md
 
 # wall-clock time to 99.4%: typical loop (seed 0) against s6lab (seeds 0 1 2) -> throughput-full.md
 bench-full: data

@@ -12,7 +12,13 @@ Every configuration runs in its own worker process (some levers, such as the all
 are process-wide), started and warmed up once; the parent then times them round-robin,
 one window of ``--images`` training images per configuration per round, for ``--rounds``
 rounds, so drift of the machine hits all alike. Reported: the median rate and its ratio.
-``torch.compile`` also reports the seconds of its first (compiling) window. The allocator
+``torch.compile`` also reports the seconds of its first (compiling) window.
+
+Levers that measured no gain on every machine class tried left ``TrainConfig``
+(``s6lab.train.RETIRED``) and live here, airbench-style, so this benchmark keeps measuring
+them: in-place ReLU (`inplace_relu`), the fused optimizer kernel (`fused_optimizer`) and
+``torch.compile`` of the training forward (``fit`` trains the compiled module). A row names
+them with the keys of `BENCHMARK_LEVERS`. The allocator
 setting is timed once more over ``--processes`` fresh processes per setting, since its
 effect differs from one process to the next. Evaluation is
 timed the same way for several batch sizes and for ``torch.no_grad`` against
@@ -37,10 +43,15 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from _worker import WorkerProcess
+
+#: the levers this benchmark applies itself (they left TrainConfig: s6lab.train.RETIRED)
+BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile")
 
 _GLIBC = {"retain_memory": False}
 LADDER: dict[str, dict] = {
@@ -94,9 +105,59 @@ def without_bf16_rows(rows: dict[str, dict], native: bool) -> tuple[dict[str, di
     return kept, [f"*{name}: bf16 not supported here (no native bf16): skipped*" for name in skipped]
 
 
+@contextmanager
+def inplace_relu(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Every ``nn.ReLU`` of ``model`` in-place inside the block, then each one restored (also on error).
+
+    Saves writing a fresh activation tensor per layer; autograd refuses (it does not silently
+    miscompute) where backward would still need the overwritten tensor.
+    """
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    saved = [m.inplace for m in relus]
+    try:
+        if enabled:
+            for m in relus:
+                m.inplace = True
+        yield
+    finally:
+        for m, flag in zip(relus, saved):
+            m.inplace = flag
+
+
+@contextmanager
+def fused_optimizer(enabled: bool = True) -> Iterator[None]:
+    """``fit`` builds its optimizer with torch's fused kernel instead of ``foreach`` inside the block."""
+    import s6lab.train
+
+    make = s6lab.train.make_optimizer
+
+    def fused(model, config):
+        optimizer = make(model, config)
+        group = optimizer.param_groups[0]
+        return type(optimizer)(model.parameters(), **{**{k: v for k, v in group.items() if k != "params"},
+                                                      "foreach": None, "fused": True})
+
+    s6lab.train.make_optimizer = fused if enabled else make
+    try:
+        yield
+    finally:
+        s6lab.train.make_optimizer = make
+
+
+def train_window(model, window, overrides: dict):
+    """One ``fit`` epoch over ``window`` with ``overrides``: TrainConfig fields, and the levers of
+    `BENCHMARK_LEVERS` applied here (``compile``: ``fit`` trains the compiled module)."""
+    from s6lab import TrainConfig, fit
+
+    own = {k: overrides.get(k, False) for k in BENCHMARK_LEVERS}
+    config = TrainConfig(epochs=1, **{k: v for k, v in overrides.items() if k not in BENCHMARK_LEVERS})
+    with inplace_relu(model, own["inplace_relu"]), fused_optimizer(own["fused"]):
+        return fit(model, window, config, progress=False)
+
+
 def worker() -> None:
     """Child process: build the model for one config, then time one window per request."""
-    from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+    from s6lab import get_model, load_mnist, seed_everything
     from s6lab.data import MNISTTensors
 
     overrides, images = json.loads(sys.argv[2]), int(sys.argv[3])
@@ -104,13 +165,13 @@ def worker() -> None:
     window = MNISTTensors(data.train.subset(images), data.test.subset(100))
     seed_everything(0)
     model = get_model("s6")
-    config = TrainConfig(epochs=1, **overrides)
+    trained = torch.compile(model) if overrides.get("compile") else model  # shares model's parameters
     for line in sys.stdin:
         if line.strip() == "eval":
             print(json.dumps(eval_rates(model, data.test)), flush=True)
             continue
         t = time.perf_counter()
-        h = fit(model, window, config, progress=False)
+        h = train_window(trained, window, overrides)
         print(json.dumps({"rate": images / h.epochs[0].train_seconds, "wall": time.perf_counter() - t}),
               flush=True)
 

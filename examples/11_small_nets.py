@@ -2,7 +2,7 @@
 
 What to look at: accuracy against parameters. The sub-5k net trades the FC head for global
 average pooling and the 5x5 for three 3x3 convs after a 1x1 squeeze. Real numbers: run with
-the default 15 epochs and --seeds 0 1 2 (results/small-nets.md holds the measured ones).
+the default 15 epochs and --seed 0 1 2 (results/small-nets.md holds the measured ones).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared command line for the examples: --epochs, --seeds, --out and --quick.
+"""Shared command line for the examples: --epochs, --seed, --results-dir and --quick (the spellings of
+`s6lab compare`; --seeds and --out are accepted too).
 
 --quick is s6lab's one quick mode (`s6lab.recipe.QUICK_RUN`, the notebooks' S6LAB_QUICK=1):
 1 epoch on the first 1,000 training images, tested on 500. It shows that the script works,
@@ -14,16 +15,22 @@ from s6lab.comparison import Comparison, format_comparison, render
 from s6lab.recipe import QUICK_RUN
 
 
-def parse(doc: str, epochs: int = 10) -> argparse.Namespace:
+def parse(doc: str, epochs: int = 10, seeds: tuple[int, ...] = (0,)) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out", default="runs/examples", help="results folder")
+    parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=list(seeds), metavar="N",
+                        help="one run per seed")
+    parser.add_argument("--jobs", default="1", metavar="N|auto",
+                        help="trainings at once (auto: one per physical core, one thread each)")
+    parser.add_argument("--results-dir", "--out", dest="out", default="runs/examples", metavar="DIR",
+                        help="where the tables and figures go; the runs go to DIR/runs/...")
     parser.add_argument("--quick", action="store_true",
                         help="s6lab's quick mode: 1 epoch on 1,000 training images, 500 test images")
     args = parser.parse_args()
+    args.jobs = int(args.jobs) if args.jobs.isdigit() else args.jobs
     if args.quick or s6lab.quick_mode():
         args.quick = True
+        args.seeds = args.seeds[:1]
         args.epochs, args.train_size, args.test_size = (QUICK_RUN[k] for k in ("epochs", "train_size", "test_size"))
     else:
         args.train_size = args.test_size = None
@@ -38,7 +45,7 @@ def compare_and_show(variants: list[str], args: argparse.Namespace, name: str, *
         gap: also print train against test accuracy per epoch (seed mean): the overfitting gap.
         epochs_table: also print each variant's learning rate and test accuracy per epoch (first seed).
     """
-    result = s6lab.compare(variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
+    result = s6lab.compare(variants, seeds=args.seeds, epochs=args.epochs, out=args.out, jobs=args.jobs,
                            train_size=args.train_size, test_size=args.test_size, progress=not args.quick)
     print(format_comparison(result))
     if gap:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from ._table import render_table
 from .train import History
 
 MAX_PARAMS = 20_000
@@ -206,12 +207,5 @@ def format_check(rows: list[Requirement], markdown: bool = False) -> str:
     header = ("requirement", "rule", "this run", "result")
     body = [(r.name, format_rule(r), format_measured(r), "PASS" if r.passed else "FAIL") for r in rows]
     verdict = "PASS" if all_passed(rows) else "FAIL"
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines) + f"\n\n**Overall: {verdict}**\n"
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in body]
-    return "\n".join(lines) + f"\n\nOverall: {verdict}\n"
+    table = render_table(header, body, markdown=markdown)
+    return table + (f"\n**Overall: {verdict}**\n" if markdown else f"\nOverall: {verdict}\n")

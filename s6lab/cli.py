@@ -104,11 +104,11 @@ def _models(args: argparse.Namespace) -> int:
                      "description": get_spec(name).description})
     if args.json:
         return _print_json(rows)
-    width = max(len(n) for n in names)
-    print(f"{'name':<{width}}  {'params':>7}  {'RF':>4}  description")
-    for r in rows:
-        rf = "?" if r["receptive_field"] is None else r["receptive_field"]
-        print(f"{r['name']:<{width}}  {r['params']:>7,}  {rf:>4}  {r['description']}")
+    from ._table import render_table
+
+    print(render_table(("name", "params", "RF", "description"), [
+        (r["name"], f"{r['params']:,}", "?" if r["receptive_field"] is None else r["receptive_field"],
+         r["description"]) for r in rows], align="lrrl"), end="")
     return 0
 
 
@@ -143,7 +143,7 @@ def _summary(args: argparse.Namespace) -> int:
         from .analysis.diagram import diagram_boxes, format_diagram, plot_diagram
 
         boxes = diagram_boxes(model)
-        print(format_diagram(boxes))
+        print(format_diagram(boxes), end="")
         print(f"diagram: {save_figure(plot_diagram(boxes, title=args.model), Path(args.diagram))}")
     return 0
 
@@ -191,7 +191,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
     import typing
     from dataclasses import MISSING, fields
 
-    from .train import CHOICES
+    from .train import CHOICES, RETIRED, TrainConfig
 
     helps = config_help(cls)
     hints = typing.get_type_hints(cls)
@@ -211,6 +211,25 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
         shown = f" (default: {default})" if default is not None else ""
         group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name), metavar=None
                            if f.name in CHOICES else f.name.upper(), help=f"{text}{shown}")
+    if cls is TrainConfig:
+        for name in RETIRED:
+            for flag in (f"--{name.replace('_', '-')}", f"--no-{name.replace('_', '-')}"):
+                parser.add_argument(flag, action=_Retired, nargs=0)
+
+
+class _Retired(argparse.Action):
+    """A flag of a lever that left the trainer (`s6lab.train.RETIRED`): one line saying why, exit 2."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, argparse.SUPPRESS, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                         **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .train import RETIRED
+
+        name = (option_string or "").removeprefix("--").removeprefix("no-").replace("-", "_")
+        parser.exit(2, f"s6lab: error: {option_string} is no longer an s6lab option: {RETIRED[name]}, so it "
+                       "left the trainer; benchmarks/levers.py still measures it (make bench-levers)\n")
 
 
 def config_values(args: argparse.Namespace, cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -291,8 +310,8 @@ def _train(args: argparse.Namespace) -> int:
         print(training_line(resolved.device, resolved.precision), file=sys.stderr)
     run = train_run(recipe, out, resume=args.resume, progress=not args.quiet)
     rows = assignment_check(run.model, run.history)
-    print(format_check(rows))
-    print(advice(run), end="")
+    print(format_check(rows), end="")
+    _print_advice(advice(run))
     if args.no_report:
         print(f"run written to {out} (no report: write it with `s6lab report {out} --html`)")
     else:
@@ -329,8 +348,8 @@ def _check(args: argparse.Namespace) -> int:
         return 0 if all_passed(rows) else 1
     from .report import advice
 
-    print(format_check(rows, markdown=args.markdown))
-    print(advice(run, markdown=args.markdown), end="")
+    print(format_check(rows, markdown=args.markdown), end="")
+    _print_advice(advice(run, markdown=args.markdown))
     return 0 if all_passed(rows) else 1
 
 
@@ -367,7 +386,7 @@ def _budget(args: argparse.Namespace) -> int:
         verdict = check_budget(model, args.max_params) if args.max_params is not None else None
         _print_json({"budget": budget, "check": verdict})
         return 0 if verdict is None or verdict.ok else 1
-    print(format_budget(budget, level="layers" if args.layers else "blocks", markdown=args.markdown))
+    print(format_budget(budget, level="layers" if args.layers else "blocks", markdown=args.markdown), end="")
     if args.plot:
         from ._io import save_figure
 
@@ -377,6 +396,12 @@ def _budget(args: argparse.Namespace) -> int:
         print(("OK: " if verdict.ok else "OVER BUDGET: ") + verdict.message)
         return 0 if verdict.ok else 1
     return 0
+
+
+def _print_advice(text: str) -> None:
+    """What a run that missed the rule can try, after a blank line (nothing for a run that met it)."""
+    if text:
+        print("\n" + text, end="")
 
 
 def _run_and_test_split(args: argparse.Namespace):
@@ -398,7 +423,7 @@ def _mistakes(args: argparse.Namespace) -> int:
     out = _figure_folder(args, run)
     shown = _shown_by_report(run, out, ("gallery.png", "confusion.png", "confusion_normalized.png"))
     p, files = write_gallery(run, split, n=args.n, out=out)
-    print(format_mistakes(p, markdown=args.markdown))
+    print(format_mistakes(p, markdown=args.markdown), end="")
     if not len(p.misclassified()):
         print("no misclassified test images: no gallery written")
     _say_written(files, shown)
@@ -512,7 +537,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json({"epochs": result.epochs, "seeds": list(result.seeds), "rows": [
             {k: v for k, v in vars(r).items() if k != "runs"} for r in result.rows], "files": written})
-    print(format_comparison(result, markdown=args.markdown))
+    print(format_comparison(result, markdown=args.markdown), end="")
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
+from ._table import render_table
 from .check import MAX_PARAMS, TARGET_ACC, all_passed, assignment_check
 from .errors import ConfigError
 from .models import get_recipe, get_spec
@@ -248,13 +249,8 @@ def format_comparison(c: Comparison, markdown: bool = False) -> str:
     note = (f"{c.epochs} epoch{'s' if c.epochs != 1 else ''}, {seeds}; accuracy on {test}, "
             "mean ± sample std over seeds; first epoch per seed ('-': never); s/epoch: median, "
             "training + evaluation.")
-    if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines) + f"\n\n{note}\n"
-    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *body)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*COLUMNS), *(fmt.format(*row) for row in body)]) + f"\n\n{note}\n"
+    align = "l" + ("r" if markdown else "l") * (len(COLUMNS) - 1)
+    return render_table(COLUMNS, body, markdown=markdown, align=align) + f"\n{note}\n"
 
 
 def comparison_csv(c: Comparison) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._io import atomic_write_text, save_figure
+from ._table import render_table
 from .analysis.mistakes import Predictions
 from .check import assignment_check, format_check
 from .data import TensorSplit, load_split
@@ -19,12 +20,10 @@ log = logging.getLogger(__name__)
 
 def history_table(run: Run) -> str:
     """The per-epoch history as a markdown table."""
-    lines = ["| epoch | train loss | train acc | test loss | test acc | lr | seconds |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for e in run.history.epochs:
-        lines.append(f"| {e.epoch} | {e.train_loss:.4f} | {e.train_acc:.2f}% | {e.test_loss:.4f} | "
-                     f"{e.test_acc:.2f}% | {e.lr:.2e} | {e.seconds:.1f} |")
-    return "\n".join(lines)
+    header = ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds")
+    rows = [(e.epoch, f"{e.train_loss:.4f}", f"{e.train_acc:.2f}%", f"{e.test_loss:.4f}", f"{e.test_acc:.2f}%",
+             f"{e.lr:.2e}", f"{e.seconds:.1f}") for e in run.history.epochs]
+    return render_table(header, rows, markdown=True, align="r" * len(header)).rstrip("\n")
 
 
 def advice(run: Run, markdown: bool = False) -> str:

@@ -35,7 +35,7 @@ from .hardware import machine_info, native_bf16
 from .models import get_recipe, get_spec
 from .recipe import Recipe, recorded_precision, same_architecture
 from .specs import Net, NetSpec, build
-from .train import EpochRecord, History, TrainConfig, fit
+from .train import EpochRecord, History, TrainConfig, checkpoint_weights, fit
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,10 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
     if finished:
         weights = read_tensors(path / WEIGHTS, device)
     elif (path / CHECKPOINT).exists():
-        weights = read_tensors(path / CHECKPOINT, device)["model"]
+        try:
+            weights = checkpoint_weights(read_tensors(path / CHECKPOINT, device))
+        except ConfigError as e:
+            raise RunError(f"{path / CHECKPOINT}: {e}; delete it and train the run again") from None
     elif not need_weights:
         return Run(path, recipe, history, model.eval(), len(history) == recipe.train.epochs, meta)
     elif len(history) == recipe.train.epochs:

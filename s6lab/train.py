@@ -4,10 +4,12 @@ Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
 augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
 weights and activations are channels_last, convolutions run under bf16 autocast
 where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
-([`dropout`][s6lab.dropout]). Every lever has a switch in `TrainConfig`, including the
-ones measured and left off (``inplace_relu``, ``fused``, ``compile``; see
-``benchmarks/levers.py``). On glibc the process keeps freed activation buffers for reuse
-(``retain_memory``, [`allocator`][s6lab.allocator]). The same code runs on CUDA.
+([`dropout`][s6lab.dropout]). On glibc the process keeps freed activation buffers for reuse
+(``retain_memory``, [`allocator`][s6lab.allocator]). Every lever kept has a switch in
+`TrainConfig` and a measured gain on some machine class; the ones that measured no gain on
+every class tried (in-place ReLU, the fused optimizer kernel, ``torch.compile``) left the
+trainer and live in the benchmark that measured them (``benchmarks/levers.py``, see
+`RETIRED`). The same code runs on CUDA.
 
 Seeded: ``fit`` draws data order, augmentation and dropout from RNGs seeded with
 ``config.seed``, and a checkpoint stores their state, so a resumed run ends exactly
@@ -22,8 +24,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,6 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
-    fused: bool = False  # fused optimizer kernel instead of foreach (see benchmarks/levers.py)
-    compile: bool = False  # torch.compile the training forward (off: slower here once compile time counts)
-    inplace_relu: bool = field(default=False, metadata=SPEED)  # in-place ReLU in training (no gain measured)
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
     retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
     eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
@@ -119,7 +117,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        """Build from a dict, rejecting unknown keys with the list of valid ones.
+
+        Fields that left the trainer (`RETIRED`) are dropped: runs recorded with them still load.
+        """
+        values = {k: v for k, v in values.items() if k not in RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -140,6 +142,18 @@ class TrainConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in mine if k not in ignore and mine[k] != theirs[k])
 
+
+#: Levers that measured no gain on every machine class tried, and left `TrainConfig` (and the CLI) for
+#: ``benchmarks/levers.py``, which keeps measuring them. Each maps to the measurement, train img/s
+#: against the s6lab defaults (``make bench-levers``). Run files that still carry these fields load.
+RETIRED: dict[str, str] = {
+    "inplace_relu": "in-place ReLU: 1.00x on AVX-512 with bf16 (levers.md), 1.01x on AVX2 without "
+                    "(levers-avx2-no-bf16.md)",
+    "fused": "fused SGD kernel instead of foreach: 0.99x on AVX-512 with bf16, 1.02x on AVX2 without, both "
+             "within the rounds' spread",
+    "compile": "torch.compile of the training forward: 0.65x on AVX-512 with bf16, 0.80x on AVX2 without, "
+               "plus about 35 s of compiling; not measured on CUDA",
+}
 
 #: TrainConfig fields that change speed, not the numbers (marked on the field): runs differing only there
 #: are the same run
@@ -309,7 +323,7 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, rotation: fl
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = model.parameters()
-    impl = {"fused": True} if config.fused else {"foreach": True}
+    impl = {"foreach": True}  # one multi-tensor kernel per step (the fused kernel measured no faster: RETIRED)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0,
@@ -317,29 +331,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **impl)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **impl)
-
-
-@contextmanager
-def inplace_relu(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Make every ``nn.ReLU`` of ``model`` in-place inside the block, then restore each one.
-
-    In-place ReLU saves writing a fresh activation tensor per layer; on this project's
-    CPU it measured no faster (``benchmarks/levers.py``), so ``fit`` leaves it off by
-    default. s6lab blocks keep ReLU out-of-place outside this block so that hooks and
-    attribution tools see the pre-activation tensors unmodified. Autograd refuses (it
-    does not silently miscompute) if an in-place ReLU would overwrite a tensor that
-    backward still needs.
-    """
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    saved = [m.inplace for m in relus]
-    try:
-        if enabled:
-            for m in relus:
-                m.inplace = True
-        yield
-    finally:
-        for m, flag in zip(relus, saved):
-            m.inplace = flag
 
 
 def _to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
@@ -484,7 +475,6 @@ class _Training:
     """What the steps of `fit` share: the model, its optimizer, the RNG and the history."""
 
     model: nn.Module
-    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled twin (same parameters)
     config: TrainConfig
     device: torch.device
     precision: str  # bf16 | fp32, as resolved here
@@ -516,12 +506,11 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     optimizer = make_optimizer(model, config)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     torch.manual_seed(config.seed + 1)  # dropout draws from the global RNG
-    forward = torch.compile(model) if config.compile else model
     schedule = None if config.scheduler is None else TorchSchedule(
         config.scheduler, optimizer, lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
     augmentation = None if config.augmentation is None or not config.augment else \
         TorchAugmentation(config.augmentation)
-    return _Training(model, forward, config, device, precision.precision, optimizer, generator, progress, tqdm,
+    return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
                      schedule, augmentation)
 
 
@@ -565,7 +554,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     bar = state.tqdm(range(steps_per_epoch), desc=f"{state.label}epoch {epoch}/{config.epochs}",
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
-    with inplace_relu(model, config.inplace_relu), fast_dropout_enabled(config.fast_dropout):
+    with fast_dropout_enabled(config.fast_dropout):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)
@@ -582,7 +571,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
             xb = _batch(xb, device, config.channels_last)
             yb = yb.to(device, non_blocking=True)
             with autocast:
-                out = state.forward(xb)
+                out = model(xb)
             loss = F.nll_loss(out.float(), yb, reduction="mean") if config.label_smoothing == 0 else \
                 F.cross_entropy(out.float(), yb, label_smoothing=config.label_smoothing)
             value = loss.item()
@@ -617,6 +606,18 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                         test_acc=f"{record.test_acc:.2f}")
         bar.close()
     return record
+
+
+def checkpoint_weights(checkpoint: Any) -> dict[str, torch.Tensor]:
+    """The model's weights inside a checkpoint written by `fit` (loaded with ``weights_only=True``):
+    the checkpoint's layout is the trainer's own, so readers ask here instead of indexing it.
+
+    Raises:
+        ConfigError: ``checkpoint`` is not one written by `fit`.
+    """
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise ConfigError("not a checkpoint written by s6lab's fit: it has no model weights")
+    return checkpoint["model"]
 
 
 def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:

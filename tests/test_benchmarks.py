@@ -158,3 +158,65 @@ def test_levers_bn_folded_copy_predicts_what_the_model_predicts():
     x = torch.randn(16, 1, 28, 28)
     with torch.inference_mode():
         assert torch.allclose(model(x), folded(x), atol=1e-4)
+
+
+def _synthetic(n: int = 64):
+    from s6lab.data import MNISTTensors, TensorSplit
+
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return MNISTTensors(split, split.subset(32))
+
+
+def test_levers_inplace_relu_matches_out_of_place_and_is_restored():
+    """In-place ReLU left TrainConfig for the levers benchmark: same numbers, flags restored (also on error)."""
+    import torch.nn as nn
+
+    from s6lab import get_model, seed_everything
+
+    levers = _benchmark_module("levers")
+    results = []
+    for flag in (False, True):
+        seed_everything(0)
+        model = get_model("s6")
+        levers.train_window(model, _synthetic(), {"inplace_relu": flag, "batch_size": 32, "precision": "fp32"})
+        assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+        results.append(model.head.fc.weight.detach().clone())
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+    model = get_model("s6")
+    with pytest.raises(RuntimeError, match="boom"), levers.inplace_relu(model):
+        assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+        raise RuntimeError("boom")
+    assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+
+
+def test_levers_fused_optimizer_matches_foreach_and_is_restored():
+    import s6lab.train
+    from s6lab import get_model, seed_everything
+
+    levers = _benchmark_module("levers")
+    make = s6lab.train.make_optimizer
+    results, kinds = [], []
+    for flag in (False, True):
+        seed_everything(0)
+        model = get_model("s6")
+        with levers.fused_optimizer(flag):
+            kinds.append(s6lab.train.make_optimizer(model, s6lab.TrainConfig()).defaults["fused"])
+        levers.train_window(model, _synthetic(), {"fused": flag, "batch_size": 32, "precision": "fp32",
+                                                  "augment": False})
+        results.append(model.head.fc.weight.detach().clone())
+    assert kinds == [None, True] and s6lab.train.make_optimizer is make
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+
+
+def test_levers_compile_row_trains_the_compiled_module_with_s6lab_dropout():
+    """torch.compile traces the model; s6lab's Dropout hands over to the compiler's own dropout (dynamo's
+    tracing is what this checks: the eager backend skips inductor's minutes of code generation)."""
+    import math
+
+    from s6lab import get_model
+
+    levers = _benchmark_module("levers")
+    model = get_model("s6")
+    h = levers.train_window(torch.compile(model, backend="eager"), _synthetic(), {"compile": True, "batch_size": 32})
+    assert len(h) == 1 and math.isfinite(h.epochs[0].train_loss)

@@ -130,15 +130,25 @@ def test_every_speed_lever_has_a_switch(capsys, tmp_path):
     out_dir = tmp_path / "levers"
     code, out, _ = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "256", "--test-size", "100",
                        "--quiet",
-                       "--out", str(out_dir), "--inplace-relu", "--no-fast-dropout", "--no-retain-memory",
-                       "--no-channels-last", "--fused", "--eval-batch-size", "50", "--precision", "fp32",
+                       "--out", str(out_dir), "--no-fast-dropout", "--no-retain-memory",
+                       "--no-channels-last", "--eval-batch-size", "50", "--precision", "fp32",
                        "--batch-size", "64", "--lr", "0.05", "--warmup", "0.3")
     assert code == 0, out
     config = json.loads((out_dir / "config.json").read_text())["train"]
-    assert {k: config[k] for k in ("inplace_relu", "fast_dropout", "retain_memory", "channels_last", "fused",
+    assert {k: config[k] for k in ("fast_dropout", "retain_memory", "channels_last",
                                    "eval_batch_size", "precision", "batch_size", "lr", "warmup")} == {
-        "inplace_relu": True, "fast_dropout": False, "retain_memory": False, "channels_last": False,
-        "fused": True, "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05, "warmup": 0.3}
+        "fast_dropout": False, "retain_memory": False, "channels_last": False,
+        "eval_batch_size": 50, "precision": "fp32", "batch_size": 64, "lr": 0.05, "warmup": 0.3}
+
+
+@pytest.mark.parametrize("flag", ["--compile", "--no-fused", "--inplace-relu"])
+def test_a_retired_lever_flag_says_in_one_line_why_it_left(capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "s6", flag])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"s6lab: error: {flag} is no longer an s6lab option: ")
+    assert "benchmarks/levers.py still measures it" in err[0] and "AVX2" in err[0]
 
 
 def test_every_trainconfig_field_has_an_option_with_help_and_default(capsys):

@@ -20,7 +20,7 @@ def test_example_runs_in_quick_mode(script, tmp_path):
     text = script.read_text()
     assert text.startswith('"""') and "What to look at" in text
     assert len(text.splitlines()) <= 80
-    done = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
+    done = subprocess.run([sys.executable, str(script), "--quick", "--results-dir", str(tmp_path)], capture_output=True,
                           text=True, cwd=script.parent, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "params" in done.stdout or "Total params" in done.stdout

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from .._table import render_table
 from ..errors import ConfigError
 from ..summary import summary
 
@@ -150,12 +151,7 @@ def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = Fal
                  "100.0", ""))
     note = (f"\n? multiply-adds unknown for {', '.join(budget.unknown_mult_adds)} (a layer type with weights and "
             "no counting rule): left out of the total, which is a lower bound\n") if budget.unknown_mult_adds else ""
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n" + note
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = "  ".join(f"{{:>{w}}}" if i >= 2 else f"{{:<{w}}}" for i, w in enumerate(widths))
-    return "\n".join(line.format(*row).rstrip() for row in [header, *body]) + "\n" + note
+    return render_table(header, body, markdown=markdown, align="ll" + "r" * (len(header) - 2)) + note
 
 
 def plot_budget(budget: Budget, axes: Any = None):

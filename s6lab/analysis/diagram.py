@@ -34,6 +34,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from .._table import render_table
 from ..errors import ConfigError
 from ..summary import input_size_of, layer_rows
 from .budget import parameter_budget
@@ -275,12 +276,7 @@ def format_diagram(boxes: list[DiagramBox], markdown: bool = False) -> str:
     known = [b.mult_adds for b in boxes if b.mult_adds is not None]
     lower = ">= " if len(known) < len(boxes) else ""
     body.append(("total", "", "", "", f"{sum(b.params for b in boxes):,}", f"{lower}{sum(known):,}", ""))
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|---:|---:|---|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = "  ".join(f"{{:>{w}}}" if i in (4, 5) else f"{{:<{w}}}" for i, w in enumerate(widths))
-    return "\n".join(line.format(*row).rstrip() for row in [header, *body]) + "\n"
+    return render_table(header, body, markdown=markdown, align="llllrrl")
 
 
 # ---------------------------------------------------------------- plots

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._table import render_table
 from ..errors import ConfigError, UnknownNameError
 from .hooks import forward_with_hooks
 
@@ -171,11 +172,7 @@ def format_feature_maps(maps: list[LayerMaps], markdown: bool = False) -> str:
     header = ("block", "maps (C x H x W)", "receptive field (px)", "zeros %")
     body = [(m.name, " x ".join(map(str, m.maps.shape)), "?" if m.receptive_field is None else
              str(m.receptive_field), f"{100 * m.zero_fraction:.0f}") for m in maps]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *body]) + "\n"
+    return render_table(header, body, markdown=markdown, align="llrr" if markdown else "llll")
 
 
 def plot_feature_maps(maps: list[LayerMaps], image: torch.Tensor, *, channels: int = 8, fig: Any = None):

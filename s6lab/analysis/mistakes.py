@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._table import render_table
 from ..data import TensorSplit
 from ..errors import ConfigError
 from ..train import EVAL_BATCH_SIZE, predict
@@ -148,17 +149,14 @@ def format_mistakes(p: Predictions, *, top: int = 10, markdown: bool = False) ->
     classes = per_class_accuracy(p)
     errors = len(p.misclassified())
     head = f"{errors} of {len(p.labels)} test images misclassified (accuracy {p.accuracy:.2f}%)"
+    confused = render_table(("true", "predicted as", "count"), [(c.true, c.predicted, c.count) for c in pairs],
+                            markdown=markdown, align="rrr") if pairs else "none: every test image is right\n"
+    per_class = render_table(("class", "correct", "total", "accuracy"),
+                             [(c.label, c.correct, c.total, f"{c.accuracy:.2f}%") for c in classes],
+                             markdown=markdown, align="rrrr")
     if markdown:
-        lines = [head, "", "| true | predicted as | count |", "|---:|---:|---:|"]
-        lines += [f"| {c.true} | {c.predicted} | {c.count} |" for c in pairs] or ["| - | - | 0 |"]
-        lines += ["", "| class | correct | total | accuracy |", "|---:|---:|---:|---:|"]
-        lines += [f"| {c.label} | {c.correct} | {c.total} | {c.accuracy:.2f}% |" for c in classes]
-        return "\n".join(lines) + "\n"
-    lines = [head, "", "most confused (true -> predicted: count)"]
-    lines += [f"  {c.true} -> {c.predicted}: {c.count}" for c in pairs] or ["  none"]
-    lines += ["", "per-class accuracy"]
-    lines += [f"  {c.label}: {c.accuracy:6.2f}%  ({c.correct}/{c.total})" for c in classes]
-    return "\n".join(lines) + "\n"
+        return f"{head}\n\n{confused}\n{per_class}"
+    return f"{head}\n\nmost confused\n{confused}\nper-class accuracy\n{per_class}"
 
 
 def plot_mistakes(images: torch.Tensor, p: Predictions, indices: torch.Tensor | None = None, *,

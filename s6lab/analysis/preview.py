@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .._table import render_table
 from ..errors import ConfigError
 
 
@@ -77,11 +78,7 @@ def format_class_balance(counts: list[ClassCount], markdown: bool = False) -> st
     """One row per digit: count and share."""
     header = ("digit", "images", "%")
     body = [(str(c.digit), f"{c.count:,}", f"{c.percent:.1f}") for c in counts]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---:|---:|---:|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header, *body]) + "\n"
+    return render_table(header, body, markdown=markdown, align="rrr")
 
 
 def plot_augmentation_preview(preview: AugmentationPreview, *, fig: Any = None):

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._table import render_table
 from ..errors import ConfigError
 from ..summary import input_size_of
 from .hooks import forward_with_hooks
@@ -245,13 +246,7 @@ def format_receptive_fields(rows: list[RFRow], markdown: bool = False, only_chan
         body.append((r.name, r.type, f"{r.output_size}x{r.output_size}", *map(fmt, (
             r.kernel, r.stride, r.padding, r.dilation, r.jump_in, r.jump_out, r.rf_in, r.rf_out, r.start)),
             note))
-    if markdown:
-        lines = ["| " + " | ".join(header[:-1]) + " | note |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines) + "\n"
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    fmt_line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt_line.format(*row).rstrip() for row in [header, *body]) + "\n"
+    return render_table(header[:-1] + ("note",) if markdown else header, body, markdown=markdown)
 
 
 # ---------------------------------------------------------------- measured
