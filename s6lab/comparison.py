@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
+from ._style import TARGET_LINE
 from ._table import render_table
 from .check import MAX_PARAMS, TARGET_ACC, all_passed, assignment_check
 from .errors import ConfigError
@@ -313,7 +314,7 @@ def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
             epochs = list(range(1, accs.shape[1] + 1))
             axis.plot(epochs, accs.mean(0), ms=2.5, lw=1.4, label=name if labels else None, **style)
             axis.fill_between(epochs, accs.min(0).values, accs.max(0).values, color=style["color"], alpha=0.12)
-        axis.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}% target" if labels else None)
+        axis.axhline(target, **TARGET_LINE, label=f"{target}% target" if labels else None)
 
     draw(ax, labels=True)
     every = [float(v) for _, _, accs in curves for v in accs.flatten()]
@@ -349,7 +350,7 @@ def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGE
                     label=r.name)
     # many variants share a parameter count: a legend stays readable where labels would overlap
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.axhline(target, color="crimson", ls="--", lw=1)
+    ax.axhline(target, **TARGET_LINE)
     ax.axvline(MAX_PARAMS, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set(xlabel="parameters (log scale)", ylabel="best test accuracy (%)",

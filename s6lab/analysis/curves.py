@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._style import TARGET_LINE
 from ..check import TARGET_ACC
 from ..train import History
 
@@ -30,7 +31,7 @@ def plot_history(history: History, *, target: float = TARGET_ACC, axes: Any = No
     epochs = [e.epoch for e in history.epochs]
     acc_ax, loss_ax = axes
     acc_ax.plot(epochs, history.test_acc, marker="o", ms=3, label=label or "test accuracy")
-    acc_ax.axhline(target, color="crimson", ls="--", lw=1, label=f"{target}% target")
+    acc_ax.axhline(target, **TARGET_LINE, label=f"{target}% target")
     if len(epochs) >= 3:  # the assignment's rule: each of the last three epochs at the target or above
         acc_ax.axvspan(epochs[-3] - 0.5, epochs[-1] + 0.5, color="#dd8452", alpha=0.15,
                        label="last three epochs (the rule)")

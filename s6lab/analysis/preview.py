@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .._style import TARGET_LINE
 from .._table import render_table
 from ..errors import ConfigError
 
@@ -122,7 +123,7 @@ def plot_class_balance(counts: list[ClassCount], *, ax: Any = None, title: str =
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 2.8), constrained_layout=True)
     ax.bar([str(c.digit) for c in counts], [c.percent for c in counts], color="#4c72b0")
-    ax.axhline(100 / len(counts), color="crimson", ls="--", lw=1, label=f"even share ({100 / len(counts):g}%)")
+    ax.axhline(100 / len(counts), **TARGET_LINE, label=f"even share ({100 / len(counts):g}%)")
     ax.set(xlabel="digit", ylabel="% of images", title=title)
     ax.legend(loc="lower right", fontsize=8)
     return ax.figure

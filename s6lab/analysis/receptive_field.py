@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._style import TARGET_LINE
 from .._table import render_table
 from ..errors import ConfigError
 from ..summary import input_size_of
@@ -443,7 +444,7 @@ def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, ax: Any
         text = {"global": "global", "unknown": "?"}.get(r.status, f"{r.rf_out:g}")
         ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                     va="bottom", fontsize=8)
-    ax.axhline(image_size, color="crimson", ls="--", lw=1, label=f"image side ({image_size} px)")
+    ax.axhline(image_size, **TARGET_LINE, label=f"image side ({image_size} px)")
     ax.set(ylabel="receptive field (px)", title="Receptive field after each layer")
     ax.tick_params(axis="x", rotation=45)
     ax.set_ylim(0, max(values + [image_size]) * 1.15)
