@@ -27,7 +27,6 @@ def parse(doc: str, epochs: int = 10, seeds: tuple[int, ...] = (0,)) -> argparse
     parser.add_argument("--quick", action="store_true",
                         help="s6lab's quick mode: 1 epoch on 1,000 training images, 500 test images")
     args = parser.parse_args()
-    args.jobs = int(args.jobs) if args.jobs.isdigit() else args.jobs
     if args.quick or s6lab.quick_mode():
         args.quick = True
         args.seeds = args.seeds[:1]

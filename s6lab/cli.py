@@ -526,11 +526,10 @@ def _compare(args: argparse.Namespace) -> int:
         args.variants = [*(args.variants or []), *args.old_variants]
     if not args.variants:
         raise CLIError("name the variants to compare: --model NAME [NAME ...] (`s6lab models` lists them)")
-    jobs = int(args.jobs) if args.jobs.strip().isdigit() else args.jobs.strip()  # "auto", or refused by compare
     result = compare(args.variants, seeds=args.seeds, epochs=args.epochs, out=args.out,
                      train=not args.no_train, data_root=args.root, train_size=args.train_size,
                      test_size=args.test_size, progress=not args.quiet,
-                     recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN), jobs=jobs,
+                     recipe=config_values(args, TrainConfig, exclude=_COMPARE_OWN), jobs=args.jobs,
                      threads_per_job=args.threads_per_job, backend=args.backend, address=args.address,
                      on_job=None if args.quiet else job_done)
     written = render(result, args.out, args.name)

@@ -167,6 +167,8 @@ def compare(
         raise ConfigError(f"give one or more distinct seeds, got {list(seeds)}")
     specs = [get_spec(v) for v in variants]  # unknown names fail before any training
     epochs = TrainConfig().epochs if epochs is None else epochs  # 0 is an error (TrainConfig says so), not "unset"
+    if isinstance(jobs, str):  # as typed on a command line: "2", " auto"
+        jobs = int(jobs) if jobs.strip().isdigit() else jobs.strip()
     parallel = jobs != 1 or backend != "process"
     plan = None
     if parallel:  # bad input fails before any training

@@ -33,7 +33,7 @@ from .data import MNISTTensors, TensorSplit, default_root, load_mnist, load_spli
 from .errors import ConfigError
 from .hardware import Precision, resolve_precision
 from .specs import OVERRIDES, Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
-from .train import RETIRED, TrainConfig, recipe_differences, resolve_device, seed_everything
+from .train import TrainConfig, recipe_differences, resolve_device, seed_everything, without_retired
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,7 @@ class Recipe:
         if values.get("data_root") is not None:
             data["root"] = values["data_root"]
         base = cls(spec, base_train if base_train is not None else TrainConfig())
-        train = {k: v for k, v in (values.get("train") or {}).items() if k not in RETIRED}  # levers since retired
-        return merge(base, **train, **data)
+        return merge(base, **without_retired(values.get("train") or {}), **data)
 
     def differences(self, recorded: dict[str, Any], device: torch.device | None = None) -> list[str]:
         """The one "is this the same run?" rule, for a recorded run's ``config.json``.

@@ -171,3 +171,17 @@ def test_unreachable_ray_address_fails_in_seconds_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="give HOST:PORT"):
         compare(["s6"], seeds=[0], epochs=1, out=tmp_path, backend="ray", address="headnode")
     assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_as_typed_on_a_command_line_are_read_by_compare(tmp_path, monkeypatch):
+    """"1" trains in this process like 1; " 2" is two worker processes; the CLI and the examples pass the text."""
+    import s6lab.comparison
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("jobs='1' must train in this process")
+
+    monkeypatch.setattr(s6lab.comparison, "run_jobs", no_pool)
+    c = compare(["s6"], seeds=[0], epochs=1, out=tmp_path, progress=False, jobs="1", **SUBSET)
+    assert c.rows[0].seeds == 1
+    with pytest.raises(ConfigError, match="--jobs must be a positive number"):
+        compare(["s6"], seeds=[0], epochs=1, out=tmp_path, progress=False, jobs=" two", **SUBSET)
