@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ CLASS = $(shell $(BIN)/python -c "import re; from s6lab.hardware import machine_
 # recorded), levers-CLASS.md on another machine class (levers-avx2-no-bf16.md)
 bench-levers: data
 	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(subst -avx512-bf16,,-$(CLASS)).md
+
+# the fusion levers for the memory-bound BatchNorm/ReLU/pool passes (issue 18 part 2), beside the defaults only
+# -> benchmarks/results/fusion-CLASS.md
+bench-fusion: data
+	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "after its max-pool" --out benchmarks/results/fusion-$(CLASS).md
 
 # the same, plus 15-epoch accuracy-parity runs (seeds 0 1 2) of the levers that change numerics -> levers-full.md
 bench-levers-full: data

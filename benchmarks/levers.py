@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import statistics
 import sys
@@ -51,7 +52,7 @@ import torch
 from _worker import WorkerProcess
 
 #: the levers this benchmark applies itself (they left TrainConfig: s6lab.train.RETIRED)
-BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile")
+BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "relu_after_pool")
 
 _GLIBC = {"retain_memory": False}
 LADDER: dict[str, dict] = {
@@ -75,6 +76,8 @@ ONE_OFF: dict[str, dict] = {
     "glibc malloc defaults (retain_memory off)": {**_GLIBC},
     "fused SGD instead of foreach (fused on)": {"fused": True},
     "torch.compile (compile on)": {"compile": True},
+    "torch.compile of each BatchNorm+ReLU pair only (compile_bn_relu)": {"compile_bn_relu": True},
+    "ReLU moved after its max-pool, 4x fewer elements (relu_after_pool)": {"relu_after_pool": True},
 }
 #: the allocator setting is per process and so is its effect: timed over fresh processes
 ALLOCATOR: dict[str, dict] = {
@@ -91,6 +94,8 @@ PARITY: dict[str, dict] = {
     "OneCycle warm-up 30% of steps": {"warmup": 0.3},
     "OneCycle over 10 epochs (10-epoch run)": {"epochs": 10},
 }
+#: where the parity runs are kept (`--parity-runs`): one folder per row, resumed when the benchmark runs again
+PARITY_RUNS = Path("results/levers-parity")
 EVAL_BATCH_SIZES = (250, 500, 1000, 2000, 10000)
 #: rows that measure bf16 against fp32: meaningless (and emulated, many times slower) without native bf16
 BF16_ROWS = frozenset({"+ bf16 autocast", "fp32 (bf16 autocast off)", "fp32"})
@@ -144,6 +149,39 @@ def fused_optimizer(enabled: bool = True) -> Iterator[None]:
         s6lab.train.make_optimizer = make
 
 
+def compile_bn_relu(model: torch.nn.Module) -> int:
+    """Each block's BatchNorm and the ReLU right after it become one ``torch.compile``d module (Inductor
+    fuses the two memory passes into one kernel, forward and backward); returns how many pairs."""
+    pairs = 0
+    for block in list(model.modules()):  # the blocks as they are now, not the compiled pairs added below
+        names = list(block._modules)
+        for bn, relu in zip(names, names[1:]):
+            if isinstance(block._modules[bn], torch.nn.BatchNorm2d) and isinstance(block._modules[relu], torch.nn.ReLU):
+                setattr(block, bn, torch.compile(torch.nn.Sequential(block._modules[bn], block._modules[relu])))
+                setattr(block, relu, torch.nn.Identity())
+                pairs += 1
+    return pairs
+
+
+def relu_after_pool(model: torch.nn.Module) -> int:
+    """Where a block ends in ReLU and the next block starts with max-pool, apply the ReLU after the pool.
+
+    Exact: max and ReLU commute (``relu(max(x)) == max(relu(x))``), and so do their gradients (a window
+    whose maximum is <= 0 gets no gradient either way), but the ReLU then touches a quarter of the
+    elements. Returns how many ReLUs moved.
+    """
+    moved = 0
+    blocks = list(model.children())
+    for block, after in zip(blocks, blocks[1:]):
+        last, first = list(block._modules)[-1:], list(after._modules)[:1]
+        if (last and first and isinstance(block._modules[last[0]], torch.nn.ReLU)
+                and isinstance(after._modules[first[0]], torch.nn.MaxPool2d)):
+            setattr(after, first[0], torch.nn.Sequential(after._modules[first[0]], torch.nn.ReLU()))
+            setattr(block, last[0], torch.nn.Identity())
+            moved += 1
+    return moved
+
+
 def train_window(model, window, overrides: dict):
     """One ``fit`` epoch over ``window`` with ``overrides``: TrainConfig fields, and the levers of
     `BENCHMARK_LEVERS` applied here (``compile``: ``fit`` trains the compiled module)."""
@@ -165,6 +203,10 @@ def worker() -> None:
     window = MNISTTensors(data.train.subset(images), data.test.subset(100))
     seed_everything(0)
     model = get_model("s6")
+    if overrides.get("compile_bn_relu"):
+        compile_bn_relu(model)
+    if overrides.get("relu_after_pool"):
+        relu_after_pool(model)
     trained = torch.compile(model) if overrides.get("compile") else model  # shares model's parameters
     for line in sys.stdin:
         if line.strip() == "eval":
@@ -260,54 +302,64 @@ def allocator(processes: int, images: int) -> list[str]:
     return lines
 
 
-def parity(seeds: list[int], rows: dict[str, dict] = PARITY) -> list[str]:
+def parity(seeds: list[int], rows: dict[str, dict] = PARITY, runs: Path = PARITY_RUNS) -> list[str]:
     """Each numerics-changing lever trained to the end per seed: accuracy and time to 99.4%.
 
-    Seconds to 99.4% are the run's own wall clock (training plus evaluation) up to the end of
-    its first epoch at >= 99.4%; the runs go one after another, not round-robin.
+    The runs are `s6lab.compare`'s (one after another, not round-robin), kept under ``runs`` with one folder
+    per row: the table aggregates them the way a comparison does, and a stopped benchmark resumes where it
+    stopped. Seconds to 99.4% are each run's own wall clock (training plus evaluation) up to the end of its
+    first epoch at >= 99.4%.
     """
-    from s6lab import TrainConfig, fit, get_model, load_mnist, seed_everything
+    from s6lab import TrainConfig
     from s6lab.check import TARGET_ACC
-    from s6lab.comparison import Spread
+    from s6lab.comparison import compare
 
-    data = load_mnist()
     lines = [f"| full run, {TrainConfig().epochs} epochs unless named, seeds {' '.join(map(str, seeds))} | "
              f"best % (mean ± sd) | final % (mean ± sd) | first epoch >= {TARGET_ACC}% per seed | "
              f"s to {TARGET_ACC}% per seed |",
              "|---|---:|---:|---|---|"]
     for name, overrides in rows.items():
-        histories = []
-        for seed in seeds:
-            seed_everything(seed)
-            histories.append(fit(get_model("s6"), data, TrainConfig(seed=seed, **overrides), progress=False))
-            print(f"parity {name} seed {seed}: best {histories[-1].best_acc:.2f}", file=sys.stderr, flush=True)
-        first = ", ".join(str(h.first_epoch_reaching(TARGET_ACC) or "-") for h in histories)
-        times = [h.seconds_to_reach(TARGET_ACC) for h in histories]
+        folder = runs / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        recipe = {k: v for k, v in overrides.items() if k != "epochs"}
+        row = compare(["s6"], seeds=seeds, epochs=overrides.get("epochs"), out=folder, recipe=recipe,
+                      progress=False).rows[0]
+        print(f"parity {name}: best {row.best}", file=sys.stderr, flush=True)
+        first = ", ".join(str(e or "-") for e in row.first_epoch)
+        times = [run.history.seconds_to_reach(TARGET_ACC) for run in row.runs]
         to_target = ", ".join("-" if t is None else f"{t:.0f}" for t in times)
         if None not in times:
             to_target += f" (median {statistics.median(times):.0f})"
-        lines.append(f"| {name} | {Spread.of([h.best_acc for h in histories])} | "
-                     f"{Spread.of([h.final_acc for h in histories])} | {first} | {to_target} |")
+        lines.append(f"| {name} | {row.best} | {row.final} | {first} | {to_target} |")
     return lines
+
+
+def round_robin(workers: dict, rounds: int) -> tuple[dict, dict]:
+    """One window per worker per round, ``rounds`` times after a warm-up round (which also compiles):
+    each worker's train img/s per round, and its warm-up round's wall seconds."""
+    rates: dict = {key: [] for key in workers}
+    first: dict = {}
+    for round_ in range(rounds + 1):
+        for key, w in workers.items():
+            result = w.ask("window")
+            if round_ == 0:
+                first[key] = result["wall"]
+            else:
+                rates[key].append(result["rate"])
+        print(f"round {round_} done", file=sys.stderr, flush=True)
+    return rates, first
 
 
 def throughput_tables(args: argparse.Namespace, native: bool) -> list[str]:
     """The ladder, one-off, evaluation and allocator tables (bf16 rows only where bf16 is native)."""
+    if args.one_off:  # only the defaults and the named one-off rows: no ladder, evaluation or allocator
+        one_off, one_off_notes = without_bf16_rows(args.one_off, native)
+        return one_off_tables(args, one_off) + one_off_notes
     ladder, ladder_notes = without_bf16_rows(LADDER, native)
     one_off, one_off_notes = without_bf16_rows(ONE_OFF, native)
     configs = {**{("ladder", k): v for k, v in ladder.items()}, **{("one off", k): v for k, v in one_off.items()}}
     workers = {key: start_worker(overrides, args.images) for key, overrides in configs.items()}
-    rates: dict = {key: [] for key in configs}
-    first: dict = {}
     try:
-        for round_ in range(args.rounds + 1):  # round 0 warms up (and compiles)
-            for key, w in workers.items():
-                result = w.ask("window")
-                if round_ == 0:
-                    first[key] = result["wall"]
-                else:
-                    rates[key].append(result["rate"])
-            print(f"round {round_} done", file=sys.stderr, flush=True)
+        rates, first = round_robin(workers, args.rounds)
         default = workers[("one off", "s6lab defaults")]
         evals = [default.ask("eval") for _ in range(args.rounds)]
     finally:
@@ -331,16 +383,30 @@ def throughput_tables(args: argparse.Namespace, native: bool) -> list[str]:
     return lines
 
 
-def pick_rows(wanted: list[str] | None, parser: argparse.ArgumentParser) -> dict[str, dict]:
-    """The parity rows named by ``--rows`` (each a case-insensitive part of one row's name)."""
+def one_off_tables(args: argparse.Namespace, rows: dict[str, dict]) -> list[str]:
+    """Only the one-off table, for the rows of ``--one-off`` (beside the defaults), round-robin as above."""
+    configs = {"s6lab defaults": {}, **rows}
+    workers = {name: start_worker(overrides, args.images) for name, overrides in configs.items()}
+    try:
+        rates, first = round_robin(workers, args.rounds)
+    finally:
+        for w in workers.values():
+            w.close()
+    return table("one lever off (or on) from the s6lab defaults", configs, rates, first, chained=False)
+
+
+def pick_rows(wanted: list[str] | None, parser: argparse.ArgumentParser, table: dict[str, dict] = PARITY,
+              flag: str = "--rows") -> dict[str, dict]:
+    """The rows of ``table`` named by ``wanted`` (each a case-insensitive part of one row's name)."""
     if not wanted:
-        return PARITY
+        return table
     picked = {}
     for part in wanted:
-        hits = [name for name in PARITY if part.lower() in name.lower()]
+        hits = [name for name in table if part.lower() in name.lower()]
         if len(hits) != 1:
-            parser.error(f"--rows {part!r} matches {len(hits)} parity rows; name one of: {'; '.join(PARITY)}")
-        picked[hits[0]] = PARITY[hits[0]]
+            kind = "parity" if table is PARITY else "one-off"
+            parser.error(f"{flag} {part!r} matches {len(hits)} {kind} rows; name one of: {'; '.join(table)}")
+        picked[hits[0]] = table[hits[0]]
     return picked
 
 
@@ -353,6 +419,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the parity runs")
     parser.add_argument("--parity-only", action="store_true", help="only the accuracy-parity runs")
     parser.add_argument("--rows", nargs="+", metavar="PART", help="parity rows whose name contains PART")
+    parser.add_argument("--one-off", nargs="+", metavar="PART",
+                        help="only these one-off rows (name contains PART) beside the defaults; no ladder, "
+                             "evaluation or allocator tables")
+    parser.add_argument("--parity-runs", type=Path, default=PARITY_RUNS,
+                        help="folder of the parity runs, one per row; kept, so a stopped run resumes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -360,9 +431,12 @@ def main() -> None:
 
     native = native_bf16(torch.device("cpu"))
     rows, parity_notes = without_bf16_rows(pick_rows(args.rows, parser), native)
+    if args.one_off:
+        args.one_off = {k: v for k, v in pick_rows(args.one_off, parser, ONE_OFF, "--one-off").items()
+                        if k != "s6lab defaults"}
     lines = [] if args.parity_only else throughput_tables(args, native)
     if args.full or args.parity_only:
-        lines += ([""] if lines else []) + parity(args.seeds, rows) + parity_notes
+        lines += ([""] if lines else []) + parity(args.seeds, rows, args.parity_runs) + parity_notes
 
     how = ("parity runs only, one after another" if args.parity_only else
            f"one worker process per configuration; windows of {args.images:,} training images, median of "

@@ -275,10 +275,8 @@ def child(args: argparse.Namespace) -> None:
 
 
 def start_worker(setting: str, passthrough: list[str]) -> WorkerProcess:
-    """The worker process of one setting, once it is built and warmed up."""
-    worker = WorkerProcess([__file__, "--only", setting, *passthrough], setting)
-    worker.read()  # ready
-    return worker
+    """The worker process of one setting; it answers ``{"ready": true}`` once it is built and warmed up."""
+    return WorkerProcess([__file__, "--only", setting, *passthrough], setting)
 
 
 def measure(workers: dict[str, WorkerProcess], repeats: int, full: bool, eval_passes: int = 3) -> dict:
@@ -410,9 +408,11 @@ def main() -> None:
                    "--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
     workers: dict[str, WorkerProcess] = {}
     try:
-        for setting in SETTINGS:
-            print(f"starting {setting} ...", file=sys.stderr, flush=True)
+        print(f"starting {', '.join(SETTINGS)} ...", file=sys.stderr, flush=True)
+        for setting in SETTINGS:  # all at once: building and warming up are not timed
             workers[setting] = start_worker(setting, passthrough)
+        for worker in workers.values():
+            worker.read()  # ready
         results = measure(workers, args.repeats, args.full, args.eval_passes)
     finally:
         for worker in workers.values():

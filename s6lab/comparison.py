@@ -19,8 +19,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._canvas import old_spellings, panel
 from ._io import atomic_write_text
 from ._style import TARGET_LINE
 from ._table import render_table
@@ -30,6 +31,9 @@ from .models import get_recipe, get_spec
 from .parallel import Job, JobResult, Workers, check_backend, run_jobs, workers
 from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_dir, train_run
 from .train import TrainConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +171,9 @@ def compare(
         raise ConfigError(f"give one or more distinct seeds, got {list(seeds)}")
     specs = [get_spec(v) for v in variants]  # unknown names fail before any training
     epochs = TrainConfig().epochs if epochs is None else epochs  # 0 is an error (TrainConfig says so), not "unset"
-    if isinstance(jobs, str):  # as typed on a command line: "2", " auto"
-        jobs = int(jobs) if jobs.strip().isdigit() else jobs.strip()
-    parallel = jobs != 1 or backend != "process"
-    plan = None
-    if parallel:  # bad input fails before any training
-        plan = workers(jobs, threads_per_job, backend=backend)
-        check_backend(backend, address)
+    plan = workers(jobs, threads_per_job, backend=backend)  # bad input fails before any training
+    check_backend(backend, address)
+    parallel = plan.jobs != 1 or backend != "process"  # one at a time: in this process, no worker to start
     pending: list[tuple[list[Run | None], int, Job]] = []  # parallel: (the variant's runs, index, job)
     variant_runs = []
     for spec in specs:
@@ -294,18 +294,26 @@ def _accuracy_limits(values: list[float], target: float) -> tuple[float, float]:
     return low - margin, min(high + margin, 100.2)
 
 
-def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
+@old_spellings(positional=("ax", "target"))
+def plot_curves(c: Comparison, *, target: float = TARGET_ACC, ax: Any = None) -> Figure:
     """Test accuracy per epoch, mean over seeds with a min-max band, one line per variant.
 
     The y-axis shows every epoch of every variant. Where that range is wide (weak variants, early
     epochs, quick runs), an inset zooms on the last epochs around the target, where the assignment
     is decided. The legend sits outside the data.
+
+    Args:
+        c: the comparison.
+        target: accuracy line to draw (the assignment's 99.4%).
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+
+    Returns:
+        The matplotlib Figure the plot is drawn in.
     """
-    import matplotlib.pyplot as plt
     import torch
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10.5, 4.8), constrained_layout=True)
+    fig, ax = panel(ax, figsize=(10.5, 4.8))
     curves = []
     for r, style in zip(c.rows, _styles(len(c.rows))):
         accs = torch.tensor([run.history.test_acc for run in r.runs])  # (seeds, epochs)
@@ -338,27 +346,35 @@ def plot_curves(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
         inset.grid(alpha=0.3)
         ax.indicate_inset_zoom(inset, edgecolor="grey")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return ax.figure
+    return fig.figure
 
 
-def plot_accuracy_vs_params(c: Comparison, ax: Any = None, target: float = TARGET_ACC):
-    """Best test accuracy (mean, error bar = std over seeds) against parameters (log scale)."""
-    import matplotlib.pyplot as plt
+@old_spellings(positional=("ax", "target"))
+def plot_accuracy_vs_params(c: Comparison, *, target: float = TARGET_ACC, ax: Any = None) -> Figure:
+    """Best test accuracy (mean, error bar = std over seeds) against parameters (log scale), with
+    the accuracy target and the parameter budget marked.
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
+    Args:
+        c: the comparison.
+        target: accuracy line to draw (the assignment's 99.4%).
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
+    fig, ax = panel(ax, figsize=(8, 4.8))
     for r, style in zip(c.rows, _styles(len(c.rows))):
         ax.errorbar(r.params, r.best.mean, yerr=r.best.std, fmt=style["marker"], capsize=3, color=style["color"],
                     label=r.name)
+    ax.axhline(target, **TARGET_LINE, label=f"{target}% target")
+    ax.axvline(MAX_PARAMS, **TARGET_LINE, label=f"{MAX_PARAMS:,} parameter budget")
     # many variants share a parameter count: a legend stays readable where labels would overlap
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.axhline(target, **TARGET_LINE)
-    ax.axvline(MAX_PARAMS, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set(xlabel="parameters (log scale)", ylabel="best test accuracy (%)",
-           title="Accuracy against parameters (dotted: the 20k budget)")
+    ax.set(xlabel="parameters (log scale)", ylabel="best test accuracy (%)", title="Accuracy against parameters")
     ax.grid(alpha=0.3, which="both")
-    return ax.figure
+    return fig.figure
 
 
 def render(c: Comparison, out: str | Path, name: str = "comparison") -> list[Path]:

@@ -12,7 +12,9 @@ environment before it imports s6lab (``S6LAB_THREADS`` and ``OMP_NUM_THREADS``, 
 more would only make every training wait for a core.
 
 A job that raises (``TrainingDiverged``, a damaged run directory, ...) is reported as failed with its
-message; the other jobs run on.
+message; the other jobs run on. So is a job whose worker process dies under it (killed by the OS when
+memory runs out, or by hand): a fresh worker takes the next job, and the same call again resumes the
+killed run from its last checkpoint.
 
 Examples:
     >>> workers(2, 1, cores=4)
@@ -105,11 +107,12 @@ def workers(jobs: int | str, threads_per_job: int | None, *, backend: str = "pro
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     cluster = backend == "ray"
+    if isinstance(jobs, str):  # as typed on a command line: "2", " auto"
+        jobs = jobs.strip()
+        jobs = int(jobs) if jobs.lstrip("-").isdigit() else jobs
     if jobs == "auto":
         threads = threads_per_job or 1
         return Workers(None if cluster else max(1, cores // threads), threads)
-    if isinstance(jobs, str):
-        jobs = int(jobs) if jobs.strip().lstrip("-").isdigit() else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs must be a positive number of trainings at once, or auto; got {jobs!r}")
     threads = threads_per_job or (1 if cluster else max(1, cores // jobs))
@@ -204,25 +207,92 @@ def check_backend(backend: str, address: str | None = None) -> None:
             _check_reachable(address)
 
 
+def _worker_loop(conn: Any, data: Any) -> None:
+    """A worker process: train each job it is sent, send back its result, stop at ``None``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    try:
+        while (job := conn.recv()) is not None:
+            conn.send(train_job(job, data))
+    except (EOFError, OSError):  # the driver is gone (killed): nobody is left to answer
+        pass
+
+
+@dataclass
+class _Worker:
+    """A worker process, the pipe to it, and the job it is training (None: idle)."""
+
+    process: Any
+    conn: Any
+    job: Job | None = None
+    started: float = 0.0
+
+
+def _died(worker: _Worker) -> JobResult:
+    """The result of a job whose worker process died under it (killed by the OS or by hand)."""
+    import signal
+
+    worker.process.join(timeout=5)
+    code = worker.process.exitcode
+    killed = code is not None and code < 0 and -code in signal.valid_signals()
+    how = f"killed by {signal.Signals(-code).name}" if killed else f"ended with exit code {code}"
+    return JobResult(worker.job, time.perf_counter() - worker.started,
+                     error=f"WorkerDied: the worker process training it was {how} (out of memory, or stopped by "
+                           "hand); run the same command again to resume it from its last checkpoint")
+
+
 def _run_processes(jobs: list[Job], w: Workers, address: str | None, data: Any,
                    on_done: Callable[[JobResult], None]) -> list[JobResult]:
+    """Each worker process trains one job at a time; a worker that dies fails only its own job, and a
+    fresh worker takes the next one (a process pool would fail every pending job with it)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing.connection import wait
 
-    results = []
     # "spawn": a fresh interpreter imports s6lab (and torch) with the thread count in its environment;
     # a forked worker would inherit this process's OpenMP, already started with its own count
-    with _environment(_thread_env(w.threads)), ProcessPoolExecutor(
-            max_workers=min(w.jobs or len(jobs), len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(train_job, job, data): job for job in jobs}
-        for future in as_completed(futures):
-            try:  # the worker returns a copy of the job: keep the caller's, which run_jobs orders by
-                result = replace(future.result(), job=futures[future])
-            except Exception as e:  # the worker process itself died (killed, out of memory)
-                result = JobResult(futures[future], 0.0, error=f"{type(e).__name__}: {e}")
-            results.append(result)
-            on_done(result)
+    context = multiprocessing.get_context("spawn")
+    queue, idle, busy, results = list(jobs), [], [], []
+    everyone: list[_Worker] = []
+    with _environment(_thread_env(w.threads)):
+        try:
+            while queue or busy:
+                while queue and len(busy) < min(w.jobs or len(jobs), len(jobs)):
+                    worker = idle.pop() if idle else _start_worker(context, data, everyone)
+                    worker.job, worker.started = queue.pop(0), time.perf_counter()
+                    worker.conn.send(worker.job)
+                    busy.append(worker)
+                ready = set(wait([x for worker in busy for x in (worker.conn, worker.process.sentinel)]))
+                for worker in [x for x in busy if x.conn in ready or x.process.sentinel in ready]:
+                    busy.remove(worker)
+                    try:  # the worker returns a copy of the job: keep the caller's, which run_jobs orders by
+                        result = replace(worker.conn.recv(), job=worker.job)
+                        idle.append(worker)
+                    except (EOFError, OSError):  # its process died before it could answer
+                        result = _died(worker)
+                    results.append(result)
+                    on_done(result)
+        finally:  # done, or Ctrl-C / an error here: no worker outlives the call
+            for worker in idle:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+            for worker in everyone:
+                worker.process.join(timeout=10 if worker in idle else 0)
+                if worker.process.is_alive():
+                    worker.process.terminate()
+                    worker.process.join()
     return results
+
+
+def _start_worker(context: Any, data: Any, everyone: list[_Worker]) -> _Worker:
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_worker_loop, args=(theirs, data), daemon=True)
+    process.start()
+    theirs.close()  # the worker holds its end: when it dies, reading ours ends (EOFError) instead of waiting
+    everyone.append(_Worker(process, ours))
+    return everyone[-1]
 
 
 def _check_reachable(address: str) -> None:

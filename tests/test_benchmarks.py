@@ -90,6 +90,48 @@ def test_levers_parity_rows_are_picked_by_one_unambiguous_part_of_their_name(cap
         assert f"--rows '{bad}' matches {count} parity rows; name one of: s6lab defaults; fp32" in err
 
 
+def test_one_off_rows_are_picked_the_same_way(capsys):
+    import argparse
+
+    levers = _benchmark_module("levers")
+    parser = argparse.ArgumentParser(prog="levers.py")
+    picked = levers.pick_rows(["after its max-pool"], parser, levers.ONE_OFF, "--one-off")
+    assert picked == {"ReLU moved after its max-pool, 4x fewer elements (relu_after_pool)": {"relu_after_pool": True}}
+    with pytest.raises(SystemExit):
+        levers.pick_rows(["relu"], parser, levers.ONE_OFF, "--one-off")
+    assert "--one-off 'relu' matches 3 one-off rows" in capsys.readouterr().err
+
+
+def test_relu_after_pool_is_exact_in_forward_and_backward():
+    """The lever moves the ReLU of conv2 and conv3 behind their max-pools and changes no bit."""
+    from s6lab import get_model
+
+    levers = _benchmark_module("levers")
+    x = torch.randn(16, 1, 28, 28)
+    results = []
+    for move in (False, True):
+        torch.manual_seed(0)
+        model = get_model("s6")
+        if move:
+            assert levers.relu_after_pool(model) == 2
+            assert isinstance(model.conv2.relu, torch.nn.Identity) and isinstance(model.pool1.pool[1], torch.nn.ReLU)
+        torch.manual_seed(1)  # the same dropout masks
+        out = model(x)
+        out.sum().backward()
+        results.append((out, [p.grad for p in model.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.equal(out_a, out_b) and all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+
+
+def test_compile_bn_relu_pairs_every_batchnorm_with_its_relu():
+    from s6lab import get_model
+
+    model = get_model("s6")
+    assert _benchmark_module("levers").compile_bn_relu(model) == 5
+    assert isinstance(model.conv1.relu, torch.nn.Identity)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.modules()) == 5  # each inside its compiled pair
+
+
 def test_levers_skip_bf16_rows_where_bf16_is_not_native():
     levers = _benchmark_module("levers")
     kept, notes = levers.without_bf16_rows(levers.LADDER, native=False)

@@ -185,8 +185,8 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="pass at least one model"):
         plot_diagrams_side_by_side({})
     _, axes = plt.subplots(1, 3)
-    with pytest.raises(ConfigError, match="one axes per model: 2 models, 3 axes"):
-        plot_diagrams_side_by_side({"a": get_model("s6"), "b": get_model("s6-gap")}, axes=axes)
+    with pytest.raises(ConfigError, match=r"draws 2 panels \(1 x 2\): pass 2 axes, got 3"):
+        plot_diagrams_side_by_side({"a": get_model("s6"), "b": get_model("s6-gap")}, ax=axes)
     plt.close("all")
 
 

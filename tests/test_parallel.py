@@ -8,10 +8,14 @@ that running beside other trainings changes nothing.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import socket
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +23,7 @@ import torch
 from s6lab.comparison import compare
 from s6lab.errors import ConfigError
 from s6lab.parallel import JobResult, Workers, format_result, workers
-from s6lab.runs import RunError, run_dir
+from s6lab.runs import LOCK, RunError, run_dir
 
 VARIANTS, SEEDS, EPOCHS = ["s6", "s6-gap"], [0, 1], 2
 SUBSET = {"train_size": 500, "test_size": 200}
@@ -88,19 +92,52 @@ def test_ray_gives_the_serial_histories(serial, tmp_path):
     assert len(done) == 4 and all(r.ok for r in done)
 
 
+def _kill_the_worker_training(run: Path, stop: threading.Event) -> None:
+    """kill -9 the worker process that holds ``run``'s lock, as soon as one does (it is training it)."""
+    lock = str(run / LOCK)
+    while not stop.is_set():
+        for child in multiprocessing.active_children():
+            try:
+                held = any(os.readlink(fd) == lock for fd in Path(f"/proc/{child.pid}/fd").iterdir())
+            except OSError:  # the worker is starting or gone, or a descriptor closed while we looked
+                continue
+            if held:
+                os.kill(child.pid, signal.SIGKILL)
+                return
+        time.sleep(0.02)
+
+
 @pytest.mark.mnist
-def test_a_failed_job_is_reported_and_the_others_finish(tmp_path):
-    broken = run_dir(tmp_path, "s6", 1, 1, SUBSET["train_size"])
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker through /proc (Linux)")
+def test_a_failed_or_killed_job_is_reported_by_job_and_the_others_finish(serial, tmp_path):
+    """One job raises (a damaged run directory), one job's worker is killed with -9 mid-training; the
+    third finishes, and the same call again resumes the killed run to the uninterrupted histories."""
+    broken = run_dir(tmp_path, "s6", 2, EPOCHS, SUBSET["train_size"])
     broken.mkdir(parents=True)
-    (broken / "config.json").write_text("{not json")  # a damaged run directory: that job fails in its worker
+    (broken / "config.json").write_text("{not json")  # that job fails in its worker
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_the_worker_training,
+                              args=(run_dir(tmp_path, "s6", 1, EPOCHS, SUBSET["train_size"]), stop))
+    killer.start()
     done: list[JobResult] = []
-    with pytest.raises(RunError, match=r"1 of 2 trainings failed: s6 seed 1 .*RunError: .*not valid JSON.*"
-                                       r"run the same command again"):
-        compare(["s6"], seeds=[0, 1], epochs=1, out=tmp_path, progress=False, jobs=2, threads_per_job=1,
-                on_job=done.append, **SUBSET)
-    assert (run_dir(tmp_path, "s6", 0, 1, SUBSET["train_size"]) / "model.pt").exists()  # the other one finished
-    assert {r.job.label: r.ok for r in done} == {"s6 seed 0": True, "s6 seed 1": False}
+    try:
+        with pytest.raises(RunError, match=r"2 of 3 trainings failed: s6 seed 1 .*WorkerDied: .*killed by "
+                                           r"SIGKILL.*; s6 seed 2 .*RunError: .*not valid JSON.*"
+                                           r"run the same command again"):
+            compare(["s6"], seeds=[0, 1, 2], epochs=EPOCHS, out=tmp_path, progress=False, jobs=2,
+                    threads_per_job=1, on_job=done.append, **SUBSET)
+    finally:
+        stop.set()
+        killer.join()
+    assert {r.job.label: r.ok for r in done} == {"s6 seed 0": True, "s6 seed 1": False, "s6 seed 2": False}
     assert "failed after" in format_result(next(r for r in done if not r.ok))
+    assert multiprocessing.active_children() == []  # no worker outlives the call
+
+    again: list[JobResult] = []  # the killed run resumes (or starts again); the finished one is reused
+    c = compare(["s6"], seeds=[0, 1], epochs=EPOCHS, out=tmp_path, progress=False, jobs=2, threads_per_job=1,
+                on_job=again.append, **SUBSET)
+    assert [r.job.label for r in again] == ["s6 seed 1"] and again[0].ok
+    assert histories(c) == histories(serial)[:1]
 
 
 # ---- how many at once --------------------------------------------------------------------------------

@@ -28,3 +28,28 @@ def test_history_and_class_balance_draw_their_reference_line_alike():
         for line in lines:
             assert mcolors.to_hex(line.get_color()) == mcolors.to_hex(TARGET_LINE["color"])
             assert line.get_linewidth() == TARGET_LINE["lw"]
+
+
+def _is_axline(line) -> bool:
+    """Drawn by axhline (x from 0 to 1 in axes units, one y) or axvline (the other way round)."""
+    x, y = list(line.get_xdata()), list(line.get_ydata())
+    return (x == [0, 1] and len(set(y)) == 1) or (y == [0, 1] and len(set(x)) == 1)
+
+
+def test_every_reference_line_of_every_plot_has_the_one_look():
+    """Each axhline / axvline in an s6lab figure (a target, a budget, an even share, the image side)."""
+    import matplotlib.pyplot as plt
+
+    from tests.test_canvas import _plots
+
+    found = []
+    for name, (draw, _) in sorted(_plots().items()):
+        fig = draw(None)
+        for ax in fig.axes + [child for parent in fig.axes for child in parent.child_axes]:
+            for line in filter(_is_axline, ax.lines):
+                found.append(name)
+                look = (mcolors.to_hex(line.get_color()), line.get_linestyle(), line.get_linewidth())
+                assert look == (mcolors.to_hex(TARGET_LINE["color"]), "--", TARGET_LINE["lw"]), name
+        plt.close(fig)
+    assert {"plot_accuracy_vs_params", "plot_class_balance", "plot_curves", "plot_history",
+            "plot_receptive_field_growth"} <= set(found)

@@ -20,13 +20,17 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 
+from .._canvas import old_spellings, panels
 from .._table import render_table
 from ..errors import ConfigError
 from ..summary import summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -154,28 +158,32 @@ def format_budget(budget: Budget, *, level: str = "blocks", markdown: bool = Fal
     return render_table(header, body, markdown=markdown, align="ll" + "r" * (len(header) - 2)) + note
 
 
-def plot_budget(budget: Budget, axes: Any = None):
+@old_spellings(renamed=("axes",), positional=("ax",))
+def plot_budget(budget: Budget, *, ax: Any = None) -> Figure:
     """Two bar charts per block: share of parameters and share of multiply-adds.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        budget: from `parameter_budget`.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True, sharey=True)
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
+    fig, axes = panels(ax, 1, 2, figsize=(10, 3.6), sharey=True)
     names = [r.name for r in budget.blocks]
     total_macs = budget.total_mult_adds or 1
-    for ax, values, title, colour in (
-        (axes[0], [r.percent for r in budget.blocks], f"Parameters ({budget.total_params:,})", "#4c72b0"),
-        (axes[1], [100 * (r.mult_adds or 0) / total_macs for r in budget.blocks],
+    for panel, values, title, colour in (
+        (axes[0, 0], [r.percent for r in budget.blocks], f"Parameters ({budget.total_params:,})", "#4c72b0"),
+        (axes[0, 1], [100 * (r.mult_adds or 0) / total_macs for r in budget.blocks],
          f"Multiply-adds per image ({budget.total_mult_adds / 1e6:.2f} M)", "#dd8452"),
     ):
-        bars = ax.barh(names, values, color=colour)
+        bars = panel.barh(names, values, color=colour)
         for bar, v in zip(bars, values):
-            ax.annotate(f"{v:.1f}%", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                        va="center", fontsize=8, xytext=(2, 0), textcoords="offset points")
-        ax.set(title=title, xlabel="% of total", xlim=(0, max(values + [1]) * 1.18))
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].invert_yaxis()  # first block on top (the axes share y)
-    return axes[0].figure
+            panel.annotate(f"{v:.1f}%", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                           va="center", fontsize=8, xytext=(2, 0), textcoords="offset points")
+        # first block on top; set, not inverted, so axes that share y (or not) end up alike
+        panel.set(title=title, xlabel="% of total", xlim=(0, max(values + [1]) * 1.18),
+                  ylim=(len(names) - 0.5, -0.5))
+        panel.grid(axis="x", alpha=0.3)
+    return fig.figure

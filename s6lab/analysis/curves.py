@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._canvas import old_spellings, panels
 from .._style import TARGET_LINE
 from ..check import TARGET_ACC
 from ..train import History
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_history(history: History, *, target: float = TARGET_ACC, axes: Any = None,
-                 label: str | None = None):
+
+@old_spellings(renamed=("axes",))
+def plot_history(history: History, *, target: float = TARGET_ACC, label: str | None = None,
+                 ax: Any = None) -> Figure:
     """Test accuracy (left) and train/test loss (right) per epoch.
 
     Args:
         history: a run's history.
         target: accuracy line to draw (the assignment's 99.4%).
-        axes: two matplotlib axes to draw into; ``None`` makes a new figure.
         label: legend label for the accuracy curve.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    else:
-        fig = axes[0].figure
+    fig, axes = panels(ax, 1, 2, figsize=(10, 3.6))
     epochs = [e.epoch for e in history.epochs]
-    acc_ax, loss_ax = axes
+    acc_ax, loss_ax = axes[0]
     acc_ax.plot(epochs, history.test_acc, marker="o", ms=3, label=label or "test accuracy")
     acc_ax.axhline(target, **TARGET_LINE, label=f"{target}% target")
     if len(epochs) >= 3:  # the assignment's rule: each of the last three epochs at the target or above
@@ -47,4 +48,4 @@ def plot_history(history: History, *, target: float = TARGET_ACC, axes: Any = No
     loss_ax.set(xlabel="epoch", ylabel="NLL loss", title="Loss", yscale="log")
     loss_ax.grid(alpha=0.3)
     loss_ax.legend()
-    return fig
+    return fig.figure

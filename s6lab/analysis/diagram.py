@@ -30,15 +30,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 
+from .._canvas import old_spellings, panel, panels
 from .._table import render_table
 from ..errors import ConfigError
 from ..summary import input_size_of, layer_rows
 from .budget import parameter_budget
 from .receptive_field import PASSTHROUGH, RFRow, receptive_fields
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: colour groups of the boxes, in legend order
 KINDS = ("conv", "transition", "pool", "head", "other")
@@ -391,7 +395,9 @@ def _legend_handles(boxes: list[DiagramBox]) -> list[Any]:
     return handles
 
 
-def plot_diagram(model_or_boxes: nn.Module | list[DiagramBox], ax: Any = None, title: str | None = None):
+@old_spellings(positional=("ax", "title"))
+def plot_diagram(model_or_boxes: nn.Module | list[DiagramBox], *, title: str | None = None,
+                 ax: Any = None) -> Figure:
     """Draw the architecture top to bottom: one box per block, coloured by kind.
 
     Each box shows the block's name and type, its output shape (C x H x W), parameters,
@@ -402,22 +408,20 @@ def plot_diagram(model_or_boxes: nn.Module | list[DiagramBox], ax: Any = None, t
 
     Args:
         model_or_boxes: a model (see `diagram_boxes`) or the boxes it returned.
-        ax: axes to draw into; default a new figure sized for the number of blocks.
         title: default the spec's name (or the model's class) and the totals.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
-    import matplotlib.pyplot as plt
-
     boxes = _boxes_of(model_or_boxes)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 1.1 + _ROW_INCHES * (len(boxes) + 1)), constrained_layout=True)
+    fig, ax = panel(ax, figsize=(6.4, 1.1 + _ROW_INCHES * (len(boxes) + 1)))
     _draw(ax, boxes, _default_title(model_or_boxes, boxes) if title is None else title, len(boxes) + 1)
     handles = _legend_handles(boxes)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles) if len(
         handles) <= 5 else 3, fontsize=7.5, frameon=False, handlelength=1.6, columnspacing=1.2)
-    return ax.figure
+    return fig.figure
 
 
 def _same(a: DiagramBox, b: DiagramBox) -> bool:
@@ -439,7 +443,8 @@ def _changed(columns: list[list[DiagramBox]]) -> list[frozenset[int]]:
     return [frozenset(m) for m in marks]
 
 
-def plot_diagrams_side_by_side(models: dict[str, nn.Module | list[DiagramBox]], axes: Any = None):
+@old_spellings(renamed=("axes",), positional=("ax",))
+def plot_diagrams_side_by_side(models: dict[str, nn.Module | list[DiagramBox]], *, ax: Any = None) -> Figure:
     """Two (or more) architectures next to each other on one scale, to compare at a glance.
 
     Boxes are drawn at the same size in every column, so blocks at the same depth line up, and a
@@ -448,37 +453,29 @@ def plot_diagrams_side_by_side(models: dict[str, nn.Module | list[DiagramBox]], 
 
     Args:
         models: column title -> model (or its boxes), left to right.
-        axes: one axes per model; default a new figure.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill. One panel per model.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
 
     Raises:
-        ConfigError: ``models`` is empty, or ``axes`` does not hold one axes per model.
+        ConfigError: ``models`` is empty, or ``ax`` does not hold one axes per model.
     """
-    import matplotlib.pyplot as plt
-
     if not models:
         raise ConfigError("pass at least one model, e.g. {'s6': get_model('s6'), 's6-gap': get_model('s6-gap')}")
     columns = {name: _boxes_of(m) for name, m in models.items()}
     rows = 1 + max(len(b) for b in columns.values())
-    if axes is None:
-        fig, axes = plt.subplots(1, len(columns), figsize=(6.0 * len(columns), 1.3 + _ROW_INCHES * rows),
-                                 constrained_layout=True, squeeze=False)
-        axes = axes[0]
-    axes = list(axes)
-    if len(axes) != len(columns):
-        raise ConfigError(f"pass one axes per model: {len(columns)} models, {len(axes)} axes")
+    fig, axes = panels(ax, 1, len(columns), figsize=(6.0 * len(columns), 1.3 + _ROW_INCHES * rows))
     changed = _changed(list(columns.values()))
     everything: list[DiagramBox] = []
-    for ax, (name, boxes), marks in zip(axes, columns.items(), changed):
-        _draw(ax, boxes, f"{name}\n{_totals(boxes)}", rows, marks)
+    for column, (name, boxes), marks in zip(axes[0], columns.items(), changed):
+        _draw(column, boxes, f"{name}\n{_totals(boxes)}", rows, marks)
         everything += boxes
     handles = _legend_handles(everything)
     if any(changed):
         from matplotlib.patches import Patch
 
         handles.append(Patch(fc=_CHANGED, ec="none", label=f"differs from {next(iter(columns))}"))
-    axes[0].figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8.5,
-                          frameon=False)
-    return axes[0].figure
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8.5, frameon=False)
+    return fig.figure

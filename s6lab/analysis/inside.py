@@ -16,14 +16,18 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
+from .._canvas import old_spellings, panel, panels
 from .._table import render_table
 from ..errors import ConfigError, UnknownNameError
 from .hooks import forward_with_hooks
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -175,15 +179,23 @@ def format_feature_maps(maps: list[LayerMaps], markdown: bool = False) -> str:
     return render_table(header, body, markdown=markdown, align="llrr" if markdown else "llll")
 
 
-def plot_feature_maps(maps: list[LayerMaps], image: torch.Tensor, *, channels: int = 8, fig: Any = None):
+@old_spellings(renamed=("fig",))
+def plot_feature_maps(maps: list[LayerMaps], image: torch.Tensor, *, channels: int = 8, ax: Any = None) -> Figure:
     """One row per block: the digit with the block's receptive field drawn at its centre, then
     the first ``channels`` maps (each on its own colour scale; black is zero).
 
+    Args:
+        maps: from `feature_maps`.
+        image: the digit they were computed for ``(1, 1, H, W)``.
+        channels: maps shown per block.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+            One row per block, ``1 + channels`` columns.
+
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
     import matplotlib.patches as patches
-    import matplotlib.pyplot as plt
 
     from ..data import denormalize
 
@@ -191,9 +203,7 @@ def plot_feature_maps(maps: list[LayerMaps], image: torch.Tensor, *, channels: i
         raise ConfigError("no feature maps to draw")
     digit = denormalize(_one_image(image))[0, 0].numpy()
     cols = 1 + channels
-    if fig is None:
-        fig = plt.figure(figsize=(1.25 * cols, 1.35 * len(maps)), constrained_layout=True)
-    axes = fig.subplots(len(maps), cols, squeeze=False)
+    fig, axes = panels(ax, len(maps), cols, figsize=(1.25 * cols, 1.35 * len(maps)))
     side = digit.shape[0]
     for r, m in enumerate(maps):
         ax = axes[r, 0]
@@ -214,18 +224,23 @@ def plot_feature_maps(maps: list[LayerMaps], image: torch.Tensor, *, channels: i
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return fig
+    return fig.figure
 
 
-def plot_kernels(name: str, weight: torch.Tensor, *, max_kernels: int = 32, ax: Any = None):
+def plot_kernels(name: str, weight: torch.Tensor, *, max_kernels: int = 32, ax: Any = None) -> Figure:
     """The kernels of one conv layer as a grid (input channels averaged), on one diverging scale
     centred on 0: red weights add, blue weights subtract.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        name: the layer's dotted name, for the title.
+        weight: its weight ``(K, C, k, k)``.
+        max_kernels: kernels shown (the first ones).
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
     shown = weight[:max_kernels].mean(1)  # (K, k, k): the average over input channels
     n = shown.shape[0]
     cols = min(8, n)
@@ -236,38 +251,39 @@ def plot_kernels(name: str, weight: torch.Tensor, *, max_kernels: int = 32, ax: 
     for i in range(n):
         r, c = divmod(i, cols)
         mosaic[r * (k + 1): r * (k + 1) + k, c * (k + 1): c * (k + 1) + k] = shown[i]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.55 * cols * (k + 1) / 2 + 1.5, 0.55 * rows * (k + 1) / 2 + 0.8),
-                             constrained_layout=True)
+    fig, ax = panel(ax, figsize=(0.55 * cols * (k + 1) / 2 + 1.5, 0.55 * rows * (k + 1) / 2 + 0.8))
     scale = float(shown.abs().max()) or 1.0
     im = ax.imshow(mosaic.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
-    ax.figure.colorbar(im, ax=ax, shrink=0.8, label="weight")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="weight")
     ax.set_title(f"{name}: {n} kernels of {k}x{k}" + (" (mean over input channels)" if weight.shape[1] > 1 else ""),
                  fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    return ax.figure
+    return fig.figure
 
 
-def plot_block_stages(stages: BlockStages, *, axes: Any = None):
+@old_spellings(renamed=("axes",))
+def plot_block_stages(stages: BlockStages, *, ax: Any = None) -> Figure:
     """The same map after the conv, after BatchNorm and after ReLU, each with its colour bar.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        stages: from `block_stages`.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+            One panel per stage.
 
-    if axes is None:
-        _, axes = plt.subplots(1, len(stages.stages), figsize=(3.2 * len(stages.stages), 3.0),
-                               constrained_layout=True)
-    for ax, (stage, m) in zip(axes, stages.stages):
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
+    fig, axes = panels(ax, 1, len(stages.stages), figsize=(3.2 * len(stages.stages), 3.0))
+    for ax, (stage, m) in zip(axes[0], stages.stages):
         scale = float(m.abs().max()) or 1.0
         im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
-        ax.figure.colorbar(im, ax=ax, shrink=0.8)
+        fig.colorbar(im, ax=ax, shrink=0.8)
         zeros = 100 * float((m == 0).float().mean())
         ax.set_title(f"after {stage}" + (f" ({zeros:.0f}% zeros)" if stage == "ReLU" else ""), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0].figure.suptitle(f"{stages.block}, channel {stages.channel}: BatchNorm shifts and scales, "
-                            "ReLU cuts the negatives", fontsize=10)
-    return axes[0].figure
+    fig.suptitle(f"{stages.block}, channel {stages.channel}: BatchNorm shifts and scales, ReLU cuts the negatives",
+                 fontsize=10)
+    return fig.figure

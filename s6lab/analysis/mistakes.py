@@ -16,16 +16,20 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._canvas import old_spellings, panel, panels
 from .._table import render_table
 from ..data import TensorSplit
 from ..errors import ConfigError
 from ..train import EVAL_BATCH_SIZE, predict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,9 @@ def format_mistakes(p: Predictions, *, top: int = 10, markdown: bool = False) ->
     return f"{head}\n\nmost confused\n{confused}\nper-class accuracy\n{per_class}"
 
 
+@old_spellings(renamed=("fig",))
 def plot_mistakes(images: torch.Tensor, p: Predictions, indices: torch.Tensor | None = None, *,
-                 n: int = 25, ncols: int = 5, fig: Any = None):
+                  n: int = 25, ncols: int = 5, ax: Any = None) -> Figure:
     """A grid of images titled "true / predicted (confidence)" and "loss, probability of the true
     class" (fastai's ``plot_top_losses``); default the ``n`` highest-loss mistakes.
 
@@ -168,15 +173,18 @@ def plot_mistakes(images: torch.Tensor, p: Predictions, indices: torch.Tensor | 
         images: the split's normalized images ``(N, 1, H, W)``.
         p: predictions on that split.
         indices: which samples to show; default ``p.misclassified()[:n]``.
+        n: at most this many images.
+        ncols: images per row.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+            ``ceil(shown / ncols)`` rows of ``ncols`` panels.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
 
     Raises:
-        ValueError: there is nothing to show (no misclassified samples).
+        ConfigError: there is nothing to show (no misclassified samples), or ``n`` < 1.
     """
-    import matplotlib.pyplot as plt
-
     from ..data import denormalize
 
     if n < 1:
@@ -185,9 +193,7 @@ def plot_mistakes(images: torch.Tensor, p: Predictions, indices: torch.Tensor | 
     if len(indices) == 0:
         raise ConfigError("no misclassified samples to show: every prediction is correct")
     rows = (len(indices) + ncols - 1) // ncols
-    if fig is None:
-        fig = plt.figure(figsize=(1.9 * ncols, 2.1 * rows), constrained_layout=True)
-    axes = fig.subplots(rows, ncols, squeeze=False)
+    fig, axes = panels(ax, rows, ncols, figsize=(1.9 * ncols, 2.1 * rows))
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, indices.tolist()):
@@ -197,37 +203,52 @@ def plot_mistakes(images: torch.Tensor, p: Predictions, indices: torch.Tensor | 
         ax.set_title(f"true {int(p.labels[i])} / pred {int(p.predicted[i])} ({p.confidence[i]:.0%})\n"
                      f"loss {float(p.losses[i]):.2f}, p(true) {true_probability:.0%}",
                      fontsize=8, color="black" if right else "crimson")
-    return fig
+    return fig.figure
 
 
-def plot_top_losses(images: torch.Tensor, p: Predictions, k: int = 9, *, ncols: int = 3, fig: Any = None):
+@old_spellings(renamed=("fig",))
+def plot_top_losses(images: torch.Tensor, p: Predictions, k: int = 9, *, ncols: int = 3, ax: Any = None) -> Figure:
     """fastai's name for the gallery: the ``k`` highest-loss mistakes, each titled with its true and
     predicted label, the confidence, the loss and the probability given to the true class (see
     [`plot_mistakes`][s6lab.analysis.mistakes.plot_mistakes]).
 
+    Args:
+        images: the split's normalized images ``(N, 1, H, W)``.
+        p: predictions on that split.
+        k: at most this many mistakes.
+        ncols: images per row.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
-    return plot_mistakes(images, p, n=k, ncols=ncols, fig=fig)
+    return plot_mistakes(images, p, n=k, ncols=ncols, ax=ax)
 
 
-def plot_confusion(p: Predictions, *, normalize: bool = False, ax: Any = None, hide_diagonal: bool = False):
+def plot_confusion(p: Predictions, *, normalize: bool = False, hide_diagonal: bool = False,
+                   ax: Any = None) -> Figure:
     """Seaborn heatmap of the confusion matrix (counts, or row-normalized %).
 
+    Args:
+        p: predictions.
+        normalize: percent of each true class instead of counts.
+        hide_diagonal: leave the correct predictions out, so the mistakes carry the colour scale.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     cm = confusion_matrix(p).float()
     if normalize:
         cm = 100 * cm / cm.sum(1, keepdim=True).clamp(min=1)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.2, 5.2), constrained_layout=True)
+    fig, ax = panel(ax, figsize=(6.2, 5.2))
     mask = torch.eye(cm.shape[0], dtype=torch.bool).numpy() if hide_diagonal else None
     sns.heatmap(cm.numpy(), annot=True, fmt=".1f" if normalize else ".0f", cmap="Blues", ax=ax, cbar=True,
                 mask=mask, annot_kws={"fontsize": 7}, square=True)
     ax.set(xlabel="predicted", ylabel="true",
            title="Confusion matrix (% of each true class)" if normalize else "Confusion matrix (counts)")
-    return ax.figure
+    return fig.figure

@@ -17,13 +17,17 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._canvas import old_spellings, panel, panels
 from .._style import TARGET_LINE
 from .._table import render_table
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -82,20 +86,23 @@ def format_class_balance(counts: list[ClassCount], markdown: bool = False) -> st
     return render_table(header, body, markdown=markdown, align="rrr")
 
 
-def plot_augmentation_preview(preview: AugmentationPreview, *, fig: Any = None):
+@old_spellings(renamed=("fig",))
+def plot_augmentation_preview(preview: AugmentationPreview, *, ax: Any = None) -> Figure:
     """One column per digit: the real digit on top, its augmented copies below.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        preview: from `augmentation_preview`.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+            ``1 + copies`` rows, one column per digit.
 
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
     from ..data import denormalize
 
     n, copies = preview.augmented.shape[:2]
-    if fig is None:
-        fig = plt.figure(figsize=(1.2 * n, 1.25 * (copies + 1) + 0.4), constrained_layout=True)
-    axes = fig.subplots(copies + 1, n, squeeze=False)
+    fig, axes = panels(ax, copies + 1, n, figsize=(1.2 * n, 1.25 * (copies + 1) + 0.4))
     for c in range(n):
         axes[0, c].imshow(denormalize(preview.images[c])[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
         axes[0, c].set_title(f"label {int(preview.labels[c])}", fontsize=8)
@@ -109,21 +116,24 @@ def plot_augmentation_preview(preview: AugmentationPreview, *, fig: Any = None):
         ax.set_yticks([])
     fig.suptitle(f"what training sees: rotation up to ±{preview.rotation:g}°, shift up to "
                  f"±{100 * preview.translate:g}% of the side", fontsize=10)
-    return fig
+    return fig.figure
 
 
-def plot_class_balance(counts: list[ClassCount], *, ax: Any = None, title: str = "Class balance"):
+def plot_class_balance(counts: list[ClassCount], *, title: str = "Class balance", ax: Any = None) -> Figure:
     """Bar chart of the images per digit, with the even share marked.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        counts: from `class_balance`.
+        title: the axes' title.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 2.8), constrained_layout=True)
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
+    fig, ax = panel(ax, figsize=(6, 2.8))
     ax.bar([str(c.digit) for c in counts], [c.percent for c in counts], color="#4c72b0")
     ax.axhline(100 / len(counts), **TARGET_LINE, label=f"even share ({100 / len(counts):g}%)")
     ax.set(xlabel="digit", ylabel="% of images", title=title)
     ax.legend(loc="lower right", fontsize=8)
-    return ax.figure
+    return fig.figure

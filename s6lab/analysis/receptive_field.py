@@ -33,16 +33,20 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
+from .._canvas import old_spellings, panel
 from .._style import TARGET_LINE
 from .._table import render_table
 from ..errors import ConfigError
 from ..summary import input_size_of
 from .hooks import forward_with_hooks
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PASSTHROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU,
                nn.ELU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout2d, nn.Identity, nn.LogSoftmax,
@@ -424,16 +428,20 @@ def analytic_extent(row: RFRow, index: int, image_size: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- plots
 
 
-def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, ax: Any = None):
+@old_spellings(positional=("ax",))
+def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, *, ax: Any = None) -> Figure:
     """Bar chart of the receptive field after each layer that changes it, against the image.
 
-    Returns:
-        The matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
+    Args:
+        rows: from `receptive_fields`.
+        image_size: the image side in pixels, drawn as the line to compare against.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.8), constrained_layout=True)
+    Returns:
+        The matplotlib Figure the plot is drawn in.
+    """
+    fig, ax = panel(ax, figsize=(8, 3.8))
     shown = layers_that_change(rows)
     labels = [r.name.removesuffix(".conv").removesuffix(".pool") for r in shown]
     values = [r.rf_out if r.rf_out is not None else 0 for r in shown]
@@ -449,11 +457,11 @@ def plot_receptive_field_growth(rows: list[RFRow], image_size: int = 28, ax: Any
     ax.tick_params(axis="x", rotation=45)
     ax.set_ylim(0, max(values + [image_size]) * 1.15)
     ax.legend(loc="upper left")
-    return ax.figure
+    return fig.figure
 
 
 def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Tensor, *,
-                                  unit: tuple[int, int] | None = None, ax: Any = None):
+                                  unit: tuple[int, int] | None = None, ax: Any = None) -> Figure:
     """Overlay one unit's field on a digit: the geometric measurement (solid blue box), the
     analytic field (dashed magenta box, drawn on top: where the two agree, the dashes run along
     the blue line) and the trained model's input gradient (orange heat, opaque where strongest).
@@ -465,18 +473,17 @@ def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Ten
         layer: dotted module name.
         image: one normalized digit ``(1, 1, H, W)``.
         unit: output unit; default the map's centre.
-        ax: axes to draw on (default: a new figure).
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
     """
     import matplotlib.patches as patches
-    import matplotlib.pyplot as plt
 
     from ..data import denormalize
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4.3), constrained_layout=True)
+    fig, ax = panel(ax, figsize=(4, 4.3))
     geometric = measure_receptive_field(model, layer, unit=unit)
     trained = measure_receptive_field(model, layer, unit=geometric.unit, image=image, linearise=False)
     ax.imshow(denormalize(image)[0, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
@@ -496,4 +503,4 @@ def plot_measured_receptive_field(model: nn.Module, layer: str, image: torch.Ten
     ax.legend(loc="upper center", fontsize=8, bbox_to_anchor=(0.5, -0.02), ncol=2, frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
-    return ax.figure
+    return fig.figure

@@ -28,13 +28,17 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
+from .._canvas import old_spellings, panels
 from ..data import MNIST_MEAN, MNIST_STD
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "gradcam_early", "occlusion")
 BACKGROUND = -MNIST_MEAN / MNIST_STD  # a black pixel after normalization
@@ -263,9 +267,11 @@ def _overlay_methods(methods: list[str], overlay: str | tuple[str, ...] | None) 
     return chosen
 
 
+@old_spellings(renamed=("fig",))
 def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels: torch.Tensor | None = None,
-                  predicted: torch.Tensor | None = None, fig: Any = None, confidence: torch.Tensor | None = None,
-                  overlay: str | tuple[str, ...] | None = "auto", outlier_perc: float = 2.0):
+                  predicted: torch.Tensor | None = None, confidence: torch.Tensor | None = None,
+                  overlay: str | tuple[str, ...] | None = "auto", outlier_perc: float = 2.0,
+                  ax: Any = None) -> Figure:
     """One row per sample: the digit, one column per method, then the overlay columns (a map blended
     on the digit). Maps are drawn with Captum's ``visualize_image_attr``.
 
@@ -281,14 +287,16 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
         maps: from `attributions`.
         labels: true labels for the row titles.
         predicted: predicted labels for the row titles.
-        fig: a Figure to draw into (default: a new one).
         confidence: probability of the predicted class, shown as a percentage in the row titles.
         overlay: methods to draw again blended on the digit: ``"auto"`` (integrated gradients and
             Grad-CAM, those present; else the first method), a name, a tuple of names, or ``None``.
         outlier_perc: percent of each map's total attribution saturated at the ends of the colour bar.
+        ax: where to draw: ``None`` (a new figure), one Axes (split into the plot's panels when it
+            has several), one Axes per panel, or a Figure or SubFigure to fill.
+            One row per sample, ``1 + methods + overlays`` columns.
 
     Returns:
-        The matplotlib Figure.
+        The matplotlib Figure the plot is drawn in.
 
     Raises:
         ValueError: an overlay method that is not among ``maps``.
@@ -301,17 +309,13 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
         >>> fig.axes[0].get_title()
         'true 3 / pred 3 (99%)'
     """
-    import matplotlib.pyplot as plt
-
     from ..data import denormalize
 
     methods = list(maps)
     overlays = _overlay_methods(methods, overlay)
     columns = [(m, False) for m in methods] + [(m, True) for m in overlays]  # (method, blended on the digit)
     n, cols = images.shape[0], 1 + len(columns)
-    if fig is None:
-        fig = plt.figure(figsize=(1.75 * cols, 1.8 * n + 0.8), constrained_layout=True)
-    axes = fig.subplots(n, cols, squeeze=False)
+    fig, axes = panels(ax, n, cols, figsize=(1.75 * cols, 1.8 * n + 0.8))
     digits = denormalize(images.detach().cpu())[:, 0]  # (N, H, W) in [0, 1], white ink
     heats = [[None] * n for _ in columns]
     for r in range(n):
@@ -338,4 +342,4 @@ def plot_saliency(images: torch.Tensor, maps: dict[str, torch.Tensor], *, labels
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return fig
+    return fig.figure
