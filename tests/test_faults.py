@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -268,8 +269,9 @@ def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_
     next epoch, or while writing its files. The resumed run ends bit for bit where the whole one does."""
     import random
 
-    def start(out):
-        return subprocess.Popen([sys.executable, "-c", TRAINER, str(out)])
+    def start(out):  # one thread each: the whole run trains beside the killed ones, with the same numerics
+        env = {**os.environ, "S6LAB_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen([sys.executable, "-c", TRAINER, str(out)], env=env)
 
     def epochs_done(out):
         try:
@@ -278,7 +280,6 @@ def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_
             return 0
 
     whole = start(tmp_path / "whole")
-    assert whole.wait(timeout=600) == 0
     rng = random.Random(0)
     out, kills = tmp_path / "killed", 0
     for _ in range(2):
@@ -292,6 +293,7 @@ def test_kill_9_at_random_points_then_resume_ends_exactly_like_an_uninterrupted_
         proc.wait()
     assert kills == 2 and 0 < epochs_done(out) < 8  # epochs were left for the resumed run to train
     assert start(out).wait(timeout=600) == 0
+    assert whole.wait(timeout=600) == 0
     a, b = load_run(tmp_path / "whole"), load_run(out)
     assert [e.test_acc for e in a.history.epochs] == [e.test_acc for e in b.history.epochs]
     assert [e.train_loss for e in a.history.epochs] == [e.train_loss for e in b.history.epochs]
