@@ -1,5 +1,6 @@
 """Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy and
-the one s6lab chooses (PASSIVE, threads = physical cores available), in one run.
+the one s6lab chooses (PASSIVE, threads = physical cores available), and s6lab with one thread
+(`S6LAB_THREADS=1`, what to try on a laptop that is busy with something else), in one run.
 
     python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
     (or: make bench-load)
@@ -28,11 +29,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _worker import WorkerProcess  # noqa: E402
 
-#: name -> the OpenMP environment of the worker (None: unset, OpenMP's default)
+#: name -> the OpenMP environment of the worker (None: unset, OpenMP's default) and its threads
+#: (None: the physical cores this process may use, as s6lab picks them)
 CONFIGS = {
-    "OpenMP default": {"OMP_WAIT_POLICY": None},
-    "s6lab (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "OpenMP default": {"OMP_WAIT_POLICY": None, "threads": None},
+    "s6lab (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": None},
+    "s6lab, 1 thread (S6LAB_THREADS=1)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": 1},
 }
+#: the row the others are compared with
+S6LAB = "s6lab (PASSIVE)"
 
 
 def worker(images: int) -> None:
@@ -58,7 +63,7 @@ def worker(images: int) -> None:
 
 def start(name: str, images: int, threads: int) -> WorkerProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS")}
-    env["OMP_NUM_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(CONFIGS[name]["threads"] or threads)
     if CONFIGS[name]["OMP_WAIT_POLICY"] is not None:
         env["OMP_WAIT_POLICY"] = CONFIGS[name]["OMP_WAIT_POLICY"]
     w = WorkerProcess([__file__, "--worker", str(images)], name, env=env)
@@ -109,13 +114,16 @@ def main() -> None:
              f"Command: `{command.strip()}` (or `make bench-load`). {threads} threads (the physical cores this "
              f"process may use), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
-             "", "| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet |", "|---|---:|---:|---:|"]
+             "", f"| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet | loaded / {S6LAB} quiet |",
+             "|---|---:|---:|---:|---:|"]
+    s6lab_quiet = statistics.median(rates[(S6LAB, "quiet")])
     for name in CONFIGS:
         quiet, loaded = rates[(name, "quiet")], rates[(name, "loaded")]
         lines.append(f"| {name} | {cell(quiet)} | {cell(loaded)} | "
-                     f"{statistics.median(loaded) / statistics.median(quiet):.0%} |")
+                     f"{statistics.median(loaded) / statistics.median(quiet):.0%} | "
+                     f"{statistics.median(loaded) / s6lab_quiet:.0%} |")
     default_q = statistics.median(rates[("OpenMP default", "quiet")])
-    passive_q = statistics.median(rates[("s6lab (PASSIVE)", "quiet")])
+    passive_q = s6lab_quiet
     lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]
     text = "\n".join(lines) + "\n"
     atomic_write_text(args.out, text)  # folders made, never half written

@@ -159,6 +159,21 @@ def test_recipe_rows_are_picked_by_one_part_and_bf16_is_skipped_without_native_s
     assert done.returncode == 2 and "--rows 'wd' matches 4 rows" in done.stderr
 
 
+def test_speedrun_rows_are_picked_apart_from_the_margin_screen(capsys):
+    import argparse
+
+    recipe = _benchmark_module("recipe")
+    parser = argparse.ArgumentParser(prog="recipe.py")
+    assert recipe.pick_rows(["all"], parser) is recipe.ROWS  # the margin screen trains no speedrun row
+    assert recipe.pick_rows(["speedrun"], parser) is recipe.SPEEDRUN_ROWS
+    assert recipe.pick_rows(["batch 128, lr 0.05"], parser) == {
+        "speedrun: 6 epochs, batch 128, lr 0.05": {"epochs": 6, "batch_size": 128, "lr": 0.05}}
+    assert all(row["epochs"] < 20 for row in recipe.SPEEDRUN_ROWS.values())  # the assignment's rule
+    with pytest.raises(SystemExit):
+        recipe.pick_rows(["batch 128"], parser)
+    assert "--rows 'batch 128' matches 2 rows" in capsys.readouterr().err
+
+
 def test_machines_table_has_one_row_per_class_from_recorded_throughput_files():
     """The committed recordings parse; each row names its class, CPU, torch and the command."""
     machines = _benchmark_module("machines")
