@@ -267,7 +267,8 @@ def _run_processes(jobs: list[Job], w: Workers, address: str | None, data: Any,
                     busy.remove(worker)
                     try:  # the worker returns a copy of the job: keep the caller's, which run_jobs orders by
                         result = replace(worker.conn.recv(), job=worker.job)
-                        idle.append(worker)
+                        if worker.process.is_alive():  # it answered; one that died right after is not reused
+                            idle.append(worker)
                     except (EOFError, OSError):  # its process died before it could answer
                         result = _died(worker)
                     results.append(result)
