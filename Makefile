@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: recipe-speedrun bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -108,6 +108,10 @@ RECIPE := $(BIN)/python benchmarks/recipe.py --out results/recipe
 # screen: every candidate row, seeds 0 1 2, fp32 and bf16 -> results/recipe-screen.md
 recipe-screen: data
 	$(RECIPE) --rows all --seeds 0 1 2 --table results/recipe-screen.md
+# the time-to-99.4% candidates (6 epochs), fp32: a table of the runs recorded so far -> results/recipe-speedrun.md
+# (this target trains nothing; train a row with: python benchmarks/recipe.py --rows "batch 128, lr 0.1" --seeds ...)
+recipe-speedrun: data
+	$(RECIPE) --rows speedrun --seeds 0 1 2 3 4 5 6 7 8 9 --precision fp32 --no-train --table results/recipe-speedrun.md
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
 recipe-confirm: data
 	$(RECIPE) --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9 --table results/recipe-confirm.md
@@ -124,7 +128,7 @@ bench-scaling: data
 machines: data
 	$(BIN)/python benchmarks/machines.py
 
-# time to 99.4% on this machine class: the s6-speedrun experiment (the default OneCycle in 6 epochs, seeds 0-4)
+# time to 99.4% on this machine class: the s6-speedrun preset (the default OneCycle in 6 epochs at batch 128, seeds 0-4)
 # against the faster typical loop (seed 0), with the throughput of both, in one run
 # -> benchmarks/results/speedrun-CLASS.md
 bench-speedrun: data
