@@ -50,11 +50,14 @@ def parse_throughput(text: str) -> dict:
     capability = re.search(r"capability (\w+)", text)
     threads = re.search(r"(\d+) threads", text)
     cpu = re.search(r"Machine: (.+?) \(", text)
+    gpu = re.search(r"device cuda\S* \(([^)]+)\)", text)
+    host = re.search(r"host CPU (.+?), torch", text)
     return {"raw": raw, "command": command.group(1) if command else None,
             "torch": torch_version.group(1) if torch_version else None,
             "capability": capability.group(1) if capability else None,
             "threads": int(threads.group(1)) if threads else None,
-            "cpu_model": cpu.group(1) if cpu else None}
+            "cpu_model": cpu.group(1) if cpu else None, "gpu": gpu.group(1) if gpu else None,
+            "host_cpu": host.group(1) if host else None}
 
 
 def row_from(parsed: dict, *, machine_class: str, cpu_model: str | None, source: str, command: str,
@@ -106,19 +109,24 @@ def render(rows: dict[str, dict], default_epochs: int) -> str:
     for r in ordered:
         minutes = r["seconds_per_epoch"] * default_epochs / 60
         lines.append(
-            f"| {r['machine_class']} ({r['cpu_model']}, {r['threads']} threads, torch {r['torch']}) | "
+            f"| {r['machine_class']} ({r['cpu_model']}, {threads(r)}torch {r['torch']}) | "
             f"{r['precision']} | {r['s6lab_img_s']:,} | {r['typical_img_s']:,} | "
             f"{r['ratio_median']:.2f}x ({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x) | "
             f"{r['seconds_per_epoch']:.0f} | {minutes:.1f} min ({default_epochs} epochs) |")
     details = ["", "| machine class | CPU / GPU | fp32 matmul GFLOP/s | torch | threads | rounds | recorded | source |",
                "|---|---|---:|---|---:|---:|---|---|"]
     details += [f"| {r['machine_class']} | {r['cpu_model']} | {r.get('fp32_peak_gflops', 0) or '-'} | {r['torch']} | "
-                f"{r['threads']} | {r['rounds']} | {r['date']} | "
+                f"{r['threads'] or '-'} | {r['rounds']} | {r['date']} | "
                 f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |" for r in ordered]
     lines += ["<!-- --8<-- [end:table] -->", "", "Where each row was measured:", *details, "", "Commands, per row:", ""]
     lines += [f"- {r['machine_class']}: `{r['command']}`"
               for r in sorted(rows.values(), key=lambda r: r["machine_class"])]
     return "\n".join(lines) + "\n"
+
+
+def threads(row: dict) -> str:
+    """``2 threads, `` for a CPU row; nothing for a GPU row, whose recording names no thread count."""
+    return f"{row['threads']} threads, " if row.get("threads") else ""
 
 
 def save(rows: dict[str, dict]) -> None:
@@ -155,13 +163,18 @@ def main() -> None:
             parser.error(f"--import {args.import_file}: no such file")
         text = args.import_file.read_text()
         parsed = parse_throughput(text)
+        if not args.import_file.resolve().is_relative_to(ROOT):
+            parser.error(f"--import {args.import_file}: copy it into benchmarks/results/ first (the table links to "
+                         "its source, so it must be in the repository)")
         peaks = parsed["raw"].get("peaks", {})
         # native bf16 shows as a bf16 matmul peak well above fp32; emulated bf16 is far below it
         bf16 = bool(peaks.get("bf16")) and peaks["bf16"] > 1.5 * peaks["fp32"]
-        machine_class = f"{parsed['capability']}, {'bf16' if bf16 else 'no bf16'}"
-        row = row_from(parsed, machine_class=machine_class, cpu_model=parsed["cpu_model"] or args.cpu_model,
-                       source=str(args.import_file.relative_to(ROOT) if args.import_file.is_absolute()
-                                  else args.import_file),
+        machine_class = f"CUDA {parsed['gpu']}" if parsed["gpu"] else \
+            f"{parsed['capability']}, {'bf16' if bf16 else 'no bf16'}"
+        cpu_model = f"host CPU {parsed['host_cpu']}" if parsed["gpu"] and parsed["host_cpu"] else \
+            parsed["cpu_model"] or args.cpu_model
+        row = row_from(parsed, machine_class=machine_class, cpu_model=cpu_model,
+                       source=str(args.import_file.resolve().relative_to(ROOT)),
                        command=parsed["command"] or command, precision="bf16" if bf16 else "fp32")
     else:
         try:
@@ -175,7 +188,7 @@ def main() -> None:
         subprocess.run(run, check=True, cwd=ROOT)
         parsed = parse_throughput((ROOT / out).read_text())
         row = row_from(parsed, machine_class=info.machine_class,
-                       cpu_model=info.device_name if device.type == "cuda" else info.cpu_model,
+                       cpu_model=f"host CPU {info.cpu_model}" if device.type == "cuda" else info.cpu_model,
                        source=str(out), command=command,
                        precision=resolve_precision("auto", device).precision)
         row["torch"] = torch.__version__

@@ -98,7 +98,21 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
     return runs
 
 
-def table(results: dict[tuple[str, str], list], seeds: list[int]) -> list[str]:
+def unfinished(name: str, precision: str, seeds: list[int], out: Path) -> list[str]:
+    """``seed 3 (17 of 18 epochs)`` for each run of the row that stopped before its last epoch."""
+    from s6lab.runs import CONFIG, HISTORY, read_json, recorded_in_full
+
+    left = []
+    for seed in seeds:
+        path = out / "runs" / slug(name) / f"{precision}-s{seed}"
+        if (path / HISTORY).exists() and not recorded_in_full(path):
+            epochs = read_json(path / CONFIG)["train"]["epochs"]
+            left.append(f"seed {seed} ({len(read_json(path / HISTORY))} of {epochs} epochs)")
+    return left
+
+
+def table(results: dict[tuple[str, str], list], seeds: list[int],
+          left: dict[tuple[str, str], list[str]] | None = None) -> list[str]:
     from s6lab.check import TARGET_ACC, all_passed, assignment_check
     from s6lab.comparison import Spread
     from s6lab.runs import machine_line
@@ -121,6 +135,10 @@ def table(results: dict[tuple[str, str], list], seeds: list[int]) -> list[str]:
         machines.update(machine_line(r.meta) for r in runs)
         lines.append(f"| {name} | {precision} | {recorded} ({len(runs)} of {len(seeds)}) | {passed}/{len(runs)} | "
                      f"{finals} | {min(finals.values):.2f} | {lowest:.2f} | {first} | {', '.join(classes)} |")
+    stopped = [f"- {name}, {precision}: {', '.join(runs)}" for (name, precision), runs in (left or {}).items() if runs]
+    if stopped:
+        lines += ["", "Started and not finished (the same command resumes each from its last epoch; bf16 runs "
+                  "resume only on a machine with native bf16):", "", *stopped]
     lines += ["", "Machines that trained these runs:", ""] + [f"- {m}" for m in sorted(machines)]
     return lines
 
@@ -146,6 +164,7 @@ def main() -> None:
     ensure_mnist()
     device = torch.device("cpu")
     results: dict[tuple[str, str], list] = {}
+    left: dict[tuple[str, str], list[str]] = {}
     for name, overrides in rows.items():
         for precision in args.precision:
             train = not args.no_train
@@ -154,10 +173,11 @@ def main() -> None:
                       "shown)", file=sys.stderr)
                 train = False
             results[(name, precision)] = run_row(name, overrides, precision, args.seeds, args.out, train=train)
+            left[(name, precision)] = unfinished(name, precision, args.seeds, args.out)
     command = "python benchmarks/recipe.py " + shlex.join(sys.argv[1:])
     text = "\n".join([f"Command: `{command}`", "", f"Rendered on: {describe_machine(device)}. Each run trains "
                       "where its machine class says; bf16 runs only on machines with native bf16.", "",
-                      *table(results, args.seeds), ""])
+                      *table(results, args.seeds, left), ""])
     print(text)
     if args.table:
         atomic_write_text(args.table, text)

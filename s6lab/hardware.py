@@ -56,7 +56,11 @@ def native_bf16(device: torch.device) -> bool:
     if os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
         return False
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # native only: a T4 (sm_75) "supports" bf16 by emulation, which is slower than fp32 there
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch without the argument
+            return torch.cuda.get_device_capability(device)[0] >= 8
     is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     return cpu_capability() in ("AVX512", "AMX") and bool(is_bf16())
 

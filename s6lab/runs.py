@@ -248,7 +248,10 @@ def machine_line(meta: dict[str, Any]) -> str:
         return (f"device {meta.get('device')}, {meta.get('threads')} threads, torch {meta.get('torch')} "
                 "(CPU model and capability not recorded by this older run)")
     name = m["device_name"] if str(m["device"]).startswith("cuda") else m["cpu_model"]
-    return f"{name} ({meta.get('machine_class')}), {m['threads']} threads, torch {m['torch']}"
+    counts = sorted({m["threads"], *(t.get("threads", m["threads"]) for t in meta.get("trained_on", []))})
+    threads = f"{counts[0]}-{counts[-1]} threads" if len(counts) > 1 else \
+        f"{counts[0]} thread{'' if counts[0] == 1 else 's'}"
+    return f"{name} ({meta.get('machine_class')}), {threads}, torch {m['torch']}"
 
 
 def reproduce_command(run: Run, *, resume: bool = False) -> str:

@@ -197,6 +197,24 @@ def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_pat
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(tmp_path / "n")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no such file" in done.stderr
+    good = tmp_path / "cuda.md"
+    good.write_text((ROOT / "benchmarks" / "results" / "throughput-cuda-nvidia-h100-80gb-hbm3.md").read_text())
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(good)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "copy it into benchmarks/results/ first" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_machines_row_of_a_gpu_recording_names_the_gpu_and_its_host_cpu():
+    machines = _benchmark_module("machines")
+    parsed = machines.parse_throughput(
+        (ROOT / "benchmarks" / "results" / "throughput-cuda-nvidia-h100-80gb-hbm3.md").read_text())
+    assert parsed["gpu"] == "NVIDIA H100 80GB HBM3" and parsed["host_cpu"] == "Intel(R) Xeon(R) Processor"
+    row = machines.row_from(parsed, machine_class="CUDA " + parsed["gpu"], cpu_model="host CPU " + parsed["host_cpu"],
+                            source="benchmarks/results/throughput-cuda-nvidia-h100-80gb-hbm3.md", command="cmd",
+                            precision="bf16")
+    table = machines.render({"CUDA": row}, 18)
+    assert "| CUDA NVIDIA H100 80GB HBM3 (host CPU Intel(R) Xeon(R) Processor, torch 2.11.0+cu130) | bf16 |" in table
 
 
 def test_levers_bn_folded_copy_predicts_what_the_model_predicts():
@@ -277,3 +295,21 @@ def test_levers_compile_row_trains_the_compiled_module_with_s6lab_dropout():
     model = get_model("s6")
     h = levers.train_window(torch.compile(model, backend="eager"), _synthetic(), {"compile": True, "batch_size": 32})
     assert len(h) == 1 and math.isfinite(h.epochs[0].train_loss)
+
+
+def test_recipe_table_lists_the_runs_that_stopped_before_their_last_epoch(tmp_path):
+    recipe = _benchmark_module("recipe")
+    from s6lab.runs import read_json
+
+    name = "wd 5e-4, 18 epochs"
+    recorded = ROOT / "results" / "recipe" / "runs" / recipe.slug(name) / "fp32-s0"
+    for seed, epochs in ((0, 18), (1, 11)):
+        run = tmp_path / "runs" / recipe.slug(name) / f"fp32-s{seed}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text((recorded / "config.json").read_text())
+        (run / "history.json").write_text(json.dumps(read_json(recorded / "history.json")[:epochs]))
+    left = recipe.unfinished(name, "fp32", [0, 1, 2], tmp_path)
+    assert left == ["seed 1 (11 of 18 epochs)"]
+    lines = recipe.table({(name, "fp32"): []}, [0, 1, 2], {(name, "fp32"): left})
+    assert any("Started and not finished" in line for line in lines)
+    assert f"- {name}, fp32: seed 1 (11 of 18 epochs)" in lines

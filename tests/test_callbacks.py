@@ -57,6 +57,7 @@ def test_in_a_notebook_the_plot_is_shown_once_and_then_updated(monkeypatch):
         calls.append("display")
         return Handle()
 
+    pytest.importorskip("IPython")  # comes with ipykernel (the dev extra)
     import IPython.display
 
     monkeypatch.setattr(callbacks, "in_notebook", lambda: True)

@@ -194,7 +194,7 @@ def test_train_in_emulated_bf16_warns_in_one_line(capsys, tmp_path, monkeypatch)
     """Real MNIST subset (64 training / 50 test images), 1 epoch, bf16 asked for on a CPU 'without' it."""
     monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
     code, out, err = run(capsys, "train", "--no-report", "--epochs", "1", "--train-size", "64", "--test-size", "50",
-                         "--batch-size", "32", "--precision", "bf16", "--out", str(tmp_path / "r"))
+                         "--batch-size", "32", "--precision", "bf16", "--device", "cpu", "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "s6lab train: warning: bf16 was asked for, but this CPU" in err and "emulated" in err
     assert "UserWarning" not in err and "training on" in err

@@ -32,7 +32,7 @@ def test_the_estimate_is_measured_and_plausible():
 
 def test_doctor_without_bf16_says_fp32_and_why(monkeypatch, capsys):
     monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
-    assert main(["doctor", "--no-measure"]) == 0
+    assert main(["doctor", "--no-measure", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "no (bf16 would be emulated: slow)" in out and "fp32: this CPU" in out
 

@@ -252,6 +252,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path, m
     assert len(load_run(out).history) == 2
 
 
+#: on the CPU: on a GPU all 8 epochs end before a kill lands (test_train checks resume wherever it runs)
 TRAINER = """
 import sys, torch
 from s6lab.data import MNISTTensors, TensorSplit
@@ -259,7 +260,7 @@ from s6lab.runs import train_run
 from s6lab.train import TrainConfig
 g = torch.Generator().manual_seed(0)
 split = TensorSplit(torch.randn(640, 1, 28, 28, generator=g), torch.randint(0, 10, (640,), generator=g))
-train_run("s6", sys.argv[1], TrainConfig(epochs=8, batch_size=32, seed=3, precision="fp32"),
+train_run("s6", sys.argv[1], TrainConfig(epochs=8, batch_size=32, seed=3, precision="fp32", device="cpu"),
           data=MNISTTensors(split, split.subset(128)), resume=True, progress=False)
 """
 

@@ -85,3 +85,14 @@ def test_fit_prints_one_line_per_epoch_and_no_widget_warning(no_bf16, capsys, re
     err = capsys.readouterr().err
     assert "epoch 1/2: test accuracy" in err and "epoch 2/2: test accuracy" in err and " s\n" in err
     assert not [w for w in recwarn if "IProgress" in str(w.message)]
+
+
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch):
+    """A T4 (sm_75) 'supports' bf16 by emulation, slower than fp32 there: auto must not pick it."""
+    monkeypatch.delenv("S6LAB_NATIVE_BF16", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    gpu = torch.device("cuda")
+    assert native_bf16(gpu) is False
+    assert resolve_precision("auto", gpu).precision == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
+    assert native_bf16(gpu) is True and resolve_precision("auto", gpu).precision == "bf16"

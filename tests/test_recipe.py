@@ -13,6 +13,7 @@ import torch
 import s6lab
 from s6lab.cli import main
 from s6lab.errors import ConfigError
+from s6lab.hardware import resolve_precision
 from s6lab.recipe import DataSelection, Recipe, merge, same_architecture
 from s6lab.train import SPEED_ONLY, TrainConfig
 
@@ -67,11 +68,19 @@ def test_build_seeds_the_initialisation_from_the_recipe():
     assert not torch.equal(a.conv1.conv.weight, c.conv1.conv.weight)
 
 
-def test_round_trip_through_config_json():
+@pytest.fixture(params=[False, True], ids=["cpu-without-bf16", "cpu-with-bf16"])
+def cpu_class(request, monkeypatch):
+    """Both CPU classes on whichever machine runs the tests: ``auto`` resolves as it would there."""
+    monkeypatch.setattr("s6lab.hardware.native_bf16", lambda device: request.param)
+    return request.param
+
+
+def test_round_trip_through_config_json(cpu_class):
     recipe = s6lab.get_recipe("s6-5k", seed=2, train_size=500, test_size=100, root="/somewhere")
     again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert again == recipe
-    assert recipe.differences(recipe.to_dict(), CPU) == []
+    ran = resolve_precision(recipe.train.precision, CPU).precision  # config.json records what ran
+    assert recipe.differences({**recipe.to_dict(), "precision": ran}, CPU) == []
 
 
 def test_a_config_file_may_name_a_registered_variant_and_part_of_its_training():
@@ -96,12 +105,13 @@ def test_a_bad_config_file_is_named(values, message):
         recipe_from_dict(values)
 
 
-def test_runs_recorded_before_the_recipe_module_still_load():
+def test_runs_recorded_before_the_recipe_module_still_load(cpu_class):
     """Older config.json files kept a variant's training changes inside the spec, and no data root."""
     recipe = s6lab.get_recipe("s6-step-lr", epochs=2)
     old = recipe.to_dict()
     old["model"]["train"] = {"schedule": "step", "step_epochs": 6, "gamma": 0.1}
     del old["data_root"]
+    old["bf16"] = resolve_precision(recipe.train.precision, CPU).precision == "bf16"  # what old runs recorded
     again = Recipe.from_dict(old)
     assert again.train == recipe.train and same_architecture(again.spec, recipe.spec)
     assert recipe.differences(old, CPU) == []

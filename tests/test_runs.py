@@ -122,3 +122,13 @@ def test_the_progress_says_which_variant_and_seed_is_training(tmp_path, capsys):
                                                       precision="fp32"), data=synthetic(64), progress=True)
     err = capsys.readouterr().err
     assert "s6-gap seed 3, epoch 1/1: test accuracy" in err
+
+
+def test_machine_line_names_every_thread_count_a_resumed_run_trained_with():
+    from s6lab.runs import machine_line
+
+    machine = {"device": "cpu", "device_name": "X", "cpu_model": "Xeon", "threads": 1, "torch": "2.11"}
+    meta = {"machine": machine, "machine_class": "AVX512, bf16",
+            "trained_on": [{"threads": 2}, {"threads": 1}]}
+    assert machine_line(meta) == "Xeon (AVX512, bf16), 1-2 threads, torch 2.11"
+    assert machine_line({**meta, "trained_on": []}) == "Xeon (AVX512, bf16), 1 thread, torch 2.11"

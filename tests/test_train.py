@@ -287,7 +287,7 @@ def test_retain_memory_switch_decides_whether_fit_asks_the_allocator(monkeypatch
 
     calls = []
     monkeypatch.setattr(s6lab.train, "retain_freed_memory", lambda: calls.append(1) or True)
-    h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=flag),
+    h = fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, retain_memory=flag, device="cpu"),
             progress=False)
     assert len(h) == 1 and len(calls) == int(flag)
 
@@ -303,3 +303,18 @@ def test_retired_levers_left_the_config_and_old_run_files_still_load():
         TrainConfig.from_dict({"compiled": True})
     for reason in RETIRED.values():  # each names its measurement per machine class
         assert "AVX-512" in reason and "AVX2" in reason
+
+
+def test_reproducible_switches_cudnn_to_deterministic_on_cuda_and_restores_it(monkeypatch):
+    """Only the flags: the bit-for-bit check itself runs on a GPU (benchmarks/cuda_determinism.py)."""
+    from s6lab.train import reproducible
+
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(cudnn, "deterministic", False)
+    monkeypatch.setattr(cudnn, "benchmark", True)
+    with reproducible(torch.device("cpu")):
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)  # a CPU run leaves them alone
+    with pytest.raises(RuntimeError), reproducible(torch.device("cuda")):
+        assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+        raise RuntimeError("a training that fails half way")
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
