@@ -155,16 +155,31 @@ def format_doctor(report: DoctorReport) -> str:
     ]
     e = report.estimate
     if e is not None:
-        rows.append(("s/epoch estimate", f"about {e.seconds_per_epoch:.0f} s per epoch of the reference net "
+        rows.append(("s/epoch estimate", f"about {duration(e.seconds_per_epoch)} per epoch of the reference net "
                                          f"({e.train_images_per_second:,.0f} train img/s, {e.precision}; "
                                          f"measured over {e.measured_seconds:.0f} s)"))
-        rows.append(("default run", f"about {e.seconds_per_epoch * _default_epochs() / 60:.0f} min for "
+        rows.append(("default run", f"about {duration(e.seconds_per_epoch * _default_epochs())} for "
                                     f"`s6lab train` ({_default_epochs()} epochs), if nothing else is busy"))
         if report.load_before is not None and report.cores and report.load_before > 0.5:
             rows.append(("warning", f"other programs were busy (load {report.load_before:.1f} on {report.cores} "
                                     "cores): this estimate is slower than a quiet machine; close them and rerun"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def duration(seconds: float) -> str:
+    """A time a learner reads at a glance: ``0.9 s``, ``26 s``, ``13 min``, ``1.5 h``.
+
+    >>> [duration(s) for s in (0.92, 26.2, 59.6, 761, 5400)]
+    ['0.9 s', '26 s', '60 s', '13 min', '1.5 h']
+    """
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _default_epochs() -> int:
