@@ -7,21 +7,10 @@
 #      then the failures again, one at a time, so a failure caused by running files side by side
 #      is told apart from one caused by CUDA.
 # Every step has its own time limit and writes its own file under $OUT (at most 8 come back).
-#
-# The GPU image has torch but neither torchinfo nor captum, and cannot download: they travel as wheels
-# in .whl/, and MNIST as gzip files in .mnist/MNIST/raw/ (both ignored by git; see docs/benchmarks.md).
+# Needs .whl/ and .mnist/ (benchmarks/gpu_setup.sh says how to make them).
 set -u
 OUT=${OUT:-/tmp/s6lab-gpu-check}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg S6LAB_OFFLINE=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "could not install the carried wheels in .whl/"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD
-export S6LAB_DATA=/tmp/s6lab-data
-mkdir -p "$S6LAB_DATA/MNIST/raw"
-for f in .mnist/MNIST/raw/*.gz; do gunzip -c "$f" > "$S6LAB_DATA/MNIST/raw/$(basename "$f" .gz)"; done
-
-step() { echo "== $(date +%T) $*"; }
+source "$(dirname "$0")/gpu_setup.sh"
 
 {
   step machine

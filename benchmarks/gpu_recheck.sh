@@ -10,14 +10,7 @@
 # Each step has its own time limit and writes its own file under $OUT (at most 8 come back).
 set -u
 OUT=${OUT:-/tmp/s6lab-gpu-recheck}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg S6LAB_OFFLINE=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "could not install the carried wheels in .whl/"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD S6LAB_DATA=/tmp/s6lab-data
-mkdir -p "$S6LAB_DATA/MNIST/raw"
-for f in .mnist/MNIST/raw/*.gz; do gunzip -c "$f" > "$S6LAB_DATA/MNIST/raw/$(basename "$f" .gz)"; done
-step() { echo "== $(date +%T) $*"; }
+source "$(dirname "$0")/gpu_setup.sh"
 flags=$(grep -o -E -w "avx512_bf16|amx_bf16|avx512f|avx2" /proc/cpuinfo | sort -u | tr '\n' ' ')
 { step host; lscpu | grep -E "Model name|^CPU\(s\)"; echo "flags: $flags"; } > "$OUT/host.txt"
 

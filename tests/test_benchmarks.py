@@ -188,21 +188,20 @@ def test_machines_table_has_one_row_per_class_from_recorded_throughput_files():
     assert "(18 epochs)" in table and "s6lab doctor" in table
 
 
-def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_path):
+def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "x.md"
     bad.write_text("no json here")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(bad)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120)  # as a user runs it: no traceback
     assert done.returncode != 0 and "has no raw JSON block" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(tmp_path / "n")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "no such file" in done.stderr
+    machines = _benchmark_module("machines")
     good = tmp_path / "cuda.md"
     good.write_text((ROOT / "benchmarks" / "results" / "throughput-cuda-nvidia-h100-80gb-hbm3.md").read_text())
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(good)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "copy it into benchmarks/results/ first" in done.stderr
-    assert "Traceback" not in done.stderr
+    for path, message in ((tmp_path / "n", "no such file"), (good, "copy it into benchmarks/results/ first")):
+        monkeypatch.setattr(sys, "argv", ["machines.py", "--import", str(path)])
+        with pytest.raises(SystemExit) as e:
+            machines.main()
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_machines_row_of_a_gpu_recording_names_the_gpu_and_its_host_cpu():
