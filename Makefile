@@ -108,8 +108,8 @@ RECIPE := $(BIN)/python benchmarks/recipe.py --out results/recipe
 # screen: every candidate row, seeds 0 1 2, fp32 and bf16 -> results/recipe-screen.md
 recipe-screen: data
 	$(RECIPE) --rows all --seeds 0 1 2 --table results/recipe-screen.md
-# the time-to-99.4% candidates (6 epochs), fp32: a table of the runs recorded so far -> results/recipe-speedrun.md
-# (this target trains nothing; train a row with: python benchmarks/recipe.py --rows "batch 128, lr 0.1" --seeds ...)
+# the time-to-99.4% candidates (4-6 epochs), fp32: a table of the runs recorded so far -> results/recipe-speedrun.md
+# (this target trains nothing; train a row with: python benchmarks/recipe.py --rows "6 epochs, batch 128, lr 0.1" --seeds ...)
 recipe-speedrun: data
 	$(RECIPE) --rows speedrun --seeds 0 1 2 3 4 5 6 7 8 9 --precision fp32 --no-train --table results/recipe-speedrun.md
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
