@@ -25,8 +25,11 @@ Examples:
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -212,11 +215,25 @@ def _worker_loop(conn: Any, data: Any) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    threading.Thread(target=_exit_with_the_driver, daemon=True).start()
     try:
         while (job := conn.recv()) is not None:
             conn.send(train_job(job, data))
     except (EOFError, OSError):  # the driver is gone (killed): nobody is left to answer
         pass
+
+
+def _exit_with_the_driver() -> None:
+    """End this worker as soon as the process that started it ends, also when it was killed with -9.
+
+    Otherwise a worker of a dead driver would train its job to the end while holding that run's lock,
+    and the same command run again at once would find the run locked. Checkpoints are written
+    atomically, so the next call resumes from the last finished epoch.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])  # ready when the parent has ended
+        os._exit(1)
 
 
 @dataclass
@@ -246,7 +263,6 @@ def _run_processes(jobs: list[Job], w: Workers, address: str | None, data: Any,
                    on_done: Callable[[JobResult], None]) -> list[JobResult]:
     """Each worker process trains one job at a time; a worker that dies fails only its own job, and a
     fresh worker takes the next one (a process pool would fail every pending job with it)."""
-    import multiprocessing
     from multiprocessing.connection import wait
 
     # "spawn": a fresh interpreter imports s6lab (and torch) with the thread count in its environment;

@@ -222,3 +222,63 @@ def test_jobs_as_typed_on_a_command_line_are_read_by_compare(tmp_path, monkeypat
     assert c.rows[0].seeds == 1
     with pytest.raises(ConfigError, match="--jobs must be a positive number"):
         compare(["s6"], seeds=[0], epochs=1, out=tmp_path, progress=False, jobs=" two", **SUBSET)
+
+
+DRIVER = """
+import sys
+from s6lab.comparison import compare
+compare(["s6"], seeds=[0, 1], epochs=40, out=sys.argv[1], progress=False, jobs=2, threads_per_job=1,
+        train_size=500, test_size=200)
+"""
+
+
+def _workers_holding(parent: int, lock: str) -> list[int]:
+    """The children of ``parent`` that hold ``lock`` open (found through /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            if any(os.readlink(fd) == lock for fd in (stat.parent / "fd").iterdir()):
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # gone while we looked
+            continue
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.mnist
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the workers through /proc (Linux)")
+def test_a_killed_driver_takes_its_workers_with_it(tmp_path):
+    """kill -9 of `compare --jobs` itself: its workers end within seconds, not after training their jobs
+    to the end (40 epochs each), and the runs' locks are free for the next call."""
+    import subprocess
+
+    from filelock import FileLock
+
+    lock = str(run_dir(tmp_path, "s6", 0, 40, 500) / LOCK)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)],
+                              env={**os.environ, "S6LAB_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers := _workers_holding(driver.pid, lock)):
+            assert driver.poll() is None and time.monotonic() < deadline, "no worker started training"
+            time.sleep(0.05)
+        driver.kill()
+        driver.wait()
+        killed_at = time.monotonic()
+        while any(_alive(pid) for pid in workers) and time.monotonic() - killed_at < 10:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its driver"
+        assert time.monotonic() - killed_at < 10
+        with FileLock(lock, timeout=0):  # free: the same command can run again at once
+            pass
+    finally:
+        driver.kill()
