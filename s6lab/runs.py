@@ -247,11 +247,12 @@ def machine_line(meta: dict[str, Any]) -> str:
     if not m:
         return (f"device {meta.get('device')}, {meta.get('threads')} threads, torch {meta.get('torch')} "
                 "(CPU model and capability not recorded by this older run)")
-    name = m["device_name"] if str(m["device"]).startswith("cuda") else m["cpu_model"]
     counts = sorted({m["threads"], *(t.get("threads", m["threads"]) for t in meta.get("trained_on", []))})
     threads = f"{counts[0]}-{counts[-1]} threads" if len(counts) > 1 else \
         f"{counts[0]} thread{'' if counts[0] == 1 else 's'}"
-    return f"{name} ({meta.get('machine_class')}), {threads}, torch {m['torch']}"
+    if str(m["device"]).startswith("cuda"):  # the class names the GPU; the threads are the host CPU's
+        return f"{meta.get('machine_class')}, host CPU {m['cpu_model']} ({threads}), torch {m['torch']}"
+    return f"{m['cpu_model']} ({meta.get('machine_class')}), {threads}, torch {m['torch']}"
 
 
 def reproduce_command(run: Run, *, resume: bool = False) -> str:

@@ -132,3 +132,11 @@ def test_machine_line_names_every_thread_count_a_resumed_run_trained_with():
             "trained_on": [{"threads": 2}, {"threads": 1}]}
     assert machine_line(meta) == "Xeon (AVX512, bf16), 1-2 threads, torch 2.11"
     assert machine_line({**meta, "trained_on": []}) == "Xeon (AVX512, bf16), 1 thread, torch 2.11"
+
+
+def test_machine_line_of_a_gpu_run_names_the_gpu_once_and_its_host_cpu():
+    from s6lab.runs import machine_line
+
+    meta = json.loads((Path(__file__).parents[1] / "results/runs/s6/e18-s0-cuda-h100/config.json").read_text())
+    assert machine_line(meta) == ("CUDA NVIDIA H100 80GB HBM3, host CPU Intel(R) Xeon(R) Processor (16 threads), "
+                                  "torch 2.11.0+cu130")
