@@ -57,6 +57,11 @@ def slug(name: str) -> str:
     return "-".join(part for part in keep.split("-") if part)
 
 
+def run_path(out: Path, name: str, precision: str, seed: int) -> Path:
+    """Where one (row, precision, seed) run lives: ``OUT/runs/ROW/PRECISION-sSEED``."""
+    return out / "runs" / slug(name) / f"{precision}-s{seed}"
+
+
 def pick_rows(parts: list[str] | None, parser: argparse.ArgumentParser) -> dict[str, dict]:
     """Rows named by one unambiguous part of their name (``all``: every row)."""
     if not parts or parts == ["all"]:
@@ -84,7 +89,7 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
 
     runs = []
     for seed in seeds:
-        path = out / "runs" / slug(name) / f"{precision}-s{seed}"
+        path = run_path(out, name, precision, seed)
         recipe = get_recipe("s6", train=TrainConfig(**{**overrides, "seed": seed, "precision": precision}))
         if (path / WEIGHTS).exists() or recorded_in_full(path):
             run = load_run(path, need_weights=False)
@@ -106,14 +111,17 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
 
 def unfinished(name: str, precision: str, seeds: list[int], out: Path) -> list[str]:
     """``seed 3 (17 of 18 epochs)`` for each run of the row that stopped before its last epoch."""
-    from s6lab.runs import CONFIG, HISTORY, read_json, recorded_in_full
+    from s6lab import TrainConfig
+    from s6lab.runs import CONFIG, HISTORY, read_json
 
     left = []
     for seed in seeds:
-        path = out / "runs" / slug(name) / f"{precision}-s{seed}"
-        if (path / HISTORY).exists() and not recorded_in_full(path):
-            epochs = read_json(path / CONFIG)["train"]["epochs"]
-            left.append(f"seed {seed} ({len(read_json(path / HISTORY))} of {epochs} epochs)")
+        path = run_path(out, name, precision, seed)
+        if not (path / CONFIG).exists() or not (path / HISTORY).exists():
+            continue
+        done, epochs = len(read_json(path / HISTORY)), TrainConfig.from_dict(read_json(path / CONFIG)["train"]).epochs
+        if done < epochs:
+            left.append(f"seed {seed} ({done} of {epochs} epochs)")
     return left
 
 

@@ -263,8 +263,6 @@ def _run_processes(jobs: list[Job], w: Workers, address: str | None, data: Any,
                    on_done: Callable[[JobResult], None]) -> list[JobResult]:
     """Each worker process trains one job at a time; a worker that dies fails only its own job, and a
     fresh worker takes the next one (a process pool would fail every pending job with it)."""
-    from multiprocessing.connection import wait
-
     # "spawn": a fresh interpreter imports s6lab (and torch) with the thread count in its environment;
     # a forked worker would inherit this process's OpenMP, already started with its own count
     context = multiprocessing.get_context("spawn")
@@ -278,7 +276,8 @@ def _run_processes(jobs: list[Job], w: Workers, address: str | None, data: Any,
                     worker.job, worker.started = queue.pop(0), time.perf_counter()
                     worker.conn.send(worker.job)
                     busy.append(worker)
-                ready = set(wait([x for worker in busy for x in (worker.conn, worker.process.sentinel)]))
+                waiting = [x for worker in busy for x in (worker.conn, worker.process.sentinel)]
+                ready = set(multiprocessing.connection.wait(waiting))
                 for worker in [x for x in busy if x.conn in ready or x.process.sentinel in ready]:
                     busy.remove(worker)
                     try:  # the worker returns a copy of the job: keep the caller's, which run_jobs orders by
