@@ -91,7 +91,7 @@ bench-levers: data
 # the fusion levers for the memory-bound BatchNorm/ReLU/pool passes (issue 18 part 2), beside the defaults only
 # -> benchmarks/results/fusion-CLASS.md
 bench-fusion: data
-	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "after its max-pool" --out benchmarks/results/fusion-$(CLASS).md
+	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "after its max-pool" "patch statistics" --out benchmarks/results/fusion-$(CLASS).md
 
 # the same, plus 15-epoch accuracy-parity runs (seeds 0 1 2) of the levers that change numerics -> levers-full.md
 bench-levers-full: data

@@ -47,6 +47,10 @@ SPEEDRUN_ROWS: dict[str, dict] = {
                                                                    "label_smoothing": 0.1},
     "speedrun: 5 epochs, batch 128, lr 0.1, label smoothing 0.1": {"epochs": 5, "batch_size": 128, "lr": 0.1,
                                                                    "label_smoothing": 0.1},
+    # session 10: a higher peak rate for the 4-epoch schedule
+    "speedrun: 4 epochs, batch 128, lr 0.2": {"epochs": 4, "batch_size": 128, "lr": 0.2},
+    # session 10: weight averaging (s6lab.averaging); each run records the trained weights' accuracy too
+    "speedrun: 4 epochs, batch 128, lr 0.1, ema 0.998": {"epochs": 4, "batch_size": 128, "lr": 0.1, "ema": 0.998},
     "speedrun: 6 epochs, no weight decay": {"epochs": 6, "weight_decay": 0.0},
     "speedrun: 6 epochs, rotation 5, shift 0.05": {"epochs": 6, "rotation": 5.0, "translate": 0.05},
 }

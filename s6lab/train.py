@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from ._io import atomic_torch_save
 from .allocator import retain_freed_memory
+from .averaging import moving_average
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
@@ -78,6 +79,7 @@ class TrainConfig:
     translate: float = 0.08  # augmentation: max shift as a fraction of the image side
     augmentation: str | None = None  # replaces rotation, translate: torchvision v2, e.g. "Pad(2), RandomCrop(28)"
     label_smoothing: float = 0.0  # on the NLL loss
+    ema: float = 0.0  # weight averaging: evaluate and keep an average of the weights, decay per step (e.g. 0.998) or 0
     seed: int = 0  # data order, augmentation, dropout (and model init via seed_everything)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
@@ -97,7 +99,7 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise bad("lr", "must be a positive finite number")
         for name, lo, hi in (("momentum", 0, 1), ("warmup", 0, 1), ("gamma", 0, 1),
-                             ("label_smoothing", 0, 1)):
+                             ("label_smoothing", 0, 1), ("ema", 0, 1)):
             if not lo <= getattr(self, name) < hi or (name == "gamma" and self.gamma == 0):
                 raise bad(name, f"must be in [{lo}, {hi})" if name != "gamma" else "must be in (0, 1)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63 - 1:
@@ -200,6 +202,7 @@ class EpochRecord:
     lr: float  # learning rate at the end of the epoch
     seconds: float  # wall-clock seconds for training plus evaluation
     train_seconds: float = float("nan")  # of which training alone
+    raw_test_acc: float | None = None  # with TrainConfig.ema: the trained weights' own accuracy (test_acc: the average)
 
 
 @dataclass
@@ -234,7 +237,7 @@ class History:
         return None if epoch is None else sum(e.seconds for e in self.epochs if e.epoch <= epoch)
 
     def to_json(self) -> str:
-        return json.dumps([asdict(e) for e in self.epochs], indent=2)
+        return json.dumps([{k: v for k, v in asdict(e).items() if v is not None} for e in self.epochs], indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> History:
@@ -429,14 +432,15 @@ def fit(
     The model must return log-probabilities (every s6lab model ends in LogSoftmax).
 
     Args:
-        model: the network; trained in place.
+        model: the network; trained in place. With ``config.ema`` it ends holding the moving
+            average of its weights, the network that was evaluated ([`averaging`][s6lab.averaging]).
         data: preloaded tensors from [`load_mnist`][s6lab.data.load_mnist].
         config: the training recipe (``get_recipe(name).train``); ``None`` means the defaults.
         checkpoint: file written atomically after every epoch (model, optimizer, RNG
             states, history); loaded with ``weights_only=True`` on resume.
         resume: continue from ``checkpoint`` if it exists.
         progress: show a tqdm bar (works in notebooks) and one line per epoch.
-        on_epoch: called after every epoch with the history so far and the model, or a list
+        on_epoch: called after every epoch with the history so far and the model evaluated, or a list
             of such callables (e.g. [`LivePlot`][s6lab.callbacks.LivePlot], [`CSVLogger`][s6lab.callbacks.CSVLogger]).
         label: what is training, shown before the epoch on the bar and the per-epoch line
             (``"s6-gap seed 1"``; ``train_run`` and ``compare`` set it).
@@ -467,14 +471,18 @@ def fit(
             record = _train_and_evaluate_epoch(state, data, epoch)
             state.history.epochs.append(record)
             if progress:  # one line per epoch that stays: what a learner scrolls back to
+                raw = "" if record.raw_test_acc is None else \
+                    f" (averaged weights; the trained ones {record.raw_test_acc:.2f}%)"
                 state.tqdm.write(f"{state.label}epoch {epoch}/{config.epochs}: test accuracy "
-                                 f"{record.test_acc:.2f}%, test loss {record.test_loss:.4f}, "
+                                 f"{record.test_acc:.2f}%{raw}, test loss {record.test_loss:.4f}, "
                                  f"train loss {record.train_loss:.4f}, {record.seconds:.1f} s", file=sys.stderr)
             log.info("epoch %d: test accuracy %.2f%%", epoch, record.test_acc)
             if ckpt_path is not None:
                 _save_checkpoint(state, epoch, ckpt_path)
             for callback in callbacks:
-                callback(state.history, model)
+                callback(state.history, _evaluated(state))
+    if state.average is not None:  # the model handed back is the one evaluated: the average
+        model.load_state_dict(state.average.module.state_dict())
     return state.history
 
 
@@ -513,6 +521,7 @@ class _Training:
     tqdm: Any
     schedule: TorchSchedule | None = None  # a torch scheduler (config.scheduler) instead of lr_at
     augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
+    average: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of the weights (config.ema)
     history: History = field(default_factory=History)
     start_epoch: int = 1
     label: str = ""  # "s6-gap seed 1, " before the epoch on the bar and the per-epoch line
@@ -539,8 +548,9 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
         config.scheduler, optimizer, lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
     augmentation = None if config.augmentation is None or not config.augment else \
         TorchAugmentation(config.augmentation)
+    average = moving_average(model, config.ema) if config.ema > 0 else None
     return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
-                     schedule, augmentation)
+                     schedule, augmentation, average)
 
 
 def _resume(state: _Training, path: Path) -> None:
@@ -566,6 +576,8 @@ def _resume(state: _Training, path: Path) -> None:
         torch.cuda.set_rng_state(saved["cuda_rng"], state.device)
     if state.schedule is not None:
         state.schedule.load_state_dict(saved["scheduler"])
+    if state.average is not None:
+        state.average.load_state_dict(saved["average"])
     state.history = History.from_json(saved["history"])
     state.start_epoch = saved["epoch"] + 1
     log.info("resuming from %s at epoch %d", path, state.start_epoch)
@@ -614,6 +626,8 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if state.average is not None:
+                state.average.update_parameters(model)
             if state.schedule is not None:
                 state.schedule.after_step()
             loss_sum += loss.detach() * yb.numel()
@@ -624,14 +638,18 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the last step's kernels count toward this epoch
     train_seconds = time.perf_counter() - started
-    test = evaluate(model, data.test, batch_size=config.eval_batch_size, device=device,
+    test = evaluate(_evaluated(state), data.test, batch_size=config.eval_batch_size, device=device,
                     channels_last=config.channels_last)
+    seconds = time.perf_counter() - started
+    # with weight averaging, the trained weights' own accuracy too, for comparison: not counted in `seconds`
+    raw = None if state.average is None else evaluate(
+        model, data.test, batch_size=config.eval_batch_size, device=device, channels_last=config.channels_last)
     if state.schedule is not None:
         state.schedule.after_epoch(test.loss)
     record = EpochRecord(
         epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
-        test_loss=test.loss, test_acc=test.accuracy, lr=lr,
-        seconds=time.perf_counter() - started, train_seconds=train_seconds)
+        test_loss=test.loss, test_acc=test.accuracy, lr=lr, seconds=seconds, train_seconds=train_seconds,
+        raw_test_acc=None if raw is None else raw.accuracy)
     if state.progress:
         bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
                         test_acc=f"{record.test_acc:.2f}")
@@ -639,15 +657,24 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     return record
 
 
+def _evaluated(state: _Training) -> nn.Module:
+    """The network that is evaluated, reported and kept: the moving average with ``ema``, else the model."""
+    return state.model if state.average is None else state.average.module
+
+
 def checkpoint_weights(checkpoint: Any) -> dict[str, torch.Tensor]:
     """The model's weights inside a checkpoint written by `fit` (loaded with ``weights_only=True``):
-    the checkpoint's layout is the trainer's own, so readers ask here instead of indexing it.
+    the checkpoint's layout is the trainer's own, so readers ask here instead of indexing it. With
+    weight averaging (``TrainConfig.ema``) these are the averaged weights, the ones evaluated.
 
     Raises:
         ConfigError: ``checkpoint`` is not one written by `fit`.
     """
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise ConfigError("not a checkpoint written by s6lab's fit: it has no model weights")
+    average = checkpoint.get("average")
+    if isinstance(average, dict):
+        return {k.removeprefix("module."): v for k, v in average.items() if k.startswith("module.")}
     return checkpoint["model"]
 
 
@@ -661,4 +688,5 @@ def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:
         "torch_rng": torch.get_rng_state(), "history": state.history.to_json(),
         **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {}),
         **({"scheduler": state.schedule.state_dict()} if state.schedule is not None else {}),
+        **({"average": state.average.state_dict()} if state.average is not None else {}),
     }, path)

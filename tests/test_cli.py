@@ -91,6 +91,8 @@ def test_train_rejects_bad_arguments(capsys, tmp_path):
         capsys.readouterr().err
     code, _, err = run(capsys, "train", "--warmup", "1.5", "--out", str(tmp_path / "x"))
     assert code == 2 and "warmup must be in [0, 1), got 1.5" in err
+    code, _, err = run(capsys, "train", "--ema", "1", "--out", str(tmp_path / "x"))
+    assert code == 2 and "ema must be in [0, 1), got 1.0" in err and "Traceback" not in err
 
 
 def test_check_missing_directory(capsys, tmp_path):
@@ -175,13 +177,13 @@ def test_recipe_fields_reach_the_config(capsys, tmp_path):
                        "--quiet",
                        "--out", str(out_dir), "--batch-size", "64", "--weight-decay", "5e-4", "--momentum", "0.8",
                        "--label-smoothing", "0.05", "--rotation", "5", "--translate", "0.1", "--schedule", "step",
-                       "--step-epochs", "2", "--gamma", "0.5", "--precision", "fp32")
+                       "--step-epochs", "2", "--gamma", "0.5", "--precision", "fp32", "--ema", "0.99")
     assert code == 0, out
     config = json.loads((out_dir / "config.json").read_text())["train"]
     assert {k: config[k] for k in ("weight_decay", "momentum", "label_smoothing", "rotation", "translate",
-                                   "schedule", "step_epochs", "gamma")} == {
+                                   "schedule", "step_epochs", "gamma", "ema")} == {
         "weight_decay": 5e-4, "momentum": 0.8, "label_smoothing": 0.05, "rotation": 5.0, "translate": 0.1,
-        "schedule": "step", "step_epochs": 2, "gamma": 0.5}
+        "schedule": "step", "step_epochs": 2, "gamma": 0.5, "ema": 0.99}
 
 
 def test_bad_choice_is_refused_before_training(capsys):

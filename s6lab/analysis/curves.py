@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @old_spellings(renamed=("axes",))
 def plot_history(history: History, *, target: float = TARGET_ACC, label: str | None = None,
                  ax: Any = None) -> Figure:
-    """Test accuracy (left) and train/test loss (right) per epoch.
+    """Test accuracy (left) and train/test loss (right) per epoch. A run trained with weight
+    averaging (``TrainConfig.ema``) also shows its trained weights' own accuracy, dashed.
 
     Args:
         history: a run's history.
@@ -31,14 +32,20 @@ def plot_history(history: History, *, target: float = TARGET_ACC, label: str | N
     fig, axes = panels(ax, 1, 2, figsize=(10, 3.6))
     epochs = [e.epoch for e in history.epochs]
     acc_ax, loss_ax = axes[0]
-    acc_ax.plot(epochs, history.test_acc, marker="o", ms=3, label=label or "test accuracy")
+    raw = [e.raw_test_acc for e in history.epochs if e.raw_test_acc is not None]
+    averaged = len(raw) == len(epochs) and bool(raw)  # trained with weight averaging (TrainConfig.ema)
+    acc_ax.plot(epochs, history.test_acc, marker="o", ms=3,
+                label=label or ("test accuracy, averaged weights" if averaged else "test accuracy"))
+    if averaged:  # what the last step's weights scored: the gap is what averaging bought
+        acc_ax.plot(epochs, raw, marker="o", ms=3, ls="--", color="0.55", label="trained weights, not averaged")
     acc_ax.axhline(target, **TARGET_LINE, label=f"{target}% target")
     if len(epochs) >= 3:  # the assignment's rule: each of the last three epochs at the target or above
         acc_ax.axvspan(epochs[-3] - 0.5, epochs[-1] + 0.5, color="#dd8452", alpha=0.15,
                        label="last three epochs (the rule)")
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
-    low = min([target - 0.5, *history.test_acc])
-    acc_ax.set_ylim(low - 0.1, min(100.0, max(history.test_acc + [target]) + 0.3))
+    shown = history.test_acc + (raw if averaged else [])
+    low = min([target - 0.5, *shown])
+    acc_ax.set_ylim(low - 0.1, min(100.0, max(shown + [target]) + 0.3))
     acc_ax.xaxis.get_major_locator().set_params(integer=True)
     loss_ax.xaxis.get_major_locator().set_params(integer=True)
     acc_ax.grid(alpha=0.3)
