@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ._io import atomic_torch_save
 from .allocator import retain_freed_memory
-from .averaging import moving_average
+from .averaging import moving_average, too_long_for
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
@@ -549,6 +549,9 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     augmentation = None if config.augmentation is None or not config.augment else \
         TorchAugmentation(config.augmentation)
     average = moving_average(model, config.ema) if config.ema > 0 else None
+    too_long = too_long_for(config.ema, config.epochs * steps_per_epoch) if average is not None else None
+    if too_long:
+        warnings.warn(too_long, stacklevel=3)
     return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
                      schedule, augmentation, average)
 

@@ -10,11 +10,14 @@ import torch
 import torch.nn as nn
 
 from s6lab import get_model
-from s6lab.averaging import corrected_decay, moving_average
+from s6lab.averaging import corrected_decay, moving_average, too_long_for
 from s6lab.runs import load_run, train_run
 from s6lab.train import TrainConfig, checkpoint_weights, evaluate, fit, seed_everything
 
 from .test_train import synthetic
+
+#: these runs are a few dozen steps long, shorter than any useful average: the warning about it is expected
+SHORT_RUN = pytest.mark.filterwarnings("ignore:ema=.*averages about:UserWarning")
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.1, 1.5])
@@ -60,6 +63,7 @@ def test_the_average_follows_the_model_and_copies_integer_buffers():
     assert torch.allclose(average.module[0].weight, model[0].weight)
 
 
+@SHORT_RUN
 def test_fit_evaluates_and_hands_back_the_average(tmp_path):
     data = synthetic(320)
     config = TrainConfig(epochs=2, batch_size=32, seed=3, ema=0.9, augment=False, device="cpu")
@@ -82,6 +86,7 @@ def test_fit_evaluates_and_hands_back_the_average(tmp_path):
     assert all(torch.equal(plain.state_dict()[k], trained[k]) for k in trained)
 
 
+@SHORT_RUN
 def test_a_resumed_averaged_run_ends_like_an_uninterrupted_one(tmp_path):
     data = synthetic(320)
     config = TrainConfig(epochs=3, batch_size=32, seed=5, ema=0.95, device="cpu")
@@ -105,6 +110,7 @@ def test_a_resumed_averaged_run_ends_like_an_uninterrupted_one(tmp_path):
         assert torch.equal(a, b)
 
 
+@SHORT_RUN
 def test_an_unfinished_averaged_run_loads_its_average(tmp_path):
     data = synthetic(160)
     config = TrainConfig(epochs=2, batch_size=32, ema=0.9, device="cpu")
@@ -147,3 +153,20 @@ def test_the_report_table_has_a_column_for_the_trained_weights_only_when_average
     assert "not averaged" in text.splitlines()[0] and "| 99.25% | 98.50% |" in text
     plain = history_table(SimpleNamespace(history=History([EpochRecord(1, 0.1, 99.0, 0.02, 99.25, 0.01, 1.0)])))
     assert "not averaged" not in plain
+
+
+@pytest.mark.parametrize("decay, steps, expected", [
+    (0.998, 18 * 235, None),  # the default recipe's length: 500 of 4,230 steps
+    (0.998, 4 * 469, "ema=0.998 averages about the last 500 steps, 27% of this run's 1876; the average will "
+                     "trail the trained weights: use a decay of at most 0.9979, or 0 (off)"),
+    (0.99, 3, "ema=0.99 averages about the last 100 steps, more than this run's 3; the average will trail the "
+              "trained weights: the run is too short to average, use 0 (off)"),
+])
+def test_an_average_longer_than_a_quarter_of_the_run_is_pointed_out(decay, steps, expected):
+    assert too_long_for(decay, steps) == expected
+
+
+def test_fit_warns_in_one_line_when_the_average_is_too_long_for_the_run():
+    with pytest.warns(UserWarning, match=r"^ema=0.99 averages about the last 100 steps, more than this run's 5;"):
+        fit(get_model("s6"), synthetic(160), TrainConfig(epochs=1, batch_size=32, ema=0.99, device="cpu"),
+            progress=False)
