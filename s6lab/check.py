@@ -116,14 +116,22 @@ def shortfalls(history: History, *, target: float = TARGET_ACC, test_images: int
     return out
 
 
-def next_steps(config, params: int, *, max_epochs: int = MAX_EPOCHS, max_params: int = MAX_PARAMS) -> list[str]:
+def next_steps(config, params: int, *, max_epochs: int = MAX_EPOCHS, max_params: int = MAX_PARAMS,
+               history=None) -> list[str]:
     """Two or three changes the assignment's rules allow, for a run that missed the accuracy rule.
 
     Args:
         config: the run's [`TrainConfig`][s6lab.train.TrainConfig].
         params: the model's parameter count.
+        history: the run's [`History`][s6lab.train.History], if known: with weight averaging, whether
+            the average scored below the trained weights at the end.
     """
     steps = []
+    last = history.epochs[-1] if history is not None and history.epochs else None
+    if last is not None and last.raw_test_acc is not None and last.raw_test_acc > last.test_acc:
+        steps.append(f"average fewer steps (a smaller --ema) or none (--ema 0): at the last epoch the averaged "
+                     f"weights scored {last.test_acc:.2f}%, the trained ones {last.raw_test_acc:.2f}% "
+                     "(docs: Speed, weight averaging)")
     if config.epochs < max_epochs - 1:
         steps.append(f"train longer: up to {max_epochs - 1} epochs are allowed (--epochs {max_epochs - 1}); "
                      "the OneCycle schedule stretches with them (docs: Speed, the OneCycle shape)")

@@ -38,7 +38,8 @@ def advice(run: Run, markdown: bool = False) -> str:
     test_images = run.recipe.data.test_size or 10_000
     shorts = shortfalls(run.history, test_images=test_images)
     machine = f"{machine_line(run.meta)}, in {recorded_precision(run.meta)}"
-    return format_advice(shorts, next_steps(run.config, count_parameters(run.model)), machine, markdown=markdown)
+    steps = next_steps(run.config, count_parameters(run.model), history=run.history)
+    return format_advice(shorts, steps, machine, markdown=markdown)
 
 
 def _section_check(run: Run) -> str:
