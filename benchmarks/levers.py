@@ -318,16 +318,25 @@ def start_worker(overrides: dict, images: int) -> WorkerProcess:
 
 
 def table(title: str, configs: dict, rates: dict, first: dict, chained: bool) -> list[str]:
-    base = statistics.median(rates[next(iter(configs))])
+    """One row per configuration: its median rate, and its ratio to the row above (``chained``) or to the
+    first row, both as a ratio of medians and round by round (the rounds are taken in turns, so round
+    ``i`` of two rows ran under the same conditions: the per-round ratios' median and range say whether
+    a small gain is more than this machine's drift)."""
+    names = list(configs)
+    base = statistics.median(rates[names[0]])
     head = "vs row above" if chained else "vs s6lab defaults"
-    lines = [f"| {title} | train img/s (median) | range over rounds | {head} | vs first row | first window s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| {title} | train img/s (median) | range over rounds | {head} | {head}, round by round "
+             "(median, range) | vs first row | first window s |", "|---|---:|---:|---:|---:|---:|---:|"]
     previous = base
-    for name in configs:
+    for i, name in enumerate(names):
         rate = statistics.median(rates[name])
         step = rate / previous if chained else rate / base
+        against = rates[names[i - 1] if chained and i else names[0]]
+        paired = [a / b for a, b in zip(rates[name], against)]
+        paired_text = f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}x)"
         spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
-        lines.append(f"| {name} | {rate:,.0f} | {spread} | {step:.2f}x | {rate / base:.2f}x | {first[name]:.1f} |")
+        lines.append(f"| {name} | {rate:,.0f} | {spread} | {step:.2f}x | {paired_text} | {rate / base:.2f}x | "
+                     f"{first[name]:.1f} |")
         previous = rate
     return lines
 

@@ -70,8 +70,13 @@ def test_levers_tables_show_ratios():
     configs = {"a": {}, "b": {}}
     lines = levers.table("t", configs, {"a": [100.0, 110.0, 90.0], "b": [200.0, 190.0, 210.0]},
                          {"a": 1.0, "b": 2.0}, chained=True)
-    assert lines[2] == "| a | 100 | 90-110 | 1.00x | 1.00x | 1.0 |"
-    assert lines[3] == "| b | 200 | 190-210 | 2.00x | 2.00x | 2.0 |"
+    assert lines[2] == "| a | 100 | 90-110 | 1.00x | 1.00x (1.00-1.00x) | 1.00x | 1.0 |"
+    # round by round: 200/100, 190/110, 210/90
+    assert lines[3] == "| b | 200 | 190-210 | 2.00x | 2.00x (1.73-2.33x) | 2.00x | 2.0 |"
+    configs = {"a": {}, "b": {}, "c": {}}
+    rates = {"a": [100.0, 50.0], "b": [110.0, 60.0], "c": [90.0, 40.0]}
+    lines = levers.table("t", configs, rates, {"a": 1, "b": 1, "c": 1}, chained=False)  # against row 1, round by round
+    assert lines[3].split(" | ")[4] == "1.15x (1.10-1.20x)" and lines[4].split(" | ")[4] == "0.85x (0.80-0.90x)"
 
 
 def test_levers_parity_rows_are_picked_by_one_unambiguous_part_of_their_name(capsys):
