@@ -44,8 +44,9 @@ def plot_history(history: History, *, target: float = TARGET_ACC, label: str | N
                        label="last three epochs (the rule)")
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
     shown = history.test_acc + (raw if averaged else [])
-    low = min([target - 0.5, *shown])
-    acc_ax.set_ylim(low - 0.1, min(100.0, max(shown + [target]) + 0.3))
+    low, high = min([target - 0.5, *shown]), max(shown + [target])
+    pad = max(0.1, 0.04 * (high - low))  # a far-off first epoch keeps its whole marker in view
+    acc_ax.set_ylim(low - pad, min(100.0, high + max(0.3, pad)))
     acc_ax.xaxis.get_major_locator().set_params(integer=True)
     loss_ax.xaxis.get_major_locator().set_params(integer=True)
     acc_ax.grid(alpha=0.3)
