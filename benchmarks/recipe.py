@@ -49,6 +49,8 @@ SPEEDRUN_ROWS: dict[str, dict] = {
                                                                    "label_smoothing": 0.1},
     # session 10: a higher peak rate for the 4-epoch schedule
     "speedrun: 4 epochs, batch 128, lr 0.2": {"epochs": 4, "batch_size": 128, "lr": 0.2},
+    # session 10: more, smaller steps in the same images
+    "speedrun: 4 epochs, batch 64, lr 0.05": {"epochs": 4, "batch_size": 64, "lr": 0.05},
     # session 10: weight averaging (s6lab.averaging); each run records the trained weights' accuracy too
     "speedrun: 4 epochs, batch 128, lr 0.1, ema 0.998": {"epochs": 4, "batch_size": 128, "lr": 0.1, "ema": 0.998},
     "speedrun: 6 epochs, no weight decay": {"epochs": 6, "weight_decay": 0.0},
