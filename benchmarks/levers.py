@@ -215,12 +215,13 @@ def bn1_from_patches(model: torch.nn.Module) -> int:
             patches = torch.stack([x[:, 0, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)]).reshape(
                 kh * kw, -1)
             n = patches.shape[1]
-            mean_p = patches.mean(1)
-            cov = patches @ patches.T / n - torch.outer(mean_p, mean_p)
-            weight = conv.weight.reshape(conv.out_channels, -1)
-            mean = weight @ mean_p + conv.bias
-            var = ((weight @ cov) * weight).sum(1)
-            scale = bn.weight / torch.sqrt(var + bn.eps)
+            with torch.autocast(x.device.type, enabled=False):  # statistics in fp32, as BatchNorm keeps them
+                mean_p = patches.mean(1)
+                cov = patches @ patches.T / n - torch.outer(mean_p, mean_p)
+                weight = conv.weight.reshape(conv.out_channels, -1)
+                mean = weight @ mean_p + conv.bias
+                var = ((weight @ cov) * weight).sum(1)
+                scale = bn.weight / torch.sqrt(var + bn.eps)
             with torch.no_grad():
                 bn.running_mean.lerp_(mean.detach(), bn.momentum)
                 bn.running_var.lerp_(var.detach() * n / (n - 1), bn.momentum)
