@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 def history_table(run: Run) -> str:
     """The per-epoch history as a markdown table; a run with weight averaging also shows what the trained
     (not averaged) weights scored."""
-    averaged = any(e.raw_test_acc is not None for e in run.history.epochs)
+    averaged = run.history.averaged
     header = ("epoch", "train loss", "train acc", "test loss", "test acc", *(("not averaged",) if averaged else ()),
               "lr", "seconds")
     rows = [(e.epoch, f"{e.train_loss:.4f}", f"{e.train_acc:.2f}%", f"{e.test_loss:.4f}", f"{e.test_acc:.2f}%",
-             *((f"{e.raw_test_acc:.2f}%" if e.raw_test_acc is not None else "-",) if averaged else ()),
+             *((f"{e.raw_test_acc:.2f}%",) if averaged else ()),
              f"{e.lr:.2e}", f"{e.seconds:.1f}") for e in run.history.epochs]
     return render_table(header, rows, markdown=True, align="r" * len(header)).rstrip("\n")
 

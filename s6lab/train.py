@@ -219,6 +219,12 @@ class History:
         return [e.test_acc for e in self.epochs]
 
     @property
+    def averaged(self) -> bool:
+        """Trained with weight averaging (``TrainConfig.ema``): every epoch also records the trained
+        weights' own accuracy (``raw_test_acc``)."""
+        return bool(self.epochs) and all(e.raw_test_acc is not None for e in self.epochs)
+
+    @property
     def best_acc(self) -> float:
         return max(self.test_acc) if self.epochs else float("nan")
 

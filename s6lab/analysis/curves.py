@@ -32,8 +32,8 @@ def plot_history(history: History, *, target: float = TARGET_ACC, label: str | N
     fig, axes = panels(ax, 1, 2, figsize=(10, 3.6))
     epochs = [e.epoch for e in history.epochs]
     acc_ax, loss_ax = axes[0]
-    raw = [e.raw_test_acc for e in history.epochs if e.raw_test_acc is not None]
-    averaged = len(raw) == len(epochs) and bool(raw)  # trained with weight averaging (TrainConfig.ema)
+    averaged = history.averaged
+    raw = [e.raw_test_acc for e in history.epochs] if averaged else []
     acc_ax.plot(epochs, history.test_acc, marker="o", ms=3,
                 label=label or ("test accuracy, averaged weights" if averaged else "test accuracy"))
     if averaged:  # what the last step's weights scored: the gap is what averaging bought
@@ -43,7 +43,7 @@ def plot_history(history: History, *, target: float = TARGET_ACC, label: str | N
         acc_ax.axvspan(epochs[-3] - 0.5, epochs[-1] + 0.5, color="#dd8452", alpha=0.15,
                        label="last three epochs (the rule)")
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
-    shown = history.test_acc + (raw if averaged else [])
+    shown = history.test_acc + raw
     low, high = min([target - 0.5, *shown]), max(shown + [target])
     pad = max(0.1, 0.04 * (high - low))  # a far-off first epoch keeps its whole marker in view
     acc_ax.set_ylim(low - pad, min(100.0, high + max(0.3, pad)))
