@@ -53,6 +53,9 @@ SPEEDRUN_ROWS: dict[str, dict] = {
     "speedrun: 4 epochs, batch 64, lr 0.05": {"epochs": 4, "batch_size": 64, "lr": 0.05},
     # session 10: weight averaging (s6lab.averaging); each run records the trained weights' accuracy too
     "speedrun: 4 epochs, batch 128, lr 0.1, ema 0.998": {"epochs": 4, "batch_size": 128, "lr": 0.1, "ema": 0.998},
+    # session 11: lighter augmentation for the 4-epoch schedule (a short run underfits before it overfits)
+    "speedrun: 4 epochs, batch 128, lr 0.2, rotation 5, shift 0.05": {"epochs": 4, "batch_size": 128, "lr": 0.2,
+                                                                      "rotation": 5.0, "translate": 0.05},
     "speedrun: 6 epochs, no weight decay": {"epochs": 6, "weight_decay": 0.0},
     "speedrun: 6 epochs, rotation 5, shift 0.05": {"epochs": 6, "rotation": 5.0, "translate": 0.05},
 }

@@ -87,6 +87,23 @@ def test_gallery_and_saliency_say_when_they_replace_the_reports_figures(capsys, 
     assert "is a file; choose a folder" in capsys.readouterr().err
 
 
+def test_the_accuracy_legend_sits_below_its_panel_and_covers_no_curve():
+    from s6lab.analysis.curves import plot_history
+    from s6lab.train import EpochRecord, History
+
+    # a short averaged run climbing through the lower-right corner, where the legend used to sit
+    h = History([EpochRecord(e, 0.1, 99.0, 0.02, acc, 0.01, 1.0, raw_test_acc=raw)
+                 for e, acc, raw in ((1, 98.46, 98.55), (2, 99.15, 98.52), (3, 99.27, 99.37), (4, 99.36, 99.38))])
+    fig = plot_history(h)
+    fig.canvas.draw()
+    acc_ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    legend = acc_ax.get_legend().get_window_extent(renderer)
+    below = acc_ax.xaxis.get_tightbbox(renderer)  # the x tick labels and the "epoch" label
+    assert legend.y1 <= below.y0  # wholly below the panel and its x axis: it covers no curve and no label
+    assert legend.y0 >= 0 and legend.x0 >= 0  # and still inside the figure
+
+
 def test_curves_mark_the_last_three_epochs_and_the_report_states_the_total_time(tiny_run):
     from s6lab.analysis.curves import plot_history
     from s6lab.train import EpochRecord, History
