@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: recipe-speedrun bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,6 +120,11 @@ recipe-confirm: data
 # throughput quiet and with a core taken, OpenMP default against s6lab's PASSIVE -> benchmarks/results/load.md
 bench-load: data
 	$(BIN)/python benchmarks/load.py
+
+# one process on every core against one single-thread process per core (DDP, gloo), quiet and loaded
+# (issue 18: a measured lever) -> benchmarks/results/data-parallel-CLASS.md
+bench-data-parallel: data
+	$(BIN)/python benchmarks/data_parallel.py
 
 # a variants x seeds grid serial, N jobs x 1 thread and on a local Ray -> benchmarks/results/scaling.md
 bench-scaling: data

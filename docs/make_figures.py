@@ -90,7 +90,8 @@ def main() -> None:
                           ("levers", "make bench-levers"), ("warmup-seeds", "make bench-warmup-seeds"),
                           ("levers-avx2-no-bf16", "make bench-levers (on an AVX2 CPU without bf16)"),
                           ("speedrun-avx2-no-bf16", "make bench-speedrun (on an AVX2 CPU without bf16)"),
-                          ("fusion-avx2-no-bf16", "make bench-fusion (on an AVX2 CPU without bf16)")):
+                          ("fusion-avx2-no-bf16", "make bench-fusion (on an AVX2 CPU without bf16)"),
+                          ("data-parallel-avx2-no-bf16", "make bench-data-parallel (on an AVX2 CPU without bf16)")):
         bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
         text(f"{name}.md", bench.split("<details>")[0].strip() + "\n")
     levers_full = need(ROOT / "benchmarks" / "results" / "levers-full.md", "make bench-levers-full").read_text()

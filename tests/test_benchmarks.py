@@ -353,3 +353,26 @@ def test_recipe_table_lists_the_runs_that_stopped_before_their_last_epoch(tmp_pa
     lines = recipe.table({(name, "fp32"): []}, [0, 1, 2], {(name, "fp32"): left})
     assert any("Started and not finished" in line for line in lines)
     assert f"- {name}, fp32: seed 1 (11 of 18 epochs)" in lines
+
+
+def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(tmp_path):
+    """Tiny run: each setting reports, and the DDP processes end every request with equal weights
+    (their gradients were all-reduced; shards of different images would otherwise pull them apart)."""
+    out = tmp_path / "dp.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), "--rounds", "1",
+                           "--images", "512", "--batch", "16", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "processes x 1 thread, DDP (gloo)" in text and "(s6lab)" in text and "| 1 process x 1 thread |" in text
+    assert "vs s6lab quiet" in text and "loaded / quiet" in text
+    raw = json.loads(text.split("```json")[1].split("```")[0])
+    assert all(v and all(r > 0 for r in v) for v in raw.values())
+    assert "(the weights' sum, bit for bit): yes." in text
+
+
+def test_data_parallel_script_refuses_bad_sizes_in_one_line():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), "--batch", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "--batch >=" in done.stderr

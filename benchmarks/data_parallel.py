@@ -1,0 +1,196 @@
+"""Training throughput of one process on every core against one single-thread process per core,
+each training on its share of the batch with gradients summed by DistributedDataParallel (gloo),
+quiet and with a core taken, in one run.
+
+    python benchmarks/data_parallel.py [--rounds 7] [--images 8192] [--batch 256 128] [--out FILE]
+    (or: make bench-data-parallel)
+
+Why: on a 2-core AVX2 CPU two OpenMP threads train the reference net only about 1.6x faster than
+one, because its layers are small and every op waits for both threads. Two processes of one thread
+each, each on half the batch, wait for each other once per step (the all-reduce of 19,602
+gradients). This measures what that buys, including the all-reduce, and what it costs when another
+program takes a core (issue 18, parts 1 and 2: "any other measured idea").
+
+What differs from s6lab's ``fit`` in one process: each process normalises its BatchNorm over its own
+share of the batch (DDP's default, "ghost" batches of ``batch / processes``), and draws its
+images from its own shard. So a run trained this way is a different recipe, whose accuracy needs
+its own seeds; this benchmark measures only the speed. Every process trains with s6lab's ``fit``
+(the model wrapped in ``torch.nn.parallel.DistributedDataParallel``), fp32, on synthetic images
+(speed does not depend on what the pixels show). A setting's img/s is its images over the slowest
+process's training seconds. Settings take turns (round-robin); the table gives the median of the
+rounds, their range, and the ratio to the one-process setting round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _worker import WorkerProcess  # noqa: E402
+
+#: the setting the others are compared with: what s6lab does today
+ONE_PROCESS = "1 process x {cores} threads (s6lab)"
+
+
+def worker(images: int, batch: int, rank: int, world: int) -> None:
+    """One process of a setting: answer each request line with its training seconds for one epoch."""
+    import torch  # first: OMP_NUM_THREADS from the parent is what OpenMP reads
+
+    from s6lab import get_recipe
+    from s6lab.data import MNISTTensors, TensorSplit
+    from s6lab.train import fit
+
+    g = torch.Generator().manual_seed(rank)  # each process its own shard of images
+    split = TensorSplit(torch.randn(images, 1, 28, 28, generator=g), torch.randint(0, 10, (images,), generator=g))
+    data = MNISTTensors(split, split.subset(256))
+    recipe = get_recipe("s6", epochs=1, precision="fp32", device="cpu", batch_size=batch, seed=rank)
+    model = recipe.build().to(memory_format=torch.channels_last)
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        dist.init_process_group("gloo", rank=rank, world_size=world)  # MASTER_ADDR/PORT from the parent
+        model = DistributedDataParallel(model)  # rank 0's weights, gradients averaged every step
+    fit(model, data, recipe.train, progress=False)  # warm-up: allocator, oneDNN kernels, gloo
+    print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+    for _ in sys.stdin:
+        record = fit(model, data, recipe.train, progress=False).epochs[0]
+        # equal on every rank of a DDP group
+        weights = sum(float(p.detach().double().sum()) for p in model.parameters())
+        print(json.dumps({"seconds": record.train_seconds, "weights": weights}), flush=True)
+
+
+class Setting:
+    """``processes`` worker processes of ``threads`` threads each, training ``images`` in all per request."""
+
+    def __init__(self, name: str, processes: int, threads: int, images: int, batch: int) -> None:
+        self.name, self.images = name, images
+        self.replicas_equal = True  # every process ended every measurement with the same weights
+        port = _free_port()
+        self.workers = []
+        for rank in range(processes):
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "S6LAB_THREADS")}
+            env.update(OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE",  # as s6lab's CLI sets it
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            self.workers.append(WorkerProcess(
+                [__file__, "--worker", str(images // processes), str(batch // processes), str(rank), str(processes)],
+                f"{name} (rank {rank})", env=env))
+        for w in self.workers:  # every rank joins the group before any answers
+            w.read()
+
+    def img_per_s(self) -> float:
+        for w in self.workers:
+            w.proc.stdin.write("go\n")
+            w.proc.stdin.flush()
+        answers = [w.read() for w in self.workers]
+        self.replicas_equal &= len({a["weights"] for a in answers}) == 1
+        time.sleep(0.3)  # let OpenMP threads stop before the next setting runs
+        return self.images / max(a["seconds"] for a in answers)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ratios(values: list[float], base: list[float]) -> str:
+    each = [v / b for v, b in zip(values, base)]
+    return f"{statistics.median(each):.2f}x ({min(each):.2f}-{max(each):.2f}x)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--images", type=int, default=8192)
+    parser.add_argument("--batch", type=int, nargs="+", default=[256, 128])
+    parser.add_argument("--out")
+    parser.add_argument("--worker", type=int, nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+
+    from s6lab._io import atomic_write_text
+    from s6lab.hardware import describe_machine, machine_info
+    from s6lab.threads import available_cores
+
+    cores = available_cores()
+    if args.rounds < 1 or args.images < 256 * cores or any(b < 2 * cores for b in args.batch):
+        sys.exit(f"benchmarks/data_parallel.py: --rounds must be >= 1, --images >= {256 * cores} and each "
+                 f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")
+    if cores < 2:
+        sys.exit("benchmarks/data_parallel.py: this process may use one core only: there is nothing to split")
+    machine_class = "-".join(re.findall("[a-z0-9]+", machine_info().machine_class.lower()))  # avx2-no-bf16
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"data-parallel-{machine_class}.md")
+
+    shapes = {ONE_PROCESS.format(cores=cores): (1, cores),
+              f"{cores} processes x 1 thread, DDP (gloo)": (cores, 1),
+              "1 process x 1 thread": (1, 1)}
+    settings = {(name, batch): Setting(name, p, t, args.images, batch)
+                for batch in args.batch for name, (p, t) in shapes.items()}
+    rates: dict[tuple[str, int, str], list[float]] = {(n, b, s): [] for (n, b) in settings
+                                                      for s in ("quiet", "loaded")}
+    for r in range(args.rounds):
+        for state in ("quiet", "loaded"):
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "loaded" else None
+            try:
+                time.sleep(0.5 if spinner else 0)
+                for (name, batch), setting in settings.items():
+                    rates[(name, batch, state)].append(setting.img_per_s())
+            finally:
+                if spinner:
+                    spinner.kill()
+                    spinner.wait()
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} b{b} {s} {v[-1]:,.0f}"
+                                                           for (n, b, s), v in rates.items()),
+              file=sys.stderr, flush=True)
+    for setting in settings.values():
+        setting.close()
+
+    one = ONE_PROCESS.format(cores=cores)
+    command = "python benchmarks/data_parallel.py " + " ".join(sys.argv[1:])
+    lines = [f"**One process on every core against one single-thread process per core (DDP)** "
+             f"({describe_machine('cpu')})", "",
+             f"Command: `{command.strip()}` (or `make bench-data-parallel`). The reference net in fp32, s6lab's "
+             f"`fit`, {args.images:,} synthetic images per measurement, split evenly over the processes (each "
+             f"trains its share at batch / processes); median of {args.rounds} rounds (min-max), settings in "
+             "turns. Loaded: one other process spins on a core. Ratios are to the one-process setting at the "
+             "same batch, in the same state, round by round (median and range).", "",
+             "| batch (per step, all processes) | setting | quiet img/s | vs s6lab quiet | "
+             "loaded img/s | vs s6lab loaded | loaded / quiet |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for (name, batch) in settings:
+        quiet, loaded = rates[(name, batch, "quiet")], rates[(name, batch, "loaded")]
+        lines.append(f"| {batch} | {name} | {statistics.median(quiet):,.0f} ({min(quiet):,.0f}-{max(quiet):,.0f}) | "
+                     f"{ratios(quiet, rates[(one, batch, 'quiet')])} | "
+                     f"{statistics.median(loaded):,.0f} ({min(loaded):,.0f}-{max(loaded):,.0f}) | "
+                     f"{ratios(loaded, rates[(one, batch, 'loaded')])} | "
+                     f"{statistics.median(loaded) / statistics.median(quiet):.0%} |")
+    ddp = [s for s in settings.values() if len(s.workers) > 1]
+    lines += ["", "DDP replicas equal after every measurement (the weights' sum, bit for bit): "
+              f"{'yes' if all(s.replicas_equal for s in ddp) else 'no'}. Each DDP process normalises over its "
+              "own share of the batch: the speed is measured here, the accuracy of such a recipe is not.", "",
+              "<details><summary>raw</summary>", "", "```json",
+              json.dumps({f"{n} | batch {b} | {s}": v for (n, b, s), v in rates.items()}, indent=1), "```",
+              "", "</details>"]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
