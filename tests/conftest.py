@@ -17,6 +17,14 @@ os.environ.setdefault("S6LAB_OFFLINE", "1")  # CI has no internet: skip torchvis
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Each test's figures are closed after it (pyplot keeps every open figure alive)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture(scope="session")
 def mnist_small():
     """Real MNIST, first 4,000 training and 2,000 test images (fetched and verified once)."""
