@@ -69,6 +69,8 @@ def worker(images: int, batch: int, rank: int, world: int) -> None:
         # equal on every rank of a DDP group
         weights = sum(float(p.detach().double().sum()) for p in model.parameters())
         print(json.dumps({"seconds": record.train_seconds, "weights": weights}), flush=True)
+    if world > 1:
+        dist.destroy_process_group()
 
 
 class Setting:
@@ -86,7 +88,10 @@ class Setting:
             self.workers.append(WorkerProcess(
                 [__file__, "--worker", str(images // processes), str(batch // processes), str(rank), str(processes)],
                 f"{name} (rank {rank})", env=env))
-        for w in self.workers:  # every rank joins the group before any answers
+
+    def wait_ready(self) -> None:
+        """Until every process has joined its group and warmed up (they start side by side)."""
+        for w in self.workers:
             w.read()
 
     def img_per_s(self) -> float:
@@ -143,6 +148,8 @@ def main() -> None:
               "1 process x 1 thread": (1, 1)}
     settings = {(name, batch): Setting(name, p, t, args.images, batch)
                 for batch in args.batch for name, (p, t) in shapes.items()}
+    for setting in settings.values():  # all processes start at once; the rounds begin when every one is ready
+        setting.wait_ready()
     rates: dict[tuple[str, int, str], list[float]] = {(n, b, s): [] for (n, b) in settings
                                                       for s in ("quiet", "loaded")}
     for r in range(args.rounds):
@@ -159,6 +166,9 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} b{b} {s} {v[-1]:,.0f}"
                                                            for (n, b, s), v in rates.items()),
               file=sys.stderr, flush=True)
+    for setting in settings.values():  # every process is told first, then each is waited for
+        for w in setting.workers:
+            w.proc.stdin.close()
     for setting in settings.values():
         setting.close()
 

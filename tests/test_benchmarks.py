@@ -360,7 +360,7 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
     (their gradients were all-reduced; shards of different images would otherwise pull them apart)."""
     out = tmp_path / "dp.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), "--rounds", "1",
-                           "--images", "512", "--batch", "16", "--out", str(out)],
+                           "--images", "512", "--batch", "64", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
