@@ -1,0 +1,67 @@
+"""The README's numbers and links: its per-machine table says what results/machines.md records,
+and every file it links to exists. (The docs include generated tables; the README is written by
+hand, so these tests keep it honest.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The cells of each body row of the first markdown table whose header starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:  # header, separator
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def machine_class(first_cell: str) -> str:
+    """``AVX2, no bf16 (AMD EPYC, ...)`` -> ``AVX2, no bf16``; the README writes ``CUDA, NVIDIA ...``."""
+    return first_cell.split(" (")[0].replace("CUDA, ", "CUDA ")
+
+
+def test_the_readme_machine_table_says_what_results_machines_md_records():
+    readme = table_rows((ROOT / "README.md").read_text(), "| machine class | s6lab train img/s")
+    recorded = table_rows((ROOT / "results" / "machines.md").read_text(), "| machine class | precision (auto)")
+    recorded_by_class = {machine_class(row[0]): row for row in recorded}
+    assert [machine_class(row[0]) for row in readme] == list(recorded_by_class), \
+        "the README lists other machine classes than results/machines.md, or in another order"
+    for row in readme:
+        want = recorded_by_class[machine_class(row[0])]
+        # s6lab img/s, typical img/s, ratio with its range: README columns 1-3, machines.md columns 2-4
+        assert row[1:4] == want[2:5], f"README row {row[0]!r} differs from results/machines.md"
+
+
+def test_every_file_the_readme_links_to_exists():
+    text = (ROOT / "README.md").read_text()
+    links = [target for target in re.findall(r"\]\(([^)\s]+)\)", text)
+             if not re.match(r"[a-z]+:", target) and not target.startswith("#")]
+    assert links, "no relative links found: the pattern no longer matches the README"
+    missing = [target for target in links if not (ROOT / target.split("#")[0]).exists()]
+    assert not missing, f"the README links to files that do not exist: {missing}"
+
+
+def test_the_readme_speedrun_times_are_the_recorded_ones():
+    recorded = (ROOT / "benchmarks" / "results" / "speedrun-avx2-no-bf16.md").read_text()
+    row = next(line for line in recorded.splitlines() if line.startswith("| s6lab |"))
+    seconds = [int(s) for s in row.strip("| ").split("|")[-1].split("(")[0].split(",")]
+    median = sorted(seconds)[len(seconds) // 2]
+    assert f"**{min(seconds)}-{max(seconds)} s, median {median} s**" in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_cites_the_latest_load_run():
+    """The list of bench-load shares in the README ends with the run in benchmarks/results/load.md."""
+    recorded = (ROOT / "benchmarks" / "results" / "load.md").read_text()
+    row = next(line for line in recorded.splitlines() if line.startswith("| s6lab (PASSIVE) |"))
+    share = row.strip("| ").split("|")[3].strip()  # loaded / quiet
+    readme = " ".join((ROOT / "README.md").read_text().split())  # joined across line breaks
+    cited = re.search(r"runs in \w+ sessions: ([\d%, and]+) of the quiet throughput", readme)
+    assert cited, "the README no longer lists the bench-load runs in the form this test reads"
+    assert cited.group(1).split()[-1] == share
