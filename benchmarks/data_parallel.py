@@ -5,7 +5,7 @@ quiet and with a core taken, in one run.
     python benchmarks/data_parallel.py [--rounds 7] [--images 8192] [--batch 256 128] [--out FILE]
     (or: make bench-data-parallel)
 
-Why: on a 2-core AVX2 CPU two OpenMP threads train the reference net only about 1.6x faster than
+Why: on a 2-core AVX2 CPU two OpenMP threads train the reference net only 1.3-1.6x faster than
 one, because its layers are small and every op waits for both threads. Two processes of one thread
 each, each on half the batch, wait for each other once per step (the all-reduce of 19,602
 gradients). This measures what that buys, including the all-reduce, and what it costs when another
