@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _worker import WorkerProcess  # noqa: E402
+from _worker import WorkerProcess, core_taken  # noqa: E402
+from machines import slug  # noqa: E402
 
 #: the setting the others are compared with: what s6lab does today
 ONE_PROCESS = "1 process x {cores} threads (s6lab)"
@@ -95,17 +94,16 @@ class Setting:
             w.read()
 
     def img_per_s(self) -> float:
-        for w in self.workers:
-            w.proc.stdin.write("go\n")
-            w.proc.stdin.flush()
+        for w in self.workers:  # all at once: the DDP ranks step together
+            w.send("go")
         answers = [w.read() for w in self.workers]
         self.replicas_equal &= len({a["weights"] for a in answers}) == 1
         time.sleep(0.3)  # let OpenMP threads stop before the next setting runs
         return self.images / max(a["seconds"] for a in answers)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         for w in self.workers:
-            w.close()
+            w.close(wait)
 
 
 def _free_port() -> int:
@@ -140,8 +138,7 @@ def main() -> None:
                  f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")
     if cores < 2:
         sys.exit("benchmarks/data_parallel.py: this process may use one core only: there is nothing to split")
-    machine_class = "-".join(re.findall("[a-z0-9]+", machine_info().machine_class.lower()))  # avx2-no-bf16
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"data-parallel-{machine_class}.md")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"data-parallel-{slug(machine_info().machine_class)}.md")
 
     shapes = {ONE_PROCESS.format(cores=cores): (1, cores),
               f"{cores} processes x 1 thread, DDP (gloo)": (cores, 1),
@@ -154,21 +151,14 @@ def main() -> None:
                                                       for s in ("quiet", "loaded")}
     for r in range(args.rounds):
         for state in ("quiet", "loaded"):
-            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "loaded" else None
-            try:
-                time.sleep(0.5 if spinner else 0)
+            with core_taken(state == "loaded"):
                 for (name, batch), setting in settings.items():
                     rates[(name, batch, state)].append(setting.img_per_s())
-            finally:
-                if spinner:
-                    spinner.kill()
-                    spinner.wait()
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} b{b} {s} {v[-1]:,.0f}"
                                                            for (n, b, s), v in rates.items()),
               file=sys.stderr, flush=True)
     for setting in settings.values():  # every process is told first, then each is waited for
-        for w in setting.workers:
-            w.proc.stdin.close()
+        setting.close(wait=False)
     for setting in settings.values():
         setting.close()
 

@@ -19,15 +19,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _worker import WorkerProcess  # noqa: E402
+from _worker import WorkerProcess, core_taken  # noqa: E402
 
 #: name -> the OpenMP environment of the worker (None: unset, OpenMP's default) and its threads
 #: (None: the physical cores this process may use, as s6lab picks them)
@@ -92,15 +90,9 @@ def main() -> None:
     rates: dict[tuple[str, str], list[float]] = {(n, s): [] for n in CONFIGS for s in ("quiet", "loaded")}
     for r in range(args.rounds):
         for state in ("quiet", "loaded"):
-            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "loaded" else None
-            try:
-                time.sleep(0.5 if spinner else 0)
+            with core_taken(state == "loaded"):
                 for name, w in workers.items():
                     rates[(name, state)].append(w.ask("go")["img_per_s"])
-            finally:
-                if spinner:
-                    spinner.kill()
-                    spinner.wait()
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {s} {v[-1]:,.0f}" for (n, s), v in rates.items()),
               file=sys.stderr, flush=True)
     for w in workers.values():
