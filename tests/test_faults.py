@@ -121,7 +121,7 @@ def test_a_planted_pickle_is_refused_not_executed(tmp_path):
             return (print, ("planted code ran",))
 
     run = tiny(tmp_path)
-    (run.path / "model.pt").write_bytes(pickle.dumps(Boom()))
+    (run.path / "model.pt").write_bytes(pickle.dumps(Boom(), protocol=2))  # torch.save's protocol
     with pytest.raises(RunError, match="cannot be loaded as s6lab weights"):
         load_run(run.path)
 

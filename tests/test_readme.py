@@ -65,3 +65,29 @@ def test_the_readme_cites_the_latest_load_run():
     cited = re.search(r"runs in \w+ sessions: ([\d%, and]+) of the quiet throughput", readme)
     assert cited, "the README no longer lists the bench-load runs in the form this test reads"
     assert cited.group(1).split()[-1] == share
+
+
+def test_the_readme_time_to_99_4_table_says_what_the_benchmarks_recorded():
+    """Each row of the time table whose source is a benchmark file: the s6lab seconds cited are that
+    file's per-seed times (their min, max and median at least), and the typical loop's is its faster one."""
+    rows = table_rows((ROOT / "README.md").read_text(), "| machine class | recipe | seeds | s6lab |")
+    checked = 0
+    for row in rows:
+        source = re.search(r"\]\((benchmarks/results/[^)]+)\)", row[-1])
+        recorded = (ROOT / source.group(1)).read_text() if source else ""
+        if "| s6lab |" not in recorded:
+            continue
+        seconds = {}
+        for line in recorded.splitlines():
+            if line.startswith(("| s6lab |", "| typical")):
+                cells = [cell.strip() for cell in line.strip("| ").split("|")]
+                seconds[cells[0]] = [int(s) for s in re.findall(r"\d+", cells[-1].split("(")[0])]
+        mine = seconds.pop("s6lab")
+        median = sorted(mine)[len(mine) // 2]
+        cited = {int(n) for n in re.findall(r"\d+", re.sub(r"epoch \d+", "", row[3]))}
+        assert {min(mine), max(mine), median} <= cited <= set(mine), \
+            f"README time row {row[0]!r} cites {sorted(cited)} s; {source.group(1)} records {mine}"
+        typical = min(s for times in seconds.values() for s in times)
+        assert row[4] == f"{typical} s", f"README time row {row[0]!r}: the faster typical loop took {typical} s"
+        checked += 1
+    assert checked >= 2, "fewer time rows than expected link to a benchmark file"

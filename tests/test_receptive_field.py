@@ -18,6 +18,8 @@ from s6lab.analysis.receptive_field import (
 )
 from tests.conftest import png_is_not_blank
 
+MNIST = (1, 1, 28, 28)  # the input size the foreign nets below were built for
+
 
 def strided_net():
     # hand: conv3 s2 p1 -> rf 3, j 2; conv3 p1 -> rf 3+2*2=7, j 2; avgpool2 -> rf 7+1*2=9, j 4
@@ -45,6 +47,7 @@ def conv_like(rows):
     return [(r.type, r.rf_out, r.jump_out, r.output_size) for r in rows if r.kernel is not None]
 
 
+@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a bare nn.Sequential, 28x28 is right
 def test_reference_net_by_hand():
     rows = receptive_fields(get_model("s6"))
     assert conv_like(rows) == [("Conv2d", 3, 1, 26), ("Conv2d", 5, 1, 24), ("MaxPool2d", 6, 2, 12),
@@ -162,6 +165,7 @@ class FunctionalPoolNet(nn.Module):
         return self.fc(torch.flatten(self.conv2(x), 1))
 
 
+@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a bare nn.Sequential, 28x28 is right
 def test_a_functional_pool_in_forward_marks_the_rest_unknown_with_a_warning():
     with pytest.warns(UserWarning, match=r"'conv2'.*changed from 26x26 to 13x13 after 'conv1'.*F.max_pool2d"):
         rows = receptive_fields(FunctionalPoolNet(), (1, 1, 28, 28))
@@ -198,18 +202,19 @@ def ceil_net():
 
 
 def test_measuring_before_a_linear_head_and_a_ceil_mode_unit():
-    m = measure_receptive_field(ceil_net(), "1", unit=(13, 13))  # the ceil-mode unit exists
+    m = measure_receptive_field(ceil_net(), "1", unit=(13, 13), input_size=MNIST)  # the ceil-mode unit exists
     assert m.rows == (26, 27) and m.cols == (26, 27)  # reads conv rows 26 (only): input rows 26-27
     with pytest.raises(ValueError, match=r"unit \(14, 0\) is outside the 14x14 output of '1'"):
-        measure_receptive_field(ceil_net(), "1", unit=(14, 0))
-    assert measure_receptive_field(ceil_net(), "2").size == 2 + 1 * 1 + 2 * 2  # rf 2 -> 3 (pool, j 2) -> 7
+        measure_receptive_field(ceil_net(), "1", unit=(14, 0), input_size=MNIST)
+    rf = measure_receptive_field(ceil_net(), "2", input_size=MNIST).size
+    assert rf == 2 + 1 * 1 + 2 * 2  # rf 2 -> 3 (pool, j 2) -> 7
 
 
 def test_a_dilated_pool_measures_its_bounding_box_and_reports_the_holes():
     net = nn.Sequential(nn.MaxPool2d(3, stride=1, dilation=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     rows = receptive_fields(net, (1, 1, 28, 28))
     assert rows[0].rf_out == 5
-    m = measure_receptive_field(net, "0")
+    m = measure_receptive_field(net, "0", input_size=MNIST)
     assert m.size == 5 and m.box_pixels == 25 and m.pixels_used == 9  # a 3x3 lattice with holes
 
 

@@ -79,6 +79,7 @@ def test_attributions_never_mutate_the_callers_tensor():
     plot_saliency(images, maps)  # the same tensor, drawn afterwards: no error
 
 
+@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a bare nn.Sequential, 28x28 is right
 def test_gradcam_layer_is_the_last_conv_with_a_map_larger_than_1x1():
     import torch.nn as nn
 
