@@ -3,11 +3,9 @@
 Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
 augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
 weights and activations are channels_last, convolutions run under bf16 autocast
-where the CPU supports it, s6lab's Dropout draws its masks with integer ops
-([`dropout`][s6lab.dropout]), and while training each ReLU that feeds a max-pool runs after
-the pool, on a quarter of the elements with the same result
-([`relu_after_pool`][s6lab.relu_after_pool]). On glibc the process keeps freed activation
-buffers for reuse (``retain_memory``, [`allocator`][s6lab.allocator]). Every lever kept has a switch in
+where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
+([`dropout`][s6lab.dropout]). On glibc the process keeps freed activation buffers for reuse
+(``retain_memory``, [`allocator`][s6lab.allocator]). Every lever kept has a switch in
 `TrainConfig` and a measured gain on some machine class; the ones that measured no gain on
 every class tried (in-place ReLU, the fused optimizer kernel, ``torch.compile``) left the
 trainer and live in the benchmark that measured them (``benchmarks/levers.py``, see
@@ -43,7 +41,6 @@ from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import native_bf16, resolve_precision, training_line
-from .relu_after_pool import relu_after_pool
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
 log = logging.getLogger(__name__)
@@ -88,7 +85,6 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    relu_after_pool: bool = field(default=True, metadata=SPEED)  # exact: a ReLU feeding a max-pool runs after it
     retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
     eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
 
@@ -610,7 +606,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     bar = state.tqdm(range(steps_per_epoch), desc=f"{state.label}epoch {epoch}/{config.epochs}",
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
-    with fast_dropout_enabled(config.fast_dropout), relu_after_pool(model, config.relu_after_pool):
+    with fast_dropout_enabled(config.fast_dropout):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)
