@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,6 +120,10 @@ recipe-confirm: data
 # throughput quiet and with a core taken, OpenMP default against s6lab's PASSIVE -> benchmarks/results/load.md
 bench-load: data
 	$(BIN)/python benchmarks/load.py
+
+# the same with GNU OpenMP's spin count between PASSIVE (0) and the default (300,000) -> load-spincount-CLASS.md
+bench-load-spincount: data
+	$(BIN)/python benchmarks/load.py --spincount 3000 30000 --out benchmarks/results/load-spincount-$(CLASS).md
 
 # one process on every core against one single-thread process per core (DDP, gloo), quiet and loaded
 # (issue 18: a measured lever) -> benchmarks/results/data-parallel-CLASS.md

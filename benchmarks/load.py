@@ -4,6 +4,11 @@ the one s6lab chooses (PASSIVE, threads = physical cores available), and s6lab w
 
     python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
     (or: make bench-load)
+    python benchmarks/load.py --spincount 10000 100000 --out /tmp/load-spin.md
+
+``--spincount`` adds a row per value: OpenMP's default policy with ``GOMP_SPINCOUNT`` set, how
+many times GNU OpenMP's threads (torch's OpenMP on Linux) spin before they sleep; PASSIVE is 0,
+the default 300,000. A middle value might keep the quiet speed and still give a taken core up.
 
 "Loaded" means one other process spins on a core for the whole measurement, as a busy browser
 tab does beside a notebook. Each configuration is its own worker process (OpenMP reads its
@@ -59,14 +64,20 @@ def worker(images: int) -> None:
         print(json.dumps({"img_per_s": images / record.train_seconds}), flush=True)
 
 
+def spin_config(count: int) -> tuple[str, dict]:
+    """The row for OpenMP's default policy with ``GOMP_SPINCOUNT=count``."""
+    return f"OpenMP default, GOMP_SPINCOUNT={count}", {"OMP_WAIT_POLICY": None, "threads": None,
+                                                       "GOMP_SPINCOUNT": str(count)}
+
+
 def start(name: str, images: int, threads: int) -> WorkerProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS")}
+    mine = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS", "GOMP_SPINCOUNT")
+    env = {k: v for k, v in os.environ.items() if k not in mine}
     env["OMP_NUM_THREADS"] = str(CONFIGS[name]["threads"] or threads)
-    if CONFIGS[name]["OMP_WAIT_POLICY"] is not None:
-        env["OMP_WAIT_POLICY"] = CONFIGS[name]["OMP_WAIT_POLICY"]
-    w = WorkerProcess([__file__, "--worker", str(images)], name, env=env)
-    w.read()
-    return w
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if CONFIGS[name].get(key) is not None:
+            env[key] = CONFIGS[name][key]
+    return WorkerProcess([__file__, "--worker", str(images)], name, env=env)
 
 
 def main() -> None:
@@ -74,19 +85,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.md"))
+    parser.add_argument("--spincount", type=int, nargs="+", default=[],
+                        help="also time OpenMP's default policy with GOMP_SPINCOUNT set to each value")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
     if args.rounds < 1 or args.images < 256:
         sys.exit("benchmarks/load.py: --rounds must be >= 1 and --images >= 256")
+    if any(count < 0 for count in args.spincount):
+        sys.exit("benchmarks/load.py: --spincount values must be >= 0")
+    CONFIGS.update(spin_config(count) for count in args.spincount)
 
     from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 
     threads = available_cores()
-    workers = {name: start(name, args.images, threads) for name in CONFIGS}
+    workers = {name: start(name, args.images, threads) for name in CONFIGS}  # they load torch side by side
+    for w in workers.values():
+        w.read()  # ready: warmed up
     rates: dict[tuple[str, str], list[float]] = {(n, s): [] for n in CONFIGS for s in ("quiet", "loaded")}
     for r in range(args.rounds):
         for state in ("quiet", "loaded"):
@@ -102,18 +120,23 @@ def main() -> None:
         return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
     command = "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
+    make = "" if sys.argv[1:] else " (or `make bench-load`)"
     lines = [f"**Training throughput with a core taken** ({describe_machine('cpu')})", "",
-             f"Command: `{command.strip()}` (or `make bench-load`). {threads} threads (the physical cores this "
+             f"Command: `{command.strip()}`{make}. {threads} threads (the physical cores this "
              f"process may use), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
-             "", f"| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet | loaded / {S6LAB} quiet |",
-             "|---|---:|---:|---:|---:|"]
+             "", f"| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet | loaded / {S6LAB} quiet | "
+             f"loaded vs {S6LAB} loaded, round by round (median, range) |",
+             "|---|---:|---:|---:|---:|---:|"]
     s6lab_quiet = statistics.median(rates[(S6LAB, "quiet")])
     for name in CONFIGS:
         quiet, loaded = rates[(name, "quiet")], rates[(name, "loaded")]
+        # the rounds run in turns, so a round's ratio compares rates measured moments apart
+        paired = [mine / theirs for mine, theirs in zip(loaded, rates[(S6LAB, "loaded")])]
         lines.append(f"| {name} | {cell(quiet)} | {cell(loaded)} | "
                      f"{statistics.median(loaded) / statistics.median(quiet):.0%} | "
-                     f"{statistics.median(loaded) / s6lab_quiet:.0%} |")
+                     f"{statistics.median(loaded) / s6lab_quiet:.0%} | "
+                     f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}x) |")
     default_q = statistics.median(rates[("OpenMP default", "quiet")])
     passive_q = s6lab_quiet
     lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]

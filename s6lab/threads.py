@@ -4,7 +4,9 @@ On a laptop another program often takes a core (a browser beside the notebook). 
 threads then spin-wait for the one that lost its core, and a 2-thread training step became up
 to 8x slower on a 2-core AVX2 CPU (issue 18; ``benchmarks/load.py`` measures it on yours).
 Threads that wait passively, and no more threads than the cores this process may use, avoid
-the collapse at a small cost on a quiet machine.
+the collapse at a small cost on a quiet machine. (A short spin before sleeping,
+``GOMP_SPINCOUNT=3000``, kept less than PASSIVE with a core taken, and 30,000 collapsed like the
+default: ``make bench-load-spincount``.)
 
 ``import s6lab`` (and so the ``s6lab`` command) applies the choice before it imports torch:
 

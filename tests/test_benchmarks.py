@@ -376,3 +376,28 @@ def test_data_parallel_script_refuses_bad_sizes_in_one_line():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "--batch >=" in done.stderr
+
+
+def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
+    """Tiny run (one round, 256 images): the three fixed rows and one GOMP_SPINCOUNT row, each with
+    its quiet and loaded rate and the loaded share."""
+    out = tmp_path / "load.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--rounds", "1", "--images", "256",
+                           "--spincount", "1000", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "img/s" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| OpenMP default", "| s6lab (PASSIVE)", "| s6lab, 1 thread (S6LAB_THREADS=1)",
+        "| OpenMP default, GOMP_SPINCOUNT=1000"]
+    assert all(row.count("%") == 2 and row.endswith("x) |") for row in rows)
+    assert "| s6lab (PASSIVE) |" in text and "| 1.00x (1.00-1.00x) |" in text  # PASSIVE against itself
+
+
+@pytest.mark.parametrize("args, message", [(["--rounds", "0"], "--rounds must be >= 1"),
+                                           (["--spincount", "-5"], "--spincount values must be >= 0")])
+def test_load_script_refuses_bad_input_in_one_line(args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
