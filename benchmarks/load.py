@@ -70,13 +70,19 @@ def spin_config(count: int) -> tuple[str, dict]:
                                                        "GOMP_SPINCOUNT": str(count)}
 
 
-def start(name: str, images: int, threads: int) -> WorkerProcess:
+def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str, str]:
+    """The worker's environment: ``environ`` without the OpenMP settings, then ``config``'s own."""
     mine = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS", "GOMP_SPINCOUNT")
-    env = {k: v for k, v in os.environ.items() if k not in mine}
-    env["OMP_NUM_THREADS"] = str(CONFIGS[name]["threads"] or threads)
+    env = {k: v for k, v in environ.items() if k not in mine}
+    env["OMP_NUM_THREADS"] = str(config["threads"] or threads)
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        if CONFIGS[name].get(key) is not None:
-            env[key] = CONFIGS[name][key]
+        if config.get(key) is not None:
+            env[key] = config[key]
+    return env
+
+
+def start(name: str, images: int, threads: int) -> WorkerProcess:
+    env = worker_env(CONFIGS[name], threads, dict(os.environ))
     return WorkerProcess([__file__, "--worker", str(images)], name, env=env)
 
 

@@ -379,19 +379,28 @@ def test_data_parallel_script_refuses_bad_sizes_in_one_line():
 
 
 def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
-    """Tiny run (one round, 256 images): the three fixed rows and one GOMP_SPINCOUNT row, each with
-    its quiet and loaded rate and the loaded share."""
+    """Tiny run (one round, 256 images): each row with its quiet and loaded rate, the loaded share and
+    the round-by-round ratio to PASSIVE."""
     out = tmp_path / "load.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--rounds", "1", "--images", "256",
-                           "--spincount", "1000", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "img/s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| OpenMP default", "| s6lab (PASSIVE)", "| s6lab, 1 thread (S6LAB_THREADS=1)",
-        "| OpenMP default, GOMP_SPINCOUNT=1000"]
+        "| OpenMP default", "| s6lab (PASSIVE)", "| s6lab, 1 thread (S6LAB_THREADS=1)"]
     assert all(row.count("%") == 2 and row.endswith("x) |") for row in rows)
     assert "| s6lab (PASSIVE) |" in text and "| 1.00x (1.00-1.00x) |" in text  # PASSIVE against itself
+
+
+def test_a_spincount_row_runs_openmps_default_policy_with_that_spin_count():
+    load = _benchmark_module("load")
+    name, config = load.spin_config(3000)
+    assert name == "OpenMP default, GOMP_SPINCOUNT=3000"
+    mine = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "7", "S6LAB_THREADS": "1", "PATH": "/bin"}
+    env = load.worker_env(config, 2, mine)
+    assert env == {"PATH": "/bin", "OMP_NUM_THREADS": "2", "GOMP_SPINCOUNT": "3000"}  # no wait policy: the default
+    assert load.worker_env(load.CONFIGS["s6lab (PASSIVE)"], 2, mine)["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 @pytest.mark.parametrize("args, message", [(["--rounds", "0"], "--rounds must be >= 1"),
