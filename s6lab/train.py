@@ -78,6 +78,7 @@ class TrainConfig:
     rotation: float = 7.0  # augmentation: max rotation in degrees
     translate: float = 0.08  # augmentation: max shift as a fraction of the image side
     augmentation: str | None = None  # replaces rotation, translate: torchvision v2, e.g. "Pad(2), RandomCrop(28)"
+    clean_last_epochs: int = 0  # the last N epochs train on the images as they are, without augmentation
     label_smoothing: float = 0.0  # on the NLL loss
     ema: float = 0.0  # weight averaging: evaluate and keep an average of the weights, decay per step (e.g. 0.998) or 0
     seed: int = 0  # data order, augmentation, dropout (and model init via seed_everything)
@@ -104,6 +105,9 @@ class TrainConfig:
                 raise bad(name, f"must be in [{lo}, {hi})" if name != "gamma" else "must be in (0, 1)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63 - 1:
             raise bad("seed", "must be an integer in [0, 2**63 - 1)")
+        if isinstance(self.clean_last_epochs, bool) or not isinstance(self.clean_last_epochs, int) or not (
+                0 <= self.clean_last_epochs < self.epochs):
+            raise bad("clean_last_epochs", f"must be an integer in [0, epochs) = [0, {self.epochs})")
         if self.weight_decay < 0:
             raise bad("weight_decay", "must be >= 0")
         if self.rotation < 0 or not 0 <= self.translate < 0.5:
@@ -606,6 +610,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     bar = state.tqdm(range(steps_per_epoch), desc=f"{state.label}epoch {epoch}/{config.epochs}",
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
+    augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     with fast_dropout_enabled(config.fast_dropout):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
@@ -616,9 +621,9 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                 lr = optimizer.param_groups[0]["lr"]
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             xb, yb = train_x[idx], train_y[idx]
-            if state.augmentation is not None:
+            if augmenting and state.augmentation is not None:
                 xb = state.augmentation(xb, MNIST_MEAN, MNIST_STD)
-            elif config.augment:
+            elif augmenting:
                 xb = augment_batch(xb, state.generator, config.rotation, config.translate)
             xb = _batch(xb, device, config.channels_last)
             yb = yb.to(device, non_blocking=True)

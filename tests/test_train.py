@@ -49,6 +49,9 @@ def synthetic(n=256, seed=0) -> MNISTTensors:
     ("gamma", 0.0, r"gamma must be in \(0, 1\)"),
     ("ema", 1.0, r"ema must be in \[0, 1\)"),
     ("ema", -0.5, r"ema must be in \[0, 1\)"),
+    ("clean_last_epochs", 18, r"clean_last_epochs must be an integer in \[0, epochs\) = \[0, 18\)"),
+    ("clean_last_epochs", -1, r"clean_last_epochs must be an integer in \[0, epochs\)"),
+    ("clean_last_epochs", 1.5, r"clean_last_epochs must be an integer in \[0, epochs\)"),
 ])
 def test_config_rejects_bad_values(field, value, match):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} {match}" if not match.startswith(field)
@@ -321,3 +324,22 @@ def test_reproducible_switches_cudnn_to_deterministic_on_cuda_and_restores_it(mo
         assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
         raise RuntimeError("a training that fails half way")
     assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+
+
+def test_the_last_clean_epochs_train_on_the_images_as_they_are(monkeypatch):
+    """clean_last_epochs=1 of 3: augmentation runs in epochs 1 and 2 only; the clean epoch draws
+    nothing from the augmentation generator, so the first two epochs are those of a plain run."""
+    import s6lab.train as train
+
+    calls: list[int] = []
+    real = train.augment_batch
+    monkeypatch.setattr(train, "augment_batch", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
+    histories = []
+    for clean in (0, 1):
+        calls.clear()
+        torch.manual_seed(0)
+        histories.append(fit(get_model("s6"), synthetic(128), TrainConfig(
+            epochs=3, batch_size=64, precision="fp32", clean_last_epochs=clean), progress=False))
+        assert len(calls) == 2 * (3 - clean)  # two steps per epoch, augmented epochs only
+    losses = [[e.test_loss for e in h.epochs] for h in histories]
+    assert losses[0][:2] == losses[1][:2] and losses[0][2] != losses[1][2]
