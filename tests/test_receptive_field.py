@@ -47,7 +47,7 @@ def conv_like(rows):
     return [(r.type, r.rf_out, r.jump_out, r.output_size) for r in rows if r.kernel is not None]
 
 
-@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a bare nn.Sequential, 28x28 is right
+@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # its bare nn.Sequential is built for 28x28
 def test_reference_net_by_hand():
     rows = receptive_fields(get_model("s6"))
     assert conv_like(rows) == [("Conv2d", 3, 1, 26), ("Conv2d", 5, 1, 24), ("MaxPool2d", 6, 2, 12),
@@ -165,7 +165,7 @@ class FunctionalPoolNet(nn.Module):
         return self.fc(torch.flatten(self.conv2(x), 1))
 
 
-@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a bare nn.Sequential, 28x28 is right
+@pytest.mark.filterwarnings("ignore:the model is not an s6lab spec")  # a foreign net built for 28x28, as assumed
 def test_a_functional_pool_in_forward_marks_the_rest_unknown_with_a_warning():
     with pytest.warns(UserWarning, match=r"'conv2'.*changed from 26x26 to 13x13 after 'conv1'.*F.max_pool2d"):
         rows = receptive_fields(FunctionalPoolNet(), (1, 1, 28, 28))
