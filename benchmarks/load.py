@@ -1,6 +1,7 @@
 """Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy and
-the one s6lab chooses (PASSIVE, threads = physical cores available), and s6lab with one thread
-(`S6LAB_THREADS=1`, what to try on a laptop that is busy with something else), in one run.
+the one s6lab chooses (PASSIVE, threads = physical cores available), with the thread count fixed
+and as s6lab runs by default (fewer threads while another program keeps a core busy,
+`s6lab.load_follower`), and s6lab with one thread (`S6LAB_THREADS=1`), in one run.
 
     python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
     (or: make bench-load)
@@ -14,7 +15,9 @@ the default 300,000. A middle value might keep the quiet speed and still give a 
 tab does beside a notebook. Each configuration is its own worker process (OpenMP reads its
 environment once, when torch loads) that trains the reference net with s6lab's ``fit`` for one
 epoch of ``--images`` synthetic images per request (fp32, so every CPU class runs the same work).
-Configurations take turns (round-robin) and the table gives the median of the rounds, the
+After the load comes or goes, every worker first trains ``--settle`` unmeasured epochs (the
+follower needs about two seconds to see a change; the table is the steady state a long training
+sees). Configurations take turns (round-robin) and the table gives the median of the rounds, the
 spread, and each configuration's loaded throughput as a share of its quiet one.
 """
 
@@ -34,18 +37,24 @@ from _worker import WorkerProcess, core_taken  # noqa: E402
 
 #: name -> the OpenMP environment of the worker (None: unset, OpenMP's default) and its threads
 #: (None: the physical cores this process may use, as s6lab picks them)
+#: (as_user: the worker imports s6lab before torch with no OpenMP setting, as a user's training does)
 CONFIGS = {
     "OpenMP default": {"OMP_WAIT_POLICY": None, "threads": None},
     "s6lab (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": None},
     "s6lab, 1 thread (S6LAB_THREADS=1)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": 1},
+    "s6lab default (PASSIVE, fewer threads while a core is busy)": {"as_user": True},
 }
 #: the row the others are compared with
 S6LAB = "s6lab (PASSIVE)"
+#: s6lab as it runs by default
+FOLLOWING = "s6lab default (PASSIVE, fewer threads while a core is busy)"
 
 
-def worker(images: int) -> None:
+def worker(images: int, as_user: bool) -> None:
     """One configuration: answer each request line with the img/s of one epoch of ``fit``."""
-    import torch  # first: the environment given is what OpenMP reads, s6lab does not change it
+    if as_user:
+        import s6lab  # noqa: F401  first, as a user's training: s6lab chooses the OpenMP set-up
+    import torch  # else first: the environment given is what OpenMP reads, s6lab does not change it
 
     from s6lab import get_recipe
     from s6lab.data import MNISTTensors, TensorSplit
@@ -61,7 +70,8 @@ def worker(images: int) -> None:
                       "policy": os.environ.get("OMP_WAIT_POLICY", "default")}), flush=True)
     for _ in sys.stdin:
         record = fit(model, data, recipe.train, progress=False).epochs[0]
-        print(json.dumps({"img_per_s": images / record.train_seconds}), flush=True)
+        print(json.dumps({"img_per_s": images / record.train_seconds,
+                          "fewest_threads": record.fewest_threads or torch.get_num_threads()}), flush=True)
 
 
 def spin_config(count: int) -> tuple[str, dict]:
@@ -74,6 +84,9 @@ def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str,
     """The worker's environment: ``environ`` without the OpenMP settings, then ``config``'s own."""
     mine = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS", "GOMP_SPINCOUNT")
     env = {k: v for k, v in environ.items() if k not in mine}
+    if config.get("as_user"):  # nothing set: s6lab chooses, as for a user who set nothing
+        env.pop("S6LAB_FOLLOW_LOAD", None)
+        return env
     env["OMP_NUM_THREADS"] = str(config["threads"] or threads)
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         if config.get(key) is not None:
@@ -82,8 +95,10 @@ def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str,
 
 
 def start(name: str, images: int, threads: int) -> WorkerProcess:
-    env = worker_env(CONFIGS[name], threads, dict(os.environ))
-    return WorkerProcess([__file__, "--worker", str(images)], name, env=env)
+    config = CONFIGS[name]
+    env = worker_env(config, threads, dict(os.environ))
+    return WorkerProcess([__file__, "--worker", str(images), *(["--as-user"] if config.get("as_user") else [])],
+                         name, env=env)
 
 
 def main() -> None:
@@ -93,12 +108,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.md"))
     parser.add_argument("--spincount", type=int, nargs="+", default=[],
                         help="also time OpenMP's default policy with GOMP_SPINCOUNT set to each value")
+    parser.add_argument("--settle", type=int, default=1,
+                        help="unmeasured epochs each worker trains after the load comes or goes")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--as-user", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker)
-    if args.rounds < 1 or args.images < 256:
-        sys.exit("benchmarks/load.py: --rounds must be >= 1 and --images >= 256")
+        return worker(args.worker, args.as_user)
+    if args.rounds < 1 or args.images < 256 or args.settle < 0:
+        sys.exit("benchmarks/load.py: --rounds must be >= 1, --images >= 256 and --settle >= 0")
     if any(count < 0 for count in args.spincount):
         sys.exit("benchmarks/load.py: --spincount values must be >= 0")
     CONFIGS.update(spin_config(count) for count in args.spincount)
@@ -112,11 +130,17 @@ def main() -> None:
     for w in workers.values():
         w.read()  # ready: warmed up
     rates: dict[tuple[str, str], list[float]] = {(n, s): [] for n in CONFIGS for s in ("quiet", "loaded")}
+    fewest: dict[tuple[str, str], set[int]] = {key: set() for key in rates}  # the threads each trained on
     for r in range(args.rounds):
         for state in ("quiet", "loaded"):
             with core_taken(state == "loaded"):
+                for _ in range(args.settle):
+                    for w in workers.values():
+                        w.ask("go")
                 for name, w in workers.items():
-                    rates[(name, state)].append(w.ask("go")["img_per_s"])
+                    answer = w.ask("go")
+                    rates[(name, state)].append(answer["img_per_s"])
+                    fewest[(name, state)].add(answer.get("fewest_threads", threads))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {s} {v[-1]:,.0f}" for (n, s), v in rates.items()),
               file=sys.stderr, flush=True)
     for w in workers.values():
@@ -146,6 +170,11 @@ def main() -> None:
     default_q = statistics.median(rates[("OpenMP default", "quiet")])
     passive_q = s6lab_quiet
     lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]
+    follow_q, follow_l = (statistics.median(rates[(FOLLOWING, s)]) for s in ("quiet", "loaded"))
+    seen = {s: "/".join(str(t) for t in sorted(fewest[(FOLLOWING, s)])) for s in ("quiet", "loaded")}
+    lines += ["", f"s6lab's default trained on {seen['quiet']} thread(s) at the fewest in the quiet rounds and "
+              f"{seen['loaded']} in the loaded ones; loaded, it kept {follow_l / follow_q:.0%} of its own quiet "
+              f"throughput and {follow_l / s6lab_quiet:.0%} of the fixed PASSIVE row's."]
     text = "\n".join(lines) + "\n"
     atomic_write_text(args.out, text)  # folders made, never half written
     print(text)

@@ -9,9 +9,9 @@ Examples:
 
 from __future__ import annotations
 
-from .threads import configure_threads
+from .threads import configure_threads_at_import
 
-configure_threads()  # before torch loads OpenMP: passive waits, threads = the cores available (s6lab.threads)
+configure_threads_at_import()  # before torch loads OpenMP: passive waits, threads = the cores available (s6lab.threads)
 
 from .blocks import ConvBN, GAPHead, LinearHead, PoolDrop, Transition1x1
 from .check import assignment_check, count_parameters, format_check

@@ -753,9 +753,12 @@ def _run(args: argparse.Namespace) -> int:
     from .data import DataError
     from .errors import ConfigError, UnknownNameError
     from .runs import RunError
+    from .threads import environment_error
     from .train import TrainingDiverged
 
     try:
+        if environment_error() is not None:
+            raise CLIError(environment_error())
         return COMMANDS[args.command](args)
     except (CLIError, ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
         # the errors a user can fix; any other exception is a bug and keeps its traceback

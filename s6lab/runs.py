@@ -229,6 +229,10 @@ def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch
                   progress=progress, on_epoch=on_epoch, label=f"{recipe.name} seed {recipe.train.seed}")
     atomic_write_text(out / HISTORY, history.to_json())
     atomic_torch_save(net.state_dict(), out / WEIGHTS)
+    lowered = [e.fewest_threads for e in history.epochs if e.fewest_threads is not None]
+    if lowered:  # other programs kept a core busy: the machine line says the fewer threads too
+        meta["trained_on"][-1]["fewest_threads"] = min(lowered)
+        atomic_write_text(out / CONFIG, json.dumps(meta, indent=2))
     return load_run(out)
 
 
@@ -247,7 +251,9 @@ def machine_line(meta: dict[str, Any]) -> str:
     if not m:
         return (f"device {meta.get('device')}, {meta.get('threads')} threads, torch {meta.get('torch')} "
                 "(CPU model and capability not recorded by this older run)")
-    counts = sorted({m["threads"], *(t.get("threads", m["threads"]) for t in meta.get("trained_on", []))})
+    parts = meta.get("trained_on", [])
+    counts = sorted({m["threads"], *(t.get("threads", m["threads"]) for t in parts),
+                     *(t["fewest_threads"] for t in parts if t.get("fewest_threads"))})
     threads = f"{counts[0]}-{counts[-1]} threads" if len(counts) > 1 else \
         f"{counts[0]} thread{'' if counts[0] == 1 else 's'}"
     if str(m["device"]).startswith("cuda"):  # the class names the GPU; the threads are the host CPU's

@@ -15,8 +15,9 @@ default: ``make bench-load-spincount``.)
 
 Anything you set yourself wins: ``OMP_WAIT_POLICY=ACTIVE``, ``OMP_NUM_THREADS=1``, or
 ``S6LAB_THREADS=N`` (s6lab's own override of the thread count). ``S6LAB_THREADS=auto``
-(the default) means the cores available. The choice only takes effect when s6lab is imported
-before torch; `thread_choice` says what is in force.
+(the default) means the cores available, and fewer while another program keeps one of them
+busy ([`load_follower`][s6lab.load_follower]; ``S6LAB_FOLLOW_LOAD=0`` keeps the count fixed). The
+choice only takes effect when s6lab is imported before torch; `thread_choice` says what is in force.
 """
 
 from __future__ import annotations
@@ -54,15 +55,21 @@ class ThreadChoice:
     wait_policy: str  # PASSIVE | ACTIVE | the OpenMP default (spins, then sleeps)
     threads_by: str  # "s6lab" | "you" (environment) | "torch"
     wait_policy_by: str  # "s6lab" | "you" | "torch" (imported before s6lab: OpenMP had started)
+    follows_load: bool = False  # fewer threads while another program keeps a core busy (s6lab.load_follower)
 
     def describe(self) -> str:
-        """``2 threads (s6lab: the cores available), OpenMP waits PASSIVE (s6lab)``."""
+        """``2 threads (s6lab: the cores available, fewer while other programs keep one busy), OpenMP
+        waits PASSIVE (s6lab)``."""
         why = "the cores available" if self.threads_by == "s6lab" else "your environment"
+        if self.follows_load:
+            why += ", fewer while other programs keep one busy"
         return (f"{self.threads} thread{'s' if self.threads != 1 else ''} ({self.threads_by}: {why}), "
                 f"OpenMP waits {self.wait_policy} ({self.wait_policy_by})")
 
 
 _CHOICE: ThreadChoice | None = None
+#: what was wrong with the environment at import (``None``: nothing); `fit` and the CLI refuse it
+_BAD_ENVIRONMENT: str | None = None
 
 
 def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
@@ -75,13 +82,18 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
         What is in force.
 
     Raises:
-        ValueError: ``S6LAB_THREADS`` is not ``auto`` or a positive integer.
+        ValueError: ``S6LAB_THREADS`` is not ``auto`` or a positive integer, or ``S6LAB_FOLLOW_LOAD``
+            is not 0 or 1.
     """
     global _CHOICE
     env = os.environ if environ is None else environ
     asked = env.get("S6LAB_THREADS", "auto").strip().lower()
     if asked != "auto" and not (asked.isdigit() and int(asked) >= 1):
         raise ValueError(f"S6LAB_THREADS={asked!r}: give a positive number of threads, or auto")
+    follow = env.get("S6LAB_FOLLOW_LOAD", "1").strip()
+    if follow not in ("0", "1"):
+        raise ValueError(f"S6LAB_FOLLOW_LOAD={follow!r}: give 1 (fewer threads while another program keeps a "
+                         "core busy) or 0 (the same count for the whole run)")
     threads_by = "you" if asked != "auto" or "OMP_NUM_THREADS" in env else "s6lab"
     policy_by = "you" if "OMP_WAIT_POLICY" in env else "s6lab"
     raw = asked if asked != "auto" else env.get("OMP_NUM_THREADS", str(available_cores())).strip()
@@ -99,10 +111,35 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
     else:
         env["OMP_NUM_THREADS"] = str(threads)
         env["OMP_WAIT_POLICY"] = policy
-        choice = ThreadChoice(threads, policy, threads_by, policy_by)
+        follows = follow == "1" and threads_by == "s6lab" and threads > 1 and _can_see_load()
+        choice = ThreadChoice(threads, policy, threads_by, policy_by, follows)
     if environ is None:
         _CHOICE = choice
     return choice
+
+
+def configure_threads_at_import() -> None:
+    """`configure_threads` for ``import s6lab``: a bad ``S6LAB_THREADS`` or ``S6LAB_FOLLOW_LOAD`` does not
+    break the import (a traceback before any of s6lab's own code could explain it). The defaults apply,
+    and `environment_error` keeps the problem, which `fit` and the ``s6lab`` command report in one line."""
+    global _BAD_ENVIRONMENT
+    try:
+        configure_threads()
+    except ValueError as e:
+        _BAD_ENVIRONMENT = f"{e} (in the environment)"
+        os.environ.pop("S6LAB_THREADS", None)
+        os.environ.pop("S6LAB_FOLLOW_LOAD", None)
+        configure_threads()
+
+
+def environment_error() -> str | None:
+    """What was wrong with ``S6LAB_THREADS`` or ``S6LAB_FOLLOW_LOAD`` at import, or ``None``."""
+    return _BAD_ENVIRONMENT
+
+
+def _can_see_load() -> bool:
+    """Whether this system shows every program's CPU time (Linux's ``/proc/stat``)."""
+    return hasattr(os, "sched_getaffinity") and os.path.exists("/proc/stat")
 
 
 def thread_choice() -> ThreadChoice:

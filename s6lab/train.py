@@ -41,6 +41,8 @@ from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import native_bf16, resolve_precision, training_line
+from .load_follower import LoadFollower, load_follower
+from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ class EpochRecord:
     seconds: float  # wall-clock seconds for training plus evaluation
     train_seconds: float = float("nan")  # of which training alone
     raw_test_acc: float | None = None  # with TrainConfig.ema: the trained weights' own accuracy (test_acc: the average)
+    fewest_threads: int | None = None  # other programs kept a core busy: the fewest threads this epoch trained on
 
 
 @dataclass
@@ -532,6 +535,7 @@ class _Training:
     schedule: TorchSchedule | None = None  # a torch scheduler (config.scheduler) instead of lr_at
     augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
     average: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of the weights (config.ema)
+    follower: LoadFollower | None = None  # fewer threads while other programs keep a core busy (CPU only)
     history: History = field(default_factory=History)
     start_epoch: int = 1
     label: str = ""  # "s6-gap seed 1, " before the epoch on the bar and the per-epoch line
@@ -539,6 +543,8 @@ class _Training:
 
 def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_epoch: int) -> _Training:
     """Resolve the device and precision (and say so), place the model, seed the RNGs."""
+    if environment_error() is not None:
+        raise ConfigError(environment_error())
     tqdm = progress_bar_class()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -562,8 +568,11 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     too_long = too_long_for(config.ema, config.epochs * steps_per_epoch) if average is not None else None
     if too_long:
         warnings.warn(too_long, stacklevel=3)
+    follower = load_follower() if device.type == "cpu" else None
+    if follower is not None:
+        follower.restart()  # the time since an earlier training does not count
     return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
-                     schedule, augmentation, average)
+                     schedule, augmentation, average, follower)
 
 
 def _resume(state: _Training, path: Path) -> None:
@@ -611,6 +620,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
+    fewest_threads = torch.get_num_threads()
     with fast_dropout_enabled(config.fast_dropout):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
@@ -644,6 +654,11 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                 state.average.update_parameters(model)
             if state.schedule is not None:
                 state.schedule.after_step()
+            if state.follower is not None and (change := state.follower.tick()) is not None:
+                log.info(change)
+                if state.progress:
+                    state.tqdm.write(f"{state.label}epoch {epoch}, step {i + 1}: {change}", file=sys.stderr)
+                fewest_threads = min(fewest_threads, state.follower.threads)
             loss_sum += loss.detach() * yb.numel()
             correct += (out.argmax(1) == yb).sum()
             if state.progress and (i % 20 == 0 or i == steps_per_epoch - 1):
@@ -660,10 +675,12 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
         model, data.test, batch_size=config.eval_batch_size, device=device, channels_last=config.channels_last)
     if state.schedule is not None:
         state.schedule.after_epoch(test.loss)
+    lowered = state.follower is not None and fewest_threads < state.follower.chosen
     record = EpochRecord(
         epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
         test_loss=test.loss, test_acc=test.accuracy, lr=lr, seconds=seconds, train_seconds=train_seconds,
-        raw_test_acc=None if raw is None else raw.accuracy)
+        raw_test_acc=None if raw is None else raw.accuracy,
+        fewest_threads=fewest_threads if lowered else None)
     if state.progress:
         bar.set_postfix(loss=f"{record.train_loss:.4f}", acc=f"{record.train_acc:.2f}",
                         test_acc=f"{record.test_acc:.2f}")

@@ -132,6 +132,8 @@ def test_machine_line_names_every_thread_count_a_resumed_run_trained_with():
             "trained_on": [{"threads": 2}, {"threads": 1}]}
     assert machine_line(meta) == "Xeon (AVX512, bf16), 1-2 threads, torch 2.11"
     assert machine_line({**meta, "trained_on": []}) == "Xeon (AVX512, bf16), 1 thread, torch 2.11"
+    busy = {**meta, "machine": {**machine, "threads": 4}, "trained_on": [{"threads": 4, "fewest_threads": 3}]}
+    assert machine_line(busy) == "Xeon (AVX512, bf16), 3-4 threads, torch 2.11"  # another program took a core
 
 
 def test_machine_line_of_a_gpu_run_names_the_gpu_once_and_its_host_cpu():

@@ -1,0 +1,214 @@
+"""Fewer training threads while another program keeps a core busy (s6lab.load_follower)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from s6lab.errors import ConfigError
+from s6lab.load_follower import CpuTimes, LoadFollower, busy_ticks, own_ticks, read_cpu_times, threads_for
+from s6lab.threads import available_cores, configure_threads
+
+PROC_STAT = """cpu  900 90 90 9000 9 0 9 90 0 0
+cpu0 100 10 20 5000 7 1 2 50 0 0
+cpu1 300 30 40 4000 2 3 4 40 0 0
+cpu2 1 1 1 1 1 1 1 1 0 0
+intr 12345
+"""
+
+
+def test_busy_ticks_count_user_nice_system_irq_softirq_of_the_cpus_given():
+    assert busy_ticks(PROC_STAT, [0]) == 100 + 10 + 20 + 1 + 2  # not idle 5000, iowait 7, steal 50
+    assert busy_ticks(PROC_STAT, [0, 1]) == 133 + 377
+    with pytest.raises(ValueError, match="no line for CPUs"):
+        busy_ticks(PROC_STAT, [7])
+
+
+def test_own_ticks_read_past_a_command_name_with_spaces_and_parentheses():
+    line = "4242 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 40 0 0 20 0 3 0"
+    assert own_ticks(line) == 250 + 40
+
+
+def test_others_since_subtracts_this_process_and_divides_by_the_seconds():
+    before, after = CpuTimes(busy=1000, own=400), CpuTimes(busy=1300, own=550)
+    assert after.others_since(before, 1.5, ticks_per_second=100) == pytest.approx(1.0)
+    assert after.others_since(before, 0, ticks_per_second=100) == 0.0
+    assert CpuTimes(1000, 500).others_since(CpuTimes(1000, 400), 1.0, 100) == 0.0  # never negative
+
+
+@pytest.mark.parametrize("others, cores, logical, chosen, threads", [
+    (0.0, 2, 2, 2, 2),
+    (0.55, 2, 2, 2, 2),  # a tab that wakes now and then does not take a core
+    (0.65, 2, 2, 2, 1),
+    (0.9, 2, 2, 2, 1),  # a spinning program, as measured beside 2 training threads
+    (2.0, 2, 2, 2, 1),  # never fewer than one
+    (1.0, 8, 8, 8, 7),
+    (1.0, 4, 8, 4, 4),  # one busy hyperthread is half a core
+    (2.0, 4, 8, 4, 3),
+    (0.0, 8, 8, 4, 4),  # never more than chosen at start-up
+])
+def test_threads_for_leaves_the_cores_the_other_programs_take(others, cores, logical, chosen, threads):
+    assert threads_for(others, cores, logical, chosen) == threads
+
+
+class _Load:
+    """A clock and /proc readings the test moves by hand: ``others`` CPUs busy elsewhere per second."""
+
+    def __init__(self) -> None:
+        self.now, self.busy, self.own, self.reads, self.others = 0.0, 0, 0, 0, 0.0
+        self.set_to: list[int] = []
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.own += int(100 * seconds)
+        self.busy += int(100 * seconds * (1 + self.others))
+
+    def read(self, cpus) -> CpuTimes:
+        self.reads += 1
+        return CpuTimes(self.busy, self.own)
+
+    def follower(self) -> LoadFollower:
+        return LoadFollower(2, 2, [0, 1], clock=lambda: self.now, read=self.read, set_threads=self.set_to.append,
+                            ticks_per_second=100)
+
+
+def _ticks(load: _Load, follower: LoadFollower, seconds: float, others: float) -> list[str]:
+    """Steps of 0.25 s for ``seconds`` with ``others`` CPUs busy elsewhere; the sentences said."""
+    load.others, said = others, []
+    for _ in range(int(seconds / 0.25)):
+        load.advance(0.25)
+        if (change := follower.tick()) is not None:
+            said.append(change)
+    return said
+
+
+def test_a_busy_core_lowers_the_threads_after_two_looks_and_quiet_restores_them():
+    load = _Load()
+    follower = load.follower()
+    assert _ticks(load, follower, 5, others=0.0) == [] and load.set_to == []  # quiet: never moves
+    assert load.reads == 5  # once a second, not once a step
+    said = _ticks(load, follower, 2.25, others=0.9)
+    assert load.set_to == [1] and follower.threads == 1 and len(said) == 1
+    assert said[0].startswith("other programs are using 0.9 of the 2 CPUs this training may use: training on "
+                              "1 thread while they do (S6LAB_FOLLOW_LOAD=0 keeps 2)")
+    assert _ticks(load, follower, 3, others=1.0) == []  # still busy: stays
+    said = _ticks(load, follower, 2.25, others=0.0)
+    assert load.set_to == [1, 2] and said == ["the other programs are quieter now: training on 2 threads again"]
+
+
+def test_a_burst_of_one_second_does_not_move_the_threads():
+    load = _Load()
+    follower = load.follower()
+    _ticks(load, follower, 1, others=0.0)
+    for _ in range(4):  # busy one second, quiet the next
+        _ticks(load, follower, 1, others=1.0)
+        _ticks(load, follower, 1, others=0.0)
+    assert load.set_to == [] and follower.threads == 2
+
+
+def test_restart_does_not_count_the_time_between_trainings():
+    load = _Load()
+    follower = load.follower()
+    _ticks(load, follower, 1.5, others=0.0)
+    load.others = 1.0
+    load.advance(60)  # a notebook idle for a minute while another program ran
+    follower.restart()
+    load.others = 0.0
+    assert _ticks(load, follower, 3, others=0.0) == [] and load.set_to == []
+
+
+def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
+    """The real /proc on this machine: a spinning process shows as other programs' CPU time, this
+    process's own work as its own."""
+    cpus = os.sched_getaffinity(0)
+    before, started = read_cpu_times(cpus), time.monotonic()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            pass  # this process works too
+    finally:
+        spinner.kill()
+        spinner.wait()
+    after = read_cpu_times(cpus)
+    seconds = time.monotonic() - started
+    assert after.own - before.own >= 0.5 * seconds * os.sysconf("SC_CLK_TCK")
+    assert after.others_since(before, seconds, os.sysconf("SC_CLK_TCK")) >= 0.5
+
+
+def test_fit_trains_on_fewer_threads_while_another_program_spins(monkeypatch, capsys):
+    """A real spinner beside a real training: the epoch records the fewer threads and says so; the
+    thread count s6lab chose comes back when the training after it sees a quiet machine."""
+    import s6lab.train as train
+    from s6lab import get_recipe
+    from s6lab.data import MNISTTensors, TensorSplit
+
+    cores, cpus = available_cores(), os.sched_getaffinity(0)
+    if cores < 2:
+        pytest.skip("one core: nothing to give up")
+    chosen = torch.get_num_threads()
+    follower = LoadFollower(cores, cores, cpus, interval=0.25)
+    monkeypatch.setattr(train, "load_follower", lambda: follower)  # the suite keeps it off (conftest)
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(torch.randn(4096, 1, 28, 28, generator=g), torch.randint(0, 10, (4096,), generator=g))
+    data = MNISTTensors(split, split.subset(64))
+    recipe = get_recipe("s6", epochs=1, precision="fp32", device="cpu", batch_size=64)
+    # one spinner per hyperthread of a core: they take one whole core
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(cpus) // cores)]
+    try:
+        history = train.fit(recipe.build(), data, recipe.train, progress=True)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    try:
+        assert history.epochs[0].fewest_threads == cores - 1
+        assert f"training on {cores - 1} thread" in capsys.readouterr().err
+        history = train.fit(recipe.build(), data, recipe.train, progress=False)
+        assert follower.threads == cores and torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(chosen)
+
+
+def test_s6lab_follows_the_load_only_where_it_chose_the_thread_count():
+    assert configure_threads({}).follows_load == (available_cores() > 1)
+    assert "fewer while other programs keep one busy" in configure_threads({}).describe() or available_cores() == 1
+    for yours in ({"S6LAB_FOLLOW_LOAD": "0"}, {"S6LAB_THREADS": "2"}, {"OMP_NUM_THREADS": "2"}):
+        choice = configure_threads(dict(yours))
+        assert not choice.follows_load and "fewer while" not in choice.describe()
+
+
+@pytest.mark.parametrize("bad", ["yes", "2", "true", ""])
+def test_a_bad_follow_load_setting_is_named(bad):
+    with pytest.raises(ValueError, match=f"S6LAB_FOLLOW_LOAD='{bad}': give 1 .* or 0"):
+        configure_threads({"S6LAB_FOLLOW_LOAD": bad})
+
+
+@pytest.mark.parametrize("variable, value", [("S6LAB_FOLLOW_LOAD", "yes"), ("S6LAB_THREADS", "two")])
+def test_a_bad_setting_does_not_break_the_import_and_the_command_refuses_it_in_one_line(variable, value):
+    env = {**os.environ, variable: value}
+    imported = subprocess.run([sys.executable, "-c", "import s6lab; print('imported')"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0 and imported.stdout.strip() == "imported", imported.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "s6lab", "models"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"s6lab models: error: {variable}='{value}': give ")
+    assert done.stderr.strip().endswith("(in the environment)") and done.stderr.strip().count("\n") == 0
+
+
+def test_fit_refuses_a_bad_setting_from_the_environment(monkeypatch):
+    import s6lab.train as train
+    from s6lab import get_recipe
+    from s6lab.data import MNISTTensors, TensorSplit
+
+    monkeypatch.setattr(train, "environment_error", lambda: "S6LAB_THREADS='two': give a positive number")
+    split = TensorSplit(torch.zeros(8, 1, 28, 28), torch.zeros(8, dtype=torch.long))
+    recipe = get_recipe("s6", epochs=1, device="cpu")
+    with pytest.raises(ConfigError, match="S6LAB_THREADS='two'"):
+        train.fit(recipe.build(), MNISTTensors(split, split), recipe.train, progress=False)
