@@ -4,7 +4,7 @@ A training step on two threads waits for the slower one. When another program ke
 (a browser beside the notebook), the thread on that core gets half of it and the other thread
 waits: two threads then train about as fast as one, or slower (issue 18). One thread on the core
 that is left does not wait for anybody. ``make bench-load`` measures both on your machine; on the
-2-core AVX2 VM one thread kept more of the quiet speed than two in five runs of five.
+2-core AVX2 VM one thread kept more of the quiet speed than two in six runs of seven.
 
 So while `fit` trains on a CPU, it looks about once a second at how much of its cores the other
 programs used (``/proc/stat``, less this process's own time from ``/proc/self/stat``) and trains
@@ -138,19 +138,37 @@ class LoadFollower:
         self.interval, self.clock, self.read, self.set_threads = interval, clock, read, set_threads
         self.ticks_per_second = ticks_per_second or os.sysconf("SC_CLK_TCK")
         self.others = 0.0  # logical CPUs the other programs used in the last sample
+        self.stopped: str | None = None  # why it no longer follows (None: it does)
         self._last: tuple[float, CpuTimes] | None = None
         self._pending: int | None = None  # a new count seen once, waiting for a second sample to agree
 
-    def restart(self) -> None:
-        """Start measuring afresh (a new training): the time since the last one does not count."""
+    def restart(self, current: int) -> str | None:
+        """Start measuring afresh for a new training (the time since the last one does not count).
+
+        Args:
+            current: the thread count torch has now. When it is not the one this follower set,
+                somebody chose another (``torch.set_num_threads`` in a notebook): that choice wins,
+                and the follower stops for good, with the sentence returned saying so.
+        """
         self._last, self._pending = None, None
+        if self.stopped is None and current != self.threads:
+            self.stopped = (f"torch.set_num_threads({current}) was called: s6lab keeps {current} thread"
+                            f"{'s' if current != 1 else ''} and no longer follows the load")
+            return self.stopped
+        return None
 
     def tick(self) -> str | None:
         """Look at the load if ``interval`` has passed; change the thread count when two looks agree."""
+        if self.stopped is not None:
+            return None
         now = self.clock()
         if self._last is not None and now - self._last[0] < self.interval:
             return None
-        times = self.read(self.cpus)
+        try:
+            times = self.read(self.cpus)
+        except (OSError, ValueError, IndexError) as e:  # a /proc this system does not fill in the usual way
+            self.stopped = f"the load cannot be read here ({e}): training on {self.threads} threads from now on"
+            return self.stopped
         last, self._last = self._last, (now, times)
         if last is None:
             return None

@@ -569,8 +569,12 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     if too_long:
         warnings.warn(too_long, stacklevel=3)
     follower = load_follower() if device.type == "cpu" else None
-    if follower is not None:
-        follower.restart()  # the time since an earlier training does not count
+    if follower is not None and (stopped := follower.restart(torch.get_num_threads())) is not None:
+        log.info(stopped)
+        if progress:
+            tqdm.write(stopped, file=sys.stderr)
+    if follower is not None and follower.stopped is not None:
+        follower = None
     return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
                      schedule, augmentation, average, follower)
 
@@ -620,7 +624,8 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                      disable=not state.progress, leave=True, dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.precision == "bf16")
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
-    fewest_threads = torch.get_num_threads()
+    # the fewest threads the load follower trained this epoch on, and the most it may use
+    fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
     with fast_dropout_enabled(config.fast_dropout):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
@@ -659,6 +664,8 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                 if state.progress:
                     state.tqdm.write(f"{state.label}epoch {epoch}, step {i + 1}: {change}", file=sys.stderr)
                 fewest_threads = min(fewest_threads, state.follower.threads)
+                if state.follower.stopped is not None:
+                    state.follower = None
             loss_sum += loss.detach() * yb.numel()
             correct += (out.argmax(1) == yb).sum()
             if state.progress and (i % 20 == 0 or i == steps_per_epoch - 1):
@@ -675,7 +682,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
         model, data.test, batch_size=config.eval_batch_size, device=device, channels_last=config.channels_last)
     if state.schedule is not None:
         state.schedule.after_epoch(test.loss)
-    lowered = state.follower is not None and fewest_threads < state.follower.chosen
+    lowered = fewest_threads is not None and fewest_threads < chosen
     record = EpochRecord(
         epoch=epoch, train_loss=loss_sum.item() / n, train_acc=100.0 * correct.item() / n,
         test_loss=test.loss, test_acc=test.accuracy, lr=lr, seconds=seconds, train_seconds=train_seconds,

@@ -117,9 +117,28 @@ def test_restart_does_not_count_the_time_between_trainings():
     _ticks(load, follower, 1.5, others=0.0)
     load.others = 1.0
     load.advance(60)  # a notebook idle for a minute while another program ran
-    follower.restart()
+    assert follower.restart(current=2) is None
     load.others = 0.0
     assert _ticks(load, follower, 3, others=0.0) == [] and load.set_to == []
+
+
+def test_a_thread_count_set_with_torch_wins_and_the_follower_stops():
+    load = _Load()
+    follower = load.follower()
+    said = follower.restart(current=1)  # torch.set_num_threads(1) in the notebook since the last training
+    assert said == "torch.set_num_threads(1) was called: s6lab keeps 1 thread and no longer follows the load"
+    assert _ticks(load, follower, 5, others=1.0) == [] and load.reads == 0 and load.set_to == []
+    assert follower.restart(current=2) is None and follower.stopped == said  # for good
+
+
+def test_a_proc_that_cannot_be_read_stops_the_follower_instead_of_the_training():
+    def unreadable(cpus):
+        raise ValueError("/proc/stat has no line for CPUs ['cpu0', 'cpu1']")
+
+    follower = LoadFollower(2, 2, [0, 1], read=unreadable, set_threads=lambda n: None, ticks_per_second=100)
+    assert follower.tick() == ("the load cannot be read here (/proc/stat has no line for CPUs ['cpu0', 'cpu1']): "
+                               "training on 2 threads from now on")
+    assert follower.tick() is None
 
 
 def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
