@@ -1,7 +1,7 @@
 """Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy and
-the one s6lab chooses (PASSIVE, threads = physical cores available), with the thread count fixed
-and as s6lab runs by default (fewer threads while another program keeps a core busy,
-`s6lab.load_follower`), and s6lab with one thread (`S6LAB_THREADS=1`), in one run.
+the one s6lab chooses (PASSIVE, threads = physical cores available), s6lab with one thread
+(`S6LAB_THREADS=1`), and s6lab following the load (`S6LAB_FOLLOW_LOAD=1`: fewer threads while
+another program keeps a core busy, `s6lab.load_follower`), in one run.
 
     python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
     (or: make bench-load)
@@ -37,23 +37,24 @@ from _worker import WorkerProcess, core_taken  # noqa: E402
 
 #: name -> the OpenMP environment of the worker (None: unset, OpenMP's default) and its threads
 #: (None: the physical cores this process may use, as s6lab picks them)
-#: (as_user: the worker imports s6lab before torch with no OpenMP setting, as a user's training does)
+#: (as_user: the worker imports s6lab before torch with no OpenMP setting, as a user's training does,
+#: and S6LAB_FOLLOW_LOAD=1)
 CONFIGS = {
     "OpenMP default": {"OMP_WAIT_POLICY": None, "threads": None},
     "s6lab (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": None},
     "s6lab, 1 thread (S6LAB_THREADS=1)": {"OMP_WAIT_POLICY": "PASSIVE", "threads": 1},
-    "s6lab default (PASSIVE, fewer threads while a core is busy)": {"as_user": True},
+    "s6lab following the load (S6LAB_FOLLOW_LOAD=1)": {"as_user": True},
 }
 #: the row the others are compared with
 S6LAB = "s6lab (PASSIVE)"
-#: s6lab as it runs by default
-FOLLOWING = "s6lab default (PASSIVE, fewer threads while a core is busy)"
+#: s6lab with fewer threads while another program keeps a core busy
+FOLLOWING = "s6lab following the load (S6LAB_FOLLOW_LOAD=1)"
 
 
 def worker(images: int, as_user: bool) -> None:
     """One configuration: answer each request line with the img/s of one epoch of ``fit``."""
     if as_user:
-        import s6lab  # noqa: F401  first, as a user's training: s6lab chooses the OpenMP set-up
+        import s6lab  # noqa: F401  first, as in a user's training: s6lab chooses the OpenMP set-up
     import torch  # else first: the environment given is what OpenMP reads, s6lab does not change it
 
     from s6lab import get_recipe
@@ -84,8 +85,8 @@ def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str,
     """The worker's environment: ``environ`` without the OpenMP settings, then ``config``'s own."""
     mine = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS", "GOMP_SPINCOUNT")
     env = {k: v for k, v in environ.items() if k not in mine}
-    if config.get("as_user"):  # nothing set: s6lab chooses, as for a user who set nothing
-        env.pop("S6LAB_FOLLOW_LOAD", None)
+    if config.get("as_user"):  # nothing set: s6lab chooses, as for a user who set nothing but this
+        env["S6LAB_FOLLOW_LOAD"] = "1"
         return env
     env["OMP_NUM_THREADS"] = str(config["threads"] or threads)
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
@@ -172,8 +173,8 @@ def main() -> None:
     lines += ["", f"Quiet machine: PASSIVE runs at {passive_q / default_q:.0%} of the default's throughput."]
     follow_q, follow_l = (statistics.median(rates[(FOLLOWING, s)]) for s in ("quiet", "loaded"))
     seen = {s: "/".join(str(t) for t in sorted(fewest[(FOLLOWING, s)])) for s in ("quiet", "loaded")}
-    lines += ["", f"s6lab's default trained on {seen['quiet']} thread(s) at the fewest in the quiet rounds and "
-              f"{seen['loaded']} in the loaded ones; loaded, it kept {follow_l / follow_q:.0%} of its own quiet "
+    lines += ["", f"Following the load, s6lab trained on {seen['quiet']} thread(s) at the fewest in the quiet rounds "
+              f"and {seen['loaded']} in the loaded ones; loaded, it kept {follow_l / follow_q:.0%} of its own quiet "
               f"throughput and {follow_l / s6lab_quiet:.0%} of the fixed PASSIVE row's."]
     text = "\n".join(lines) + "\n"
     atomic_write_text(args.out, text)  # folders made, never half written

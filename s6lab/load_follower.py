@@ -1,25 +1,33 @@
-"""Fewer training threads while another program keeps a core busy, all of them when it stops.
+"""Fewer training threads while another program keeps a core busy, all of them when it stops
+(``S6LAB_FOLLOW_LOAD=1``; off by default, see "Measured" below).
 
-A training step on two threads waits for the slower one. When another program keeps a core busy
-(a browser beside the notebook), the thread on that core gets half of it and the other thread
-waits: two threads then train about as fast as one, or slower (issue 18). One thread on the core
-that is left does not wait for anybody. ``make bench-load`` measures both on your machine; on the
-2-core AVX2 VM one thread kept more of the quiet speed than two in six runs of seven.
+A training step on several threads waits for the slowest. When another program keeps a core
+busy (a browser beside the notebook), the thread on that core gets part of it and the others
+wait for it. One thread fewer, on the cores that are left, waits for nobody.
 
-So while `fit` trains on a CPU, it looks about once a second at how much of its cores the other
-programs used (``/proc/stat``, less this process's own time from ``/proc/self/stat``) and trains
-on the cores they leave:
+With ``S6LAB_FOLLOW_LOAD=1``, while `fit` trains on a CPU it looks about once a second at how much
+of its cores the other programs used (``/proc/stat``, less this process's own time from
+``/proc/self/stat``) and trains on the cores they leave:
 
     threads = min(chosen at start-up, max(1, cores - floor(others + 0.4)))
 
 A program that keeps a core at least 60% busy takes it; a lighter one (a tab that wakes now and
 then) does not. The count changes only when two samples in a row agree, so a burst of a second
-does not move it, and never goes above the count chosen at start-up.
+does not move it, and never goes above the count chosen at start-up (``S6LAB_THREADS`` or the
+cores available). It says so when it changes the count, and each epoch records the fewest
+threads it trained on (``EpochRecord.fewest_threads``).
 
-**Bits.** On a quiet machine the count never changes, and a seed gives the same bits every run.
-While it is lowered, the float sums run in another order and the bits differ from a quiet run's
-(the accuracy differs as one seed differs from another, not more). ``S6LAB_FOLLOW_LOAD=0`` keeps
-the count for the whole run, as does choosing it (``S6LAB_THREADS=N`` or ``OMP_NUM_THREADS``).
+**Measured** (``make bench-load``, its "following the load" row). On the 2-core AVX2 VM, with a
+core taken, three runs gave 1.27x, 1.02x and 0.97x the loaded rate of two fixed threads, round by
+round: there, two threads that wait passively already get the one free core's worth of work done,
+so one thread has little to win. Because it did not pay for itself on the one machine class
+measured, and because it changes the bits (below), it is off by default. Its case is a machine
+with more cores, where one busy core slows a whole fixed team and one thread fewer costs only
+1/n; that is not measured yet.
+
+**Bits.** While the count is lowered, float sums run in another order, and the bits differ from a
+quiet run's (the accuracy differs as one seed's from another's). On a quiet machine the count
+never changes.
 
 Linux only (other systems have no ``/proc/stat``); on CUDA the threads only feed the GPU, so it
 stays off there.
@@ -199,13 +207,13 @@ _FOLLOWER: LoadFollower | None = None
 
 def load_follower() -> LoadFollower | None:
     """The process's follower (one: the thread count is the process's), or ``None`` where it is off:
-    the thread count was chosen by you or by torch, ``S6LAB_FOLLOW_LOAD=0``, one core, or no ``/proc``."""
+    without ``S6LAB_FOLLOW_LOAD=1``, with torch imported before s6lab, one thread, or no ``/proc``."""
     global _FOLLOWER
-    from .threads import thread_choice
+    from .threads import available_cores, thread_choice
 
     choice = thread_choice()
     if not choice.follows_load:
         return None
     if _FOLLOWER is None:
-        _FOLLOWER = LoadFollower(choice.threads, choice.threads, os.sched_getaffinity(0))
+        _FOLLOWER = LoadFollower(choice.threads, available_cores(), os.sched_getaffinity(0))
     return _FOLLOWER

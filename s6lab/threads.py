@@ -15,9 +15,10 @@ default: ``make bench-load-spincount``.)
 
 Anything you set yourself wins: ``OMP_WAIT_POLICY=ACTIVE``, ``OMP_NUM_THREADS=1``, or
 ``S6LAB_THREADS=N`` (s6lab's own override of the thread count). ``S6LAB_THREADS=auto``
-(the default) means the cores available, and fewer while another program keeps one of them
-busy ([`load_follower`][s6lab.load_follower]; ``S6LAB_FOLLOW_LOAD=0`` keeps the count fixed). The
-choice only takes effect when s6lab is imported before torch; `thread_choice` says what is in force.
+(the default) means the cores available. ``S6LAB_FOLLOW_LOAD=1`` (off by default) trains on fewer
+while another program keeps a core busy ([`load_follower`][s6lab.load_follower], which says what it
+measured). The choice only takes effect when s6lab is imported before torch; `thread_choice` says
+what is in force.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
     asked = env.get("S6LAB_THREADS", "auto").strip().lower()
     if asked != "auto" and not (asked.isdigit() and int(asked) >= 1):
         raise ValueError(f"S6LAB_THREADS={asked!r}: give a positive number of threads, or auto")
-    follow = env.get("S6LAB_FOLLOW_LOAD", "1").strip()
+    follow = env.get("S6LAB_FOLLOW_LOAD", "0").strip()
     if follow not in ("0", "1"):
         raise ValueError(f"S6LAB_FOLLOW_LOAD={follow!r}: give 1 (fewer threads while another program keeps a "
                          "core busy) or 0 (the same count for the whole run)")
@@ -111,7 +112,7 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
     else:
         env["OMP_NUM_THREADS"] = str(threads)
         env["OMP_WAIT_POLICY"] = policy
-        follows = follow == "1" and threads_by == "s6lab" and threads > 1 and _can_see_load()
+        follows = follow == "1" and threads > 1 and _can_see_load()  # at most the count chosen, yours or s6lab's
         choice = ThreadChoice(threads, policy, threads_by, policy_by, follows)
     if environ is None:
         _CHOICE = choice

@@ -13,8 +13,6 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("S6LAB_OFFLINE", "1")  # CI has no internet: skip torchvision's download attempt
-# the same bits every run, even with another program busy beside the suite (tests of the follower turn it on)
-os.environ.setdefault("S6LAB_FOLLOW_LOAD", "0")
 
 ROOT = Path(__file__).parents[1]
 

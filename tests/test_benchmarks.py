@@ -381,7 +381,7 @@ def test_data_parallel_script_refuses_bad_sizes_in_one_line():
 
 def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
     """Tiny run (one round, 256 images, no settling epochs): each row with its quiet and loaded rate, the
-    loaded share and the round-by-round ratio to PASSIVE, and the threads s6lab's default trained on."""
+    loaded share and the round-by-round ratio to PASSIVE, and the threads s6lab trained on following the load."""
     out = tmp_path / "load.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--rounds", "1", "--images", "256",
                            "--settle", "0", "--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -390,11 +390,11 @@ def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ") and "img/s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
         "| OpenMP default", "| s6lab (PASSIVE)", "| s6lab, 1 thread (S6LAB_THREADS=1)",
-        "| s6lab default (PASSIVE, fewer threads while a core is busy)"]
+        "| s6lab following the load (S6LAB_FOLLOW_LOAD=1)"]
     assert all(row.count("%") == 2 and row.endswith("x) |") for row in rows)
     assert "| s6lab (PASSIVE) |" in text and "| 1.00x (1.00-1.00x) |" in text  # PASSIVE against itself
-    assert re.search(r"s6lab's default trained on \d thread\(s\) at the fewest in the quiet rounds and \d in the "
-                     r"loaded ones; loaded, it kept \d+% of its own quiet throughput", text)
+    assert re.search(r"Following the load, s6lab trained on \d thread\(s\) at the fewest in the quiet rounds and \d "
+                     r"in the loaded ones; loaded, it kept \d+% of its own quiet throughput", text)
 
 
 def test_a_spincount_row_runs_openmps_default_policy_with_that_spin_count():
@@ -407,12 +407,12 @@ def test_a_spincount_row_runs_openmps_default_policy_with_that_spin_count():
     assert load.worker_env(load.CONFIGS["s6lab (PASSIVE)"], 2, mine)["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
-def test_the_default_row_runs_as_a_user_does_with_nothing_set():
-    """s6lab's default row sets no OpenMP variable and drops the suite's S6LAB_FOLLOW_LOAD=0: s6lab chooses."""
+def test_the_following_row_runs_as_a_user_does_who_set_only_follow_load():
+    """The following row sets no OpenMP variable and no thread count, only S6LAB_FOLLOW_LOAD=1: s6lab chooses."""
     load = _benchmark_module("load")
     mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "7", "S6LAB_THREADS": "1", "S6LAB_FOLLOW_LOAD": "0",
             "GOMP_SPINCOUNT": "7", "PATH": "/bin"}
-    assert load.worker_env(load.CONFIGS[load.FOLLOWING], 2, mine) == {"PATH": "/bin"}
+    assert load.worker_env(load.CONFIGS[load.FOLLOWING], 2, mine) == {"PATH": "/bin", "S6LAB_FOLLOW_LOAD": "1"}
 
 
 @pytest.mark.parametrize("args, message", [(["--rounds", "0"], "--rounds must be >= 1"),
