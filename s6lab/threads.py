@@ -59,8 +59,8 @@ class ThreadChoice:
     follows_load: bool = False  # fewer threads while another program keeps a core busy (s6lab.load_follower)
 
     def describe(self) -> str:
-        """``2 threads (s6lab: the cores available, fewer while other programs keep one busy), OpenMP
-        waits PASSIVE (s6lab)``."""
+        """``2 threads (s6lab: the cores available), OpenMP waits PASSIVE (s6lab)``; with
+        ``S6LAB_FOLLOW_LOAD=1``, ``(s6lab: the cores available, fewer while other programs keep one busy)``."""
         why = "the cores available" if self.threads_by == "s6lab" else "your environment"
         if self.follows_load:
             why += ", fewer while other programs keep one busy"

@@ -210,18 +210,15 @@ def test_a_bad_follow_load_setting_is_named(bad):
         configure_threads({"S6LAB_FOLLOW_LOAD": bad})
 
 
-@pytest.mark.parametrize("variable, value", [("S6LAB_FOLLOW_LOAD", "yes"), ("S6LAB_THREADS", "two")])
-def test_a_bad_setting_does_not_break_the_import_and_the_command_refuses_it_in_one_line(variable, value):
-    env = {**os.environ, variable: value}
-    if variable == "S6LAB_THREADS":  # the import, once: both go through the same fallback
-        imported = subprocess.run([sys.executable, "-c", "import s6lab; print('imported')"], env=env,
-                                  capture_output=True, text=True, timeout=120)
-        assert imported.returncode == 0 and imported.stdout.strip() == "imported", imported.stderr[-2000:]
-    done = subprocess.run([sys.executable, "-m", "s6lab", "models"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"s6lab models: error: {variable}='{value}': give ")
-    assert done.stderr.strip().endswith("(in the environment)") and done.stderr.strip().count("\n") == 0
+def test_a_bad_setting_does_not_break_the_import_and_the_command_refuses_it_in_one_line():
+    """One process (torch loads in seconds): the import goes through, then the command refuses. S6LAB_THREADS
+    and S6LAB_FOLLOW_LOAD share this path (`configure_threads_at_import`); their messages are tested above."""
+    code = "import sys, s6lab\nprint('imported', flush=True)\nfrom s6lab.cli import main\nsys.exit(main(['models']))"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "S6LAB_THREADS": "two"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "imported" and done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("s6lab models: error: S6LAB_THREADS='two': give a positive number of threads, "
+                                   "or auto (in the environment)")
 
 
 def test_fit_refuses_a_bad_setting_from_the_environment(monkeypatch):
