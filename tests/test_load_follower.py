@@ -119,6 +119,8 @@ def test_restart_does_not_count_the_time_between_trainings():
     load.advance(60)  # a notebook idle for a minute while another program ran
     assert follower.restart(current=2) is None
     load.others = 0.0
+    load.advance(0.25)
+    assert follower.tick() is None and follower.others == 0.0  # a fresh start, not an average over the minute
     assert _ticks(load, follower, 3, others=0.0) == [] and load.set_to == []
 
 
