@@ -141,7 +141,7 @@ def main() -> None:
                 for name, w in workers.items():
                     answer = w.ask("go")
                     rates[(name, state)].append(answer["img_per_s"])
-                    fewest[(name, state)].add(answer.get("fewest_threads", threads))
+                    fewest[(name, state)].add(answer["fewest_threads"])
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {s} {v[-1]:,.0f}" for (n, s), v in rates.items()),
               file=sys.stderr, flush=True)
     for w in workers.values():

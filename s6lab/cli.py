@@ -757,8 +757,8 @@ def _run(args: argparse.Namespace) -> int:
     from .train import TrainingDiverged
 
     try:
-        if environment_error() is not None:
-            raise CLIError(environment_error())
+        if (problem := environment_error()) is not None:
+            raise CLIError(problem)
         return COMMANDS[args.command](args)
     except (CLIError, ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
         # the errors a user can fix; any other exception is a bug and keeps its traceback

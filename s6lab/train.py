@@ -543,8 +543,8 @@ class _Training:
 
 def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_epoch: int) -> _Training:
     """Resolve the device and precision (and say so), place the model, seed the RNGs."""
-    if environment_error() is not None:
-        raise ConfigError(environment_error())
+    if (problem := environment_error()) is not None:
+        raise ConfigError(problem)
     tqdm = progress_bar_class()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -664,8 +664,6 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
                 if state.progress:
                     state.tqdm.write(f"{state.label}epoch {epoch}, step {i + 1}: {change}", file=sys.stderr)
                 fewest_threads = min(fewest_threads, state.follower.threads)
-                if state.follower.stopped is not None:
-                    state.follower = None
             loss_sum += loss.detach() * yb.numel()
             correct += (out.argmax(1) == yb).sum()
             if state.progress and (i % 20 == 0 or i == steps_per_epoch - 1):

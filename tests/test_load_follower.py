@@ -243,3 +243,36 @@ def test_follow_load_at_import_gives_fit_its_follower():
                           capture_output=True, text=True, timeout=120)
     cores = available_cores()
     assert done.stdout.strip() == ("None" if cores == 1 else str((cores, cores))), done.stderr[-2000:]
+
+
+def test_a_follower_that_stopped_at_fewer_threads_is_still_recorded_in_later_epochs(monkeypatch):
+    """/proc became unreadable after the follower lowered the count: training goes on at that count,
+    and every later epoch still records it (the count did not go back)."""
+    import s6lab.train as train
+    from s6lab import get_recipe
+    from s6lab.data import MNISTTensors, TensorSplit
+
+    chosen = torch.get_num_threads()
+    if chosen < 2:
+        pytest.skip("one thread: nothing to lower")
+    readings = iter([CpuTimes(0, 0), CpuTimes(200, 0), CpuTimes(400, 0)])  # 2 CPUs busy elsewhere, twice
+
+    def read(cpus):
+        reading = next(readings, None)
+        if reading is None:
+            raise OSError("/proc/stat vanished")
+        return reading
+
+    clock = iter(range(10_000))
+    follower = LoadFollower(chosen, chosen, os.sched_getaffinity(0), read=read, clock=lambda: next(clock),
+                            ticks_per_second=100)
+    monkeypatch.setattr(train, "load_follower", lambda: follower)
+    split = TensorSplit(torch.randn(256, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
+                        torch.randint(0, 10, (256,)))
+    recipe = get_recipe("s6", epochs=2, precision="fp32", device="cpu", batch_size=32)
+    try:
+        history = train.fit(recipe.build(), MNISTTensors(split, split.subset(32)), recipe.train, progress=False)
+        assert follower.stopped and follower.threads == 1 and torch.get_num_threads() == 1
+        assert [e.fewest_threads for e in history.epochs] == [1, 1]
+    finally:
+        torch.set_num_threads(chosen)
