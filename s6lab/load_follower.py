@@ -18,9 +18,9 @@ cores available). It says so when it changes the count, and each epoch records t
 threads it trained on (``EpochRecord.fewest_threads``).
 
 **Measured** (``make bench-load``, its "following the load" row). On the 2-core AVX2 VM, with a
-core taken, three runs gave 1.27x, 1.02x and 0.97x the loaded rate of two fixed threads, round by
-round: there, two threads that wait passively already get the one free core's worth of work done,
-so one thread has little to win. Because it did not pay for itself on the one machine class
+core taken, four runs gave 1.27x, 1.02x, 0.97x and 1.01x the loaded rate of two fixed threads,
+round by round: there, probably, two threads that wait passively already get about one free core's
+work done, so one thread has little to win. Because it did not pay for itself on the one machine class
 measured, and because it changes the bits (below), it is off by default. Its case is a machine
 with more cores, where one busy core slows a whole fixed team and one thread fewer costs only
 1/n; that is not measured yet.
