@@ -111,15 +111,20 @@ recipe-screen: data
 	$(RECIPE) --rows all --seeds 0 1 2 --table results/recipe-screen.md
 # the time-to-99.4% candidates (4-6 epochs), fp32: a table of the runs recorded so far -> results/recipe-speedrun.md
 # (this target trains nothing; train a row with: python benchmarks/recipe.py --rows "6 epochs, batch 128, lr 0.1" --seeds ...)
+# and the rows screened in bf16 (on AVX-512 with bf16, session 14) -> results/recipe-speedrun-bf16.md
 recipe-speedrun: data
 	$(RECIPE) --rows speedrun --seeds 0 1 2 3 4 5 6 7 8 9 --precision fp32 --no-train --table results/recipe-speedrun.md
+	$(RECIPE) --rows "6 epochs, batch 256 (the first" "6 epochs, batch 256, lr 0.2" --seeds 0 1 2 3 4 \
+	  --precision bf16 --no-train --table results/recipe-speedrun-bf16.md
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
 recipe-confirm: data
 	$(RECIPE) --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9 --table results/recipe-confirm.md
 
-# throughput quiet and with a core taken, OpenMP default against s6lab's PASSIVE -> benchmarks/results/load.md
+# throughput quiet and with a core taken: OpenMP's default, a fixed PASSIVE team, one thread, and s6lab's default
+# (following the load) -> benchmarks/results/load.md on AVX2 without bf16 (where it was first recorded),
+# load-CLASS.md on another class (load-avx512-bf16.md)
 bench-load: data
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/load.py --out benchmarks/results/load$(subst -avx2-no-bf16,,-$(CLASS)).md
 
 # the same with GNU OpenMP's spin count between PASSIVE (0) and the default (300,000) -> load-spincount-CLASS.md
 bench-load-spincount: data

@@ -2,7 +2,7 @@
 each training on its share of the batch with gradients summed by DistributedDataParallel (gloo),
 quiet and with a core taken, in one run.
 
-    python benchmarks/data_parallel.py [--rounds 7] [--images 8192] [--batch 256 128] [--out FILE]
+    python benchmarks/data_parallel.py [--rounds 7] [--images 8192] [--batch 256 128] [--cores N] [--out FILE]
     (or: make bench-data-parallel)
 
 Why: on a 2-core AVX2 CPU two OpenMP threads train the reference net only 1.3-1.6x faster than
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--images", type=int, default=8192)
     parser.add_argument("--batch", type=int, nargs="+", default=[256, 128])
+    parser.add_argument("--cores", type=int, help="split the work over this many cores (default: all available)")
     parser.add_argument("--out")
     parser.add_argument("--worker", type=int, nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -132,7 +133,9 @@ def main() -> None:
     from s6lab.hardware import describe_machine, machine_info
     from s6lab.threads import available_cores
 
-    cores = available_cores()
+    cores = available_cores() if args.cores is None else args.cores
+    if not 1 <= cores <= available_cores():
+        sys.exit(f"benchmarks/data_parallel.py: --cores must be 1 to {available_cores()} (the cores available here)")
     if args.rounds < 1 or args.images < 256 * cores or any(b < 2 * cores for b in args.batch):
         sys.exit(f"benchmarks/data_parallel.py: --rounds must be >= 1, --images >= {256 * cores} and each "
                  f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")

@@ -3,7 +3,7 @@ the one s6lab chooses (PASSIVE, threads = physical cores available), s6lab with 
 (`S6LAB_THREADS=1`), and s6lab following the load (`S6LAB_FOLLOW_LOAD=1`: fewer threads while
 another program keeps a core busy, `s6lab.load_follower`), in one run.
 
-    python benchmarks/load.py [--rounds 5] [--images 4096] [--out benchmarks/results/load.md]
+    python benchmarks/load.py [--rounds 5] [--images 4096] [--threads N] [--out benchmarks/results/load.md]
     (or: make bench-load)
     python benchmarks/load.py --spincount 10000 100000 --out /tmp/load-spin.md
 
@@ -81,12 +81,16 @@ def spin_config(count: int) -> tuple[str, dict]:
                                                        "GOMP_SPINCOUNT": str(count)}
 
 
-def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str, str]:
-    """The worker's environment: ``environ`` without the OpenMP settings, then ``config``'s own."""
+def worker_env(config: dict, threads: int, environ: dict[str, str], *, asked: bool = False) -> dict[str, str]:
+    """The worker's environment: ``environ`` without the OpenMP settings, then ``config``'s own.
+    ``asked``: the thread count came from ``--threads``, so the following row starts from it too
+    (``S6LAB_THREADS``), as a user's would who set both."""
     mine = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "S6LAB_THREADS", "GOMP_SPINCOUNT")
     env = {k: v for k, v in environ.items() if k not in mine}
-    if config.get("as_user"):  # nothing set: s6lab chooses, as for a user who set nothing but this
+    if config.get("as_user"):  # nothing else set: s6lab chooses, as for a user who set nothing but this
         env["S6LAB_FOLLOW_LOAD"] = "1"
+        if asked:
+            env["S6LAB_THREADS"] = str(threads)
         return env
     env["OMP_NUM_THREADS"] = str(config["threads"] or threads)
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
@@ -95,9 +99,9 @@ def worker_env(config: dict, threads: int, environ: dict[str, str]) -> dict[str,
     return env
 
 
-def start(name: str, images: int, threads: int) -> WorkerProcess:
+def start(name: str, images: int, threads: int, asked: bool) -> WorkerProcess:
     config = CONFIGS[name]
-    env = worker_env(config, threads, dict(os.environ))
+    env = worker_env(config, threads, dict(os.environ), asked=asked)
     return WorkerProcess([__file__, "--worker", str(images), *(["--as-user"] if config.get("as_user") else [])],
                          name, env=env)
 
@@ -111,6 +115,8 @@ def main() -> None:
                         help="also time OpenMP's default policy with GOMP_SPINCOUNT set to each value")
     parser.add_argument("--settle", type=int, default=1,
                         help="unmeasured epochs each worker trains after the load comes or goes")
+    parser.add_argument("--threads", type=int,
+                        help="threads of every row but the 1-thread one (default: the physical cores available)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--as-user", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,14 +126,20 @@ def main() -> None:
         sys.exit("benchmarks/load.py: --rounds must be >= 1, --images >= 256 and --settle >= 0")
     if any(count < 0 for count in args.spincount):
         sys.exit("benchmarks/load.py: --spincount values must be >= 0")
+    if args.threads is not None and not 1 <= args.threads <= (os.cpu_count() or 1):
+        sys.exit(f"benchmarks/load.py: --threads must be 1 to {os.cpu_count()} (the logical CPUs here)")
     CONFIGS.update(spin_config(count) for count in args.spincount)
 
     from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 
-    threads = available_cores()
-    workers = {name: start(name, args.images, threads) for name in CONFIGS}  # they load torch side by side
+    cores = available_cores()
+    threads = args.threads or cores
+    import torch
+    torch.set_num_threads(threads)  # the header's machine line names the workers' count, not this process's
+    asked = args.threads is not None
+    workers = {name: start(name, args.images, threads, asked) for name in CONFIGS}  # they load torch side by side
     for w in workers.values():
         w.read()  # ready: warmed up
     rates: dict[tuple[str, str], list[float]] = {(n, s): [] for n in CONFIGS for s in ("quiet", "loaded")}
@@ -153,8 +165,9 @@ def main() -> None:
     command = "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
     make = "" if sys.argv[1:] else " (or `make bench-load`)"
     lines = [f"**Training throughput with a core taken** ({describe_machine('cpu')})", "",
-             f"Command: `{command.strip()}`{make}. {threads} threads (the physical cores this "
-             f"process may use), fp32, the reference net, {args.images:,} images per measurement; median of "
+             f"Command: `{command.strip()}`{make}. {threads} threads ("
+             f"{f'as asked; {cores} physical cores available' if asked else 'the physical cores this process may use'}"
+             f"), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
              "", f"| OpenMP wait policy | quiet img/s | loaded img/s | loaded / quiet | loaded / {S6LAB} quiet | "
              f"loaded vs {S6LAB} loaded, round by round (median, range) |",

@@ -1,7 +1,7 @@
 """Regenerate every figure and table the docs show, from the measured runs in results/.
 
     python docs/make_figures.py          (or: make docs-figures)
-    python docs/make_figures.py --only inside|preview|diagrams|fields|attribution   (one group)
+    python docs/make_figures.py --only benchmarks|inside|preview|diagrams|fields|attribution   (one group)
 
 Inputs are produced by `make evidence` (the reference runs, the comparisons) and
 `make bench` (throughput). Nothing here trains; a missing input is named with the command
@@ -86,18 +86,6 @@ def main() -> None:
         text(f"{name}.md", table.strip() + "\n")
         for suffix in ("_curves.png", "_params.png"):
             shutil.copy(RESULTS / f"{name}{suffix}", FIGURES / f"{name}{suffix}")
-    for name, command in (("throughput", "make bench"), ("throughput-full", "make bench-full"),
-                          ("levers", "make bench-levers"), ("warmup-seeds", "make bench-warmup-seeds"),
-                          ("levers-avx2-no-bf16", "make bench-levers (on an AVX2 CPU without bf16)"),
-                          ("speedrun-avx2-no-bf16", "make bench-speedrun (on an AVX2 CPU without bf16)"),
-                          ("fusion-avx2-no-bf16", "make bench-fusion (on an AVX2 CPU without bf16)"),
-                          ("data-parallel-avx2-no-bf16", "make bench-data-parallel (on an AVX2 CPU without bf16)")):
-        bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
-        text(f"{name}.md", bench.split("<details>")[0].strip() + "\n")
-    levers_full = need(ROOT / "benchmarks" / "results" / "levers-full.md", "make bench-levers-full").read_text()
-    command = levers_full.splitlines()[0]
-    parity = levers_full[levers_full.index("| full run"):]  # the accuracy-parity table only
-    text("parity.md", f"{command}\n\n{parity.strip()}\n")
     print(f"wrote {len(list(FIGURES.iterdir()))} figures to {FIGURES} and tables to {GENERATED}")
 
 
@@ -196,7 +184,31 @@ def attribution() -> None:
     print(f"wrote {', '.join(f.name for f in files)} to {FIGURES}")
 
 
-PARTS = {"inside": inside, "preview": preview, "diagrams": diagrams, "fields": fields_table, "attribution": attribution}
+def benchmark_tables() -> None:
+    """The benchmark tables the speed tutorial shows, as measured (the raw JSON left out)."""
+    from s6lab._io import atomic_write_text
+
+    avx2, avx512 = "on an AVX2 CPU without bf16", "on an AVX-512 CPU with bf16"
+    for name, command in (("throughput", "make bench"), ("throughput-full", "make bench-full"),
+                          ("levers", "make bench-levers"), ("warmup-seeds", "make bench-warmup-seeds"),
+                          ("levers-avx2-no-bf16", f"make bench-levers ({avx2})"),
+                          ("speedrun-avx2-no-bf16", f"make bench-speedrun ({avx2})"),
+                          ("speedrun-avx512-bf16", f"make bench-speedrun ({avx512})"),
+                          ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
+                          ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
+                          ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
+                          ("data-parallel-avx512-bf16", f"make bench-data-parallel ({avx512})")):
+        bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
+        atomic_write_text(GENERATED / f"{name}.md", bench.split("<details>")[0].strip() + "\n")
+    levers_full = need(ROOT / "benchmarks" / "results" / "levers-full.md", "make bench-levers-full").read_text()
+    command = levers_full.splitlines()[0]
+    parity = levers_full[levers_full.index("| full run"):]  # the accuracy-parity table only
+    atomic_write_text(GENERATED / "parity.md", f"{command}\n\n{parity.strip()}\n")
+    print(f"wrote the benchmark tables to {GENERATED}")
+
+
+PARTS = {"benchmarks": benchmark_tables, "inside": inside, "preview": preview, "diagrams": diagrams,
+         "fields": fields_table, "attribution": attribution}
 
 if __name__ == "__main__":
     from s6lab._io import atomic_write_text

@@ -1,11 +1,11 @@
 """Fewer training threads while another program keeps a core busy, all of them when it stops
-(``S6LAB_FOLLOW_LOAD=1``; off by default, see "Measured" below).
+(on by default since session 14; ``S6LAB_FOLLOW_LOAD=0`` turns it off; see "Measured" below).
 
 A training step on several threads waits for the slowest. When another program keeps a core
 busy (a browser beside the notebook), the thread on that core gets part of it and the others
 wait for it. One thread fewer, on the cores that are left, waits for nobody.
 
-With ``S6LAB_FOLLOW_LOAD=1``, while `fit` trains on a CPU it looks about once a second at how much
+While `fit` trains on a CPU it looks about once a second at how much
 of its cores the other programs used (``/proc/stat``, less this process's own time from
 ``/proc/self/stat``) and trains on the cores they leave:
 
@@ -17,13 +17,20 @@ does not move it, and never goes above the count chosen at start-up (``S6LAB_THR
 cores available). It says so when it changes the count, and each epoch records the fewest
 threads it trained on (``EpochRecord.fewest_threads``).
 
-**Measured** (``make bench-load``, its "following the load" row). On the 2-core AVX2 VM, with a
-core taken, four runs gave 1.27x, 1.02x, 0.97x and 1.01x the loaded rate of two fixed threads,
-round by round: there, probably, two threads that wait passively already get about one free core's
-work done, so one thread has little to win. Because it did not pay for itself on the one machine class
-measured, and because it changes the bits (below), it is off by default. Its case is a machine
-with more cores, where one busy core slows a whole fixed team and one thread fewer costs only
-1/n; that is not measured yet.
+**Measured** (``make bench-load``, its "following the load" row, against two fixed threads with a core
+taken, round by round):
+
+- On a 2-core Intel Xeon VM with AVX-512 bf16 (session 14), two runs: 1.22x (rounds 1.14-1.25x) and
+  1.16x (1.13-1.19x). There two fixed threads kept only 56% and 55% of their quiet rate with a core
+  taken, below issue 18's 60%; following the load kept 67% and 66%.
+- On the 2-core AVX2 VM (session 13), four runs: 1.27x, 1.02x, 0.97x and 1.01x. There, probably,
+  two threads that wait passively already get about one free core's work done, so one thread has
+  little to win; it lost nothing either.
+- On a 16-core host run as 4, 8 and 16 cores, one round each: 0.95x, 1.11x and 1.14x
+  (``benchmarks/results/gpu-nvidia-h100-many-cores.md``).
+
+So it gains where it gains and costs nothing measurable elsewhere; it was off by default in
+session 13, when only the AVX2 runs existed, and is on since the AVX-512 ones.
 
 **Bits.** While the count is lowered, float sums run in another order, and the bits differ from a
 quiet run's (the accuracy differs as one seed's from another's). On a quiet machine the count
@@ -207,7 +214,7 @@ _FOLLOWER: LoadFollower | None = None
 
 def load_follower() -> LoadFollower | None:
     """The process's follower (one: the thread count is the process's), or ``None`` where it is off:
-    without ``S6LAB_FOLLOW_LOAD=1``, with torch imported before s6lab, one thread, or no ``/proc``."""
+    with ``S6LAB_FOLLOW_LOAD=0``, with torch imported before s6lab, one thread, or no ``/proc``."""
     global _FOLLOWER
     from .threads import available_cores, thread_choice
 

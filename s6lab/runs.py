@@ -256,9 +256,11 @@ def machine_line(meta: dict[str, Any]) -> str:
                      *(t["fewest_threads"] for t in parts if t.get("fewest_threads"))})
     threads = f"{counts[0]}-{counts[-1]} threads" if len(counts) > 1 else \
         f"{counts[0]} thread{'' if counts[0] == 1 else 's'}"
+    # a run resumed under another torch names each, in the order they trained it
+    versions = " then ".join(dict.fromkeys([*(t["torch"] for t in parts if t.get("torch")), m["torch"]]))
     if str(m["device"]).startswith("cuda"):  # the class names the GPU; the threads are the host CPU's
-        return f"{meta.get('machine_class')}, host CPU {m['cpu_model']} ({threads}), torch {m['torch']}"
-    return f"{m['cpu_model']} ({meta.get('machine_class')}), {threads}, torch {m['torch']}"
+        return f"{meta.get('machine_class')}, host CPU {m['cpu_model']} ({threads}), torch {versions}"
+    return f"{m['cpu_model']} ({meta.get('machine_class')}), {threads}, torch {versions}"
 
 
 def reproduce_command(run: Run, *, resume: bool = False) -> str:

@@ -12,13 +12,14 @@ default: ``make bench-load-spincount``.)
 
 - ``OMP_WAIT_POLICY`` := ``PASSIVE``
 - ``OMP_NUM_THREADS`` := the cores this process may run on (``os.sched_getaffinity``)
+- and while `fit` trains, fewer threads while another program keeps a core busy
+  ([`load_follower`][s6lab.load_follower], which says what it measured)
 
 Anything you set yourself wins: ``OMP_WAIT_POLICY=ACTIVE``, ``OMP_NUM_THREADS=1``, or
 ``S6LAB_THREADS=N`` (s6lab's own override of the thread count). ``S6LAB_THREADS=auto``
-(the default) means the cores available. ``S6LAB_FOLLOW_LOAD=1`` (off by default) trains on fewer
-while another program keeps a core busy ([`load_follower`][s6lab.load_follower], which says what it
-measured). The choice only takes effect when s6lab is imported before torch; `thread_choice` says
-what is in force.
+(the default) means the cores available. ``S6LAB_FOLLOW_LOAD=0`` keeps the count fixed for the
+whole run (the same bits whatever else runs). The choice only takes effect when s6lab is imported
+before torch; `thread_choice` says what is in force.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class ThreadChoice:
     follows_load: bool = False  # fewer threads while another program keeps a core busy (s6lab.load_follower)
 
     def describe(self) -> str:
-        """``2 threads (s6lab: the cores available), OpenMP waits PASSIVE (s6lab)``; with
-        ``S6LAB_FOLLOW_LOAD=1``, ``(s6lab: the cores available, fewer while other programs keep one busy)``."""
+        """``2 threads (s6lab: the cores available, fewer while other programs keep one busy), OpenMP waits
+        PASSIVE (s6lab)``; with ``S6LAB_FOLLOW_LOAD=0``, ``2 threads (s6lab: the cores available), ...``."""
         why = "the cores available" if self.threads_by == "s6lab" else "your environment"
         if self.follows_load:
             why += ", fewer while other programs keep one busy"
@@ -91,7 +92,7 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
     asked = env.get("S6LAB_THREADS", "auto").strip().lower()
     if asked != "auto" and not (asked.isdigit() and int(asked) >= 1):
         raise ValueError(f"S6LAB_THREADS={asked!r}: give a positive number of threads, or auto")
-    follow = env.get("S6LAB_FOLLOW_LOAD", "0").strip()
+    follow = env.get("S6LAB_FOLLOW_LOAD", "1").strip()
     if follow not in ("0", "1"):
         raise ValueError(f"S6LAB_FOLLOW_LOAD={follow!r}: give 1 (fewer threads while another program keeps a "
                          "core busy) or 0 (the same count for the whole run)")

@@ -13,6 +13,9 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("S6LAB_OFFLINE", "1")  # CI has no internet: skip torchvision's download attempt
+# a fixed thread count, so that tests comparing bits do not depend on what else the machine runs (the load
+# follower, on by default, is tested on its own in test_load_follower.py, with followers it builds itself)
+os.environ["S6LAB_FOLLOW_LOAD"] = "0"
 
 ROOT = Path(__file__).parents[1]
 

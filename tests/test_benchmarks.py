@@ -361,7 +361,7 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
     (their gradients were all-reduced; shards of different images would otherwise pull them apart)."""
     out = tmp_path / "dp.md"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), "--rounds", "1",
-                           "--images", "512", "--batch", "64", "--out", str(out)],
+                           "--images", "512", "--batch", "64", "--cores", "2", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
@@ -372,11 +372,13 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
     assert "(the weights' sum, bit for bit): yes." in text
 
 
-def test_data_parallel_script_refuses_bad_sizes_in_one_line():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), "--batch", "1"],
+@pytest.mark.parametrize("args, message", [(["--batch", "1"], "--batch >="),
+                                           (["--cores", "0"], "--cores must be 1 to")])
+def test_data_parallel_script_refuses_bad_sizes_in_one_line(args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().count("\n") == 0 and "--batch >=" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
 
 
 def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
@@ -393,8 +395,8 @@ def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
         "| s6lab following the load (S6LAB_FOLLOW_LOAD=1)"]
     assert all(row.count("%") == 2 and row.endswith("x) |") for row in rows)
     assert "| s6lab (PASSIVE) |" in text and "| 1.00x (1.00-1.00x) |" in text  # PASSIVE against itself
-    assert re.search(r"Following the load, s6lab trained on \d thread\(s\) at the fewest in the quiet rounds and \d "
-                     r"in the loaded ones; loaded, it kept \d+% of its own quiet throughput", text)
+    assert re.search(r"Following the load, s6lab trained on \d+ thread\(s\) at the fewest in the quiet rounds and "
+                     r"\d+ in the loaded ones; loaded, it kept \d+% of its own quiet throughput", text)
 
 
 def test_a_spincount_row_runs_openmps_default_policy_with_that_spin_count():
@@ -413,11 +415,15 @@ def test_the_following_row_runs_as_a_user_does_who_set_only_follow_load():
     mine = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "7", "S6LAB_THREADS": "1", "S6LAB_FOLLOW_LOAD": "0",
             "GOMP_SPINCOUNT": "7", "PATH": "/bin"}
     assert load.worker_env(load.CONFIGS[load.FOLLOWING], 2, mine) == {"PATH": "/bin", "S6LAB_FOLLOW_LOAD": "1"}
+    # with --threads, it starts from that count, as the fixed rows do
+    assert load.worker_env(load.CONFIGS[load.FOLLOWING], 4, mine, asked=True) == {
+        "PATH": "/bin", "S6LAB_FOLLOW_LOAD": "1", "S6LAB_THREADS": "4"}
 
 
 @pytest.mark.parametrize("args, message", [(["--rounds", "0"], "--rounds must be >= 1"),
                                            (["--settle", "-1"], "--settle >= 0"),
-                                           (["--spincount", "-5"], "--spincount values must be >= 0")])
+                                           (["--spincount", "-5"], "--spincount values must be >= 0"),
+                                           (["--threads", "100000"], "--threads must be 1 to")])
 def test_load_script_refuses_bad_input_in_one_line(args, message):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), *args],
                           capture_output=True, text=True, timeout=60)

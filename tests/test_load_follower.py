@@ -173,8 +173,9 @@ def test_fit_trains_on_fewer_threads_while_another_program_spins(monkeypatch, ca
     if cores < 2:
         pytest.skip("one core: nothing to give up")
     chosen = torch.get_num_threads()
+    torch.set_num_threads(cores)  # as s6lab chooses by default, whatever S6LAB_THREADS this test runs under
     follower = LoadFollower(cores, cores, cpus, interval=0.25)
-    monkeypatch.setattr(train, "load_follower", lambda: follower)  # as S6LAB_FOLLOW_LOAD=1 at import would
+    monkeypatch.setattr(train, "load_follower", lambda: follower)  # as the import does by default
     g = torch.Generator().manual_seed(0)
     split = TensorSplit(torch.randn(2048, 1, 28, 28, generator=g), torch.randint(0, 10, (2048,), generator=g))
     data = MNISTTensors(split, split.subset(64))
@@ -182,28 +183,30 @@ def test_fit_trains_on_fewer_threads_while_another_program_spins(monkeypatch, ca
     # one spinner per hyperthread of a core: they take one whole core
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(cpus) // cores)]
     try:
-        history = train.fit(recipe.build(), data, recipe.train, progress=True)
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
-    try:
-        assert history.epochs[0].fewest_threads == cores - 1
-        assert f"training on {cores - 1} thread" in capsys.readouterr().err
+        try:
+            history = train.fit(recipe.build(), data, recipe.train, progress=True)
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+        fewest = history.epochs[0].fewest_threads  # cores - 1 alone; fewer where other tests run beside this one
+        assert fewest is not None and 1 <= fewest < cores
+        assert f"training on {fewest} thread" in capsys.readouterr().err
         history = train.fit(recipe.build(), data, recipe.train, progress=False)
         assert follower.threads == cores and torch.get_num_threads() == cores
     finally:
         torch.set_num_threads(chosen)
 
 
-def test_s6lab_follows_the_load_only_when_asked_and_never_above_the_count_chosen():
-    assert not configure_threads({}).follows_load  # off by default: no gain measured on 2 cores (the module)
-    assert "fewer while" not in configure_threads({}).describe()
-    asked = configure_threads({"S6LAB_FOLLOW_LOAD": "1"})
-    assert asked.follows_load == (available_cores() > 1)
-    assert "fewer while other programs keep one busy" in asked.describe() or available_cores() == 1
-    assert configure_threads({"S6LAB_FOLLOW_LOAD": "1", "S6LAB_THREADS": "3"}).follows_load  # at most 3
-    assert not configure_threads({"S6LAB_FOLLOW_LOAD": "1", "S6LAB_THREADS": "1"}).follows_load  # nothing to drop
+def test_s6lab_follows_the_load_by_default_unless_told_not_to_and_never_above_the_count_chosen():
+    default = configure_threads({})  # on by default: 1.22x on AVX-512, no loss on AVX2 (the module)
+    assert default.follows_load == (available_cores() > 1)
+    assert "fewer while other programs keep one busy" in default.describe() or available_cores() == 1
+    assert configure_threads({"S6LAB_FOLLOW_LOAD": "1"}) == default
+    fixed = configure_threads({"S6LAB_FOLLOW_LOAD": "0"})
+    assert not fixed.follows_load and "fewer while" not in fixed.describe()
+    assert configure_threads({"S6LAB_THREADS": "3"}).follows_load  # at most 3
+    assert not configure_threads({"S6LAB_THREADS": "1"}).follows_load  # nothing to drop
 
 
 @pytest.mark.parametrize("bad", ["yes", "2", "true", ""])
@@ -235,14 +238,19 @@ def test_fit_refuses_a_bad_setting_from_the_environment(monkeypatch):
         train.fit(recipe.build(), MNISTTensors(split, split), recipe.train, progress=False)
 
 
-def test_follow_load_at_import_gives_fit_its_follower():
-    """S6LAB_FOLLOW_LOAD=1 before ``import s6lab``: the process has a follower with the cores available."""
+@pytest.mark.parametrize("follow", [None, "0"])
+def test_import_gives_fit_a_follower_unless_follow_load_is_0(follow):
+    """``import s6lab`` with nothing set: the process has a follower with the cores available (the tests
+    themselves run with S6LAB_FOLLOW_LOAD=0, conftest.py); with S6LAB_FOLLOW_LOAD=0, none."""
     code = ("import s6lab\nfrom s6lab.load_follower import load_follower\nf = load_follower()\n"
             "print(None if f is None else (f.chosen, f.cores))")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "S6LAB_FOLLOW_LOAD": "1"},
-                          capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("S6LAB_THREADS", "OMP_NUM_THREADS", "S6LAB_FOLLOW_LOAD")}
+    if follow is not None:
+        env["S6LAB_FOLLOW_LOAD"] = follow
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     cores = available_cores()
-    assert done.stdout.strip() == ("None" if cores == 1 else str((cores, cores))), done.stderr[-2000:]
+    expected = "None" if cores == 1 or follow == "0" else str((cores, cores))
+    assert done.stdout.strip() == expected, done.stderr[-2000:]
 
 
 def test_a_follower_that_stopped_at_fewer_threads_is_still_recorded_in_later_epochs(monkeypatch):
@@ -255,7 +263,8 @@ def test_a_follower_that_stopped_at_fewer_threads_is_still_recorded_in_later_epo
     chosen = torch.get_num_threads()
     if chosen < 2:
         pytest.skip("one thread: nothing to lower")
-    readings = iter([CpuTimes(0, 0), CpuTimes(200, 0), CpuTimes(400, 0)])  # 2 CPUs busy elsewhere, twice
+    # every CPU busy elsewhere, twice: one thread left
+    readings = iter([CpuTimes(0, 0), CpuTimes(100 * chosen, 0), CpuTimes(200 * chosen, 0)])
 
     def read(cpus):
         reading = next(readings, None)
@@ -264,7 +273,8 @@ def test_a_follower_that_stopped_at_fewer_threads_is_still_recorded_in_later_epo
         return reading
 
     clock = iter(range(10_000))
-    follower = LoadFollower(chosen, chosen, os.sched_getaffinity(0), read=read, clock=lambda: next(clock),
+    # one logical CPU per core, as the readings assume (the host's own layout does not matter here)
+    follower = LoadFollower(chosen, chosen, range(chosen), read=read, clock=lambda: next(clock),
                             ticks_per_second=100)
     monkeypatch.setattr(train, "load_follower", lambda: follower)
     split = TensorSplit(torch.randn(256, 1, 28, 28, generator=torch.Generator().manual_seed(0)),

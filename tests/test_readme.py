@@ -83,6 +83,22 @@ def test_the_readme_cites_the_latest_load_run():
     assert passive.group(1).split()[-1] == share and following.group(1).split()[-1] == ratio
 
 
+def test_the_readme_load_table_ends_with_the_latest_avx512_run():
+    """The AVX-512 row of the README's load table: its last fixed share, following share and ratio are
+    those of benchmarks/results/load-avx512-bf16.md (the run before it is kept beside it)."""
+    recorded = (ROOT / "benchmarks" / "results" / "load-avx512-bf16.md").read_text()
+
+    def cells(row_start: str) -> list[str]:
+        row = next(line for line in recorded.splitlines() if line.startswith(row_start))
+        return [cell.strip() for cell in row.strip("| ").split("|")]
+
+    row = next(r for r in table_rows((ROOT / "README.md").read_text(), "| machine | OpenMP's default")
+               if r[0].startswith("AVX512"))
+    last = [cell.replace("*", "").split("(")[0].split(",")[-1].strip() for cell in row[1:]]
+    assert last == [cells("| OpenMP default |")[3], cells("| s6lab (PASSIVE) |")[3],
+                    cells("| s6lab following the load")[3], cells("| s6lab following the load")[5].split()[0]]
+
+
 def test_the_readme_time_to_99_4_table_says_what_the_benchmarks_recorded():
     """Each row of the time table whose source is a benchmark file: the s6lab seconds cited are that
     file's per-seed times (their min, max and median at least), and the typical loop's is its faster one."""

@@ -134,6 +134,9 @@ def test_machine_line_names_every_thread_count_a_resumed_run_trained_with():
     assert machine_line({**meta, "trained_on": []}) == "Xeon (AVX512, bf16), 1 thread, torch 2.11"
     busy = {**meta, "machine": {**machine, "threads": 4}, "trained_on": [{"threads": 4, "fewest_threads": 3}]}
     assert machine_line(busy) == "Xeon (AVX512, bf16), 3-4 threads, torch 2.11"  # another program took a core
+    upgraded = {**meta, "machine": {**machine, "torch": "2.14"},
+                "trained_on": [{"threads": 3, "torch": "2.11"}, {"threads": 1, "torch": "2.14"}]}
+    assert machine_line(upgraded) == "Xeon (AVX512, bf16), 1-3 threads, torch 2.11 then 2.14"  # resumed under another
 
 
 def test_machine_line_of_a_gpu_run_names_the_gpu_once_and_its_host_cpu():
