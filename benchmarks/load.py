@@ -1,7 +1,7 @@
-"""Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy and
-the one s6lab chooses (PASSIVE, threads = physical cores available), s6lab with one thread
-(`S6LAB_THREADS=1`), and s6lab following the load (`S6LAB_FOLLOW_LOAD=1`: fewer threads while
-another program keeps a core busy, `s6lab.load_follower`), in one run.
+"""Training throughput with the CPU shared: quiet and loaded, OpenMP's default wait policy, a fixed
+team with the wait policy s6lab chooses (PASSIVE, threads = physical cores available; s6lab's whole
+choice until session 14), s6lab with one thread (`S6LAB_THREADS=1`), and s6lab's default, following
+the load (fewer threads while another program keeps a core busy, `s6lab.load_follower`), in one run.
 
     python benchmarks/load.py [--rounds 5] [--images 4096] [--threads N] [--out benchmarks/results/load.md]
     (or: make bench-load)
