@@ -238,19 +238,27 @@ def test_fit_refuses_a_bad_setting_from_the_environment(monkeypatch):
         train.fit(recipe.build(), MNISTTensors(split, split), recipe.train, progress=False)
 
 
-@pytest.mark.parametrize("follow", [None, "0"])
-def test_import_gives_fit_a_follower_unless_follow_load_is_0(follow):
+def test_import_gives_fit_a_follower_by_default():
     """``import s6lab`` with nothing set: the process has a follower with the cores available (the tests
-    themselves run with S6LAB_FOLLOW_LOAD=0, conftest.py); with S6LAB_FOLLOW_LOAD=0, none."""
+    themselves run with S6LAB_FOLLOW_LOAD=0, conftest.py, which gives none: the next test)."""
     code = ("import s6lab\nfrom s6lab.load_follower import load_follower\nf = load_follower()\n"
             "print(None if f is None else (f.chosen, f.cores))")
     env = {k: v for k, v in os.environ.items() if k not in ("S6LAB_THREADS", "OMP_NUM_THREADS", "S6LAB_FOLLOW_LOAD")}
-    if follow is not None:
-        env["S6LAB_FOLLOW_LOAD"] = follow
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     cores = available_cores()
-    expected = "None" if cores == 1 or follow == "0" else str((cores, cores))
-    assert done.stdout.strip() == expected, done.stderr[-2000:]
+    assert done.stdout.strip() == ("None" if cores == 1 else str((cores, cores))), done.stderr[-2000:]
+
+
+def test_follow_load_0_gives_no_follower(monkeypatch):
+    """What the import chose decides: with S6LAB_FOLLOW_LOAD=0, `load_follower` gives none; by default, one."""
+    import s6lab.load_follower as module
+    import s6lab.threads as threads
+
+    monkeypatch.setattr(module, "_FOLLOWER", None)
+    monkeypatch.setattr(threads, "thread_choice", lambda: configure_threads({"S6LAB_FOLLOW_LOAD": "0"}))
+    assert module.load_follower() is None
+    monkeypatch.setattr(threads, "thread_choice", lambda: configure_threads({}))
+    assert (module.load_follower() is None) == (available_cores() == 1)
 
 
 def test_a_follower_that_stopped_at_fewer_threads_is_still_recorded_in_later_epochs(monkeypatch):
