@@ -114,7 +114,8 @@ recipe-screen: data
 # and the rows screened in bf16 (on AVX-512 with bf16, session 14) -> results/recipe-speedrun-bf16.md
 recipe-speedrun: data
 	$(RECIPE) --rows speedrun --seeds 0 1 2 3 4 5 6 7 8 9 --precision fp32 --no-train --table results/recipe-speedrun.md
-	$(RECIPE) --rows "6 epochs, batch 256 (the first" "6 epochs, batch 256, lr 0.2" --seeds 0 1 2 3 4 \
+	$(RECIPE) --rows "6 epochs, batch 256 (the first" "6 epochs, batch 256, lr 0.2" "6 epochs, batch 128, lr 0.2" \
+	  "6 epochs, batch 128, lr 0.1, label" "6 epochs, batch 128, lr 0.1, rotation" --seeds 0 1 2 3 4 \
 	  --precision bf16 --no-train --table results/recipe-speedrun-bf16.md
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
 recipe-confirm: data
@@ -146,9 +147,11 @@ machines: data
 # time to 99.4% on this machine class: the s6-speedrun preset (the default OneCycle in 6 epochs at batch 128, seeds 0-4)
 # against the faster typical loop (seed 0), with the throughput of both, in one run
 # -> benchmarks/results/speedrun-CLASS.md
+# (make bench-speedrun SPEEDRUN=s6-speedrun-bf16: that preset -> benchmarks/results/speedrun-bf16-CLASS.md)
+SPEEDRUN ?= s6-speedrun
 bench-speedrun: data
-	$(BIN)/python benchmarks/throughput.py --full --recipe s6-speedrun --seeds 0 1 2 3 4 \
-	  --out benchmarks/results/speedrun-$(CLASS).md
+	$(BIN)/python benchmarks/throughput.py --full --recipe $(SPEEDRUN) --seeds 0 1 2 3 4 \
+	  --out benchmarks/results/speedrun$(subst -s6-speedrun,,-$(SPEEDRUN))-$(CLASS).md
 
 # wall-clock time to 99.4%: typical loop (seed 0) against s6lab (seeds 0 1 2) -> throughput-full.md
 bench-full: data

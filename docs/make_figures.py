@@ -194,6 +194,7 @@ def benchmark_tables() -> None:
                           ("levers-avx2-no-bf16", f"make bench-levers ({avx2})"),
                           ("speedrun-avx2-no-bf16", f"make bench-speedrun ({avx2})"),
                           ("speedrun-avx512-bf16", f"make bench-speedrun ({avx512})"),
+                          ("speedrun-bf16-avx512-bf16", f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512})"),
                           ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
                           ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
