@@ -165,7 +165,7 @@ def main() -> None:
     command = "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
     make = "" if sys.argv[1:] else " (or `make bench-load`)"
     lines = [f"**Training throughput with a core taken** ({describe_machine('cpu')})", "",
-             f"Command: `{command.strip()}`{make}. {threads} threads ("
+             f"Command: `{command.strip()}`{make}. {threads} thread{'s' if threads != 1 else ''} ("
              f"{f'as asked; {cores} physical cores available' if asked else 'the physical cores this process may use'}"
              f"), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",
