@@ -133,9 +133,10 @@ def main() -> None:
     from s6lab.hardware import describe_machine, machine_info
     from s6lab.threads import available_cores
 
-    cores = available_cores() if args.cores is None else args.cores
-    if not 1 <= cores <= available_cores():
-        sys.exit(f"benchmarks/data_parallel.py: --cores must be 1 to {available_cores()} (the cores available here)")
+    available = available_cores()
+    cores = available if args.cores is None else args.cores
+    if not 1 <= cores <= available:
+        sys.exit(f"benchmarks/data_parallel.py: --cores must be 1 to {available} (the cores available here)")
     if args.rounds < 1 or args.images < 256 * cores or any(b < 2 * cores for b in args.batch):
         sys.exit(f"benchmarks/data_parallel.py: --rounds must be >= 1, --images >= {256 * cores} and each "
                  f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")

@@ -22,6 +22,12 @@ def table_rows(text: str, header_start: str) -> list[list[str]]:
     return rows
 
 
+def row_cells(text: str, row_start: str) -> list[str]:
+    """The cells of the first table row in ``text`` that starts with ``row_start``."""
+    row = next(line for line in text.splitlines() if line.startswith(row_start))
+    return [cell.strip() for cell in row.strip("| ").split("|")]
+
+
 def machine_class(first_cell: str) -> str:
     """``AVX2, no bf16 (AMD EPYC, ...)`` -> ``AVX2, no bf16``; the README writes ``CUDA, NVIDIA ...``."""
     return first_cell.split(" (")[0].replace("CUDA, ", "CUDA ")
@@ -69,13 +75,8 @@ def test_the_readme_cites_the_latest_load_run():
     """The README's lists of bench-load results end with the run in benchmarks/results/load.md: fixed
     PASSIVE's loaded / quiet share, and following the load's round-by-round ratio to fixed PASSIVE."""
     recorded = (ROOT / "benchmarks" / "results" / "load.md").read_text()
-
-    def cells(row_start: str) -> list[str]:
-        row = next(line for line in recorded.splitlines() if line.startswith(row_start))
-        return [cell.strip() for cell in row.strip("| ").split("|")]
-
-    share = cells("| s6lab (PASSIVE) |")[3]  # loaded / quiet
-    ratio = cells("| s6lab following the load")[5].split()[0]  # round by round against fixed PASSIVE
+    share = row_cells(recorded, "| s6lab (PASSIVE) |")[3]  # loaded / quiet
+    ratio = row_cells(recorded, "| s6lab following the load")[5].split()[0]  # round by round against fixed PASSIVE
     readme = " ".join((ROOT / "README.md").read_text().split())  # joined across line breaks
     passive = re.search(r"runs in \w+ sessions: ([\d%, and]+) of the quiet throughput", readme)
     following = re.search(r"against two fixed threads it measured ([\d.x, and]+) the loaded rate", readme)
@@ -87,16 +88,12 @@ def test_the_readme_load_table_ends_with_the_latest_avx512_run():
     """The AVX-512 row of the README's load table: its last fixed share, following share and ratio are
     those of benchmarks/results/load-avx512-bf16.md (the run before it is kept beside it)."""
     recorded = (ROOT / "benchmarks" / "results" / "load-avx512-bf16.md").read_text()
-
-    def cells(row_start: str) -> list[str]:
-        row = next(line for line in recorded.splitlines() if line.startswith(row_start))
-        return [cell.strip() for cell in row.strip("| ").split("|")]
-
+    following = row_cells(recorded, "| s6lab following the load")
     row = next(r for r in table_rows((ROOT / "README.md").read_text(), "| machine | OpenMP's default")
                if r[0].startswith("AVX512"))
     last = [cell.replace("*", "").split("(")[0].split(",")[-1].strip() for cell in row[1:]]
-    assert last == [cells("| OpenMP default |")[3], cells("| s6lab (PASSIVE) |")[3],
-                    cells("| s6lab following the load")[3], cells("| s6lab following the load")[5].split()[0]]
+    assert last == [row_cells(recorded, "| OpenMP default |")[3], row_cells(recorded, "| s6lab (PASSIVE) |")[3],
+                    following[3], following[5].split()[0]]
 
 
 def test_the_readme_time_to_99_4_table_says_what_the_benchmarks_recorded():
