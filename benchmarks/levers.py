@@ -52,7 +52,7 @@ import torch
 from _worker import WorkerProcess
 
 #: the levers this benchmark applies itself (they left TrainConfig: s6lab.train.RETIRED)
-BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "relu_after_pool", "bn1_from_patches")
+BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "relu_after_pool")
 
 _GLIBC = {"retain_memory": False}
 LADDER: dict[str, dict] = {
@@ -78,8 +78,8 @@ ONE_OFF: dict[str, dict] = {
     "torch.compile (compile on)": {"compile": True},
     "torch.compile of each BatchNorm+ReLU pair only (compile_bn_relu)": {"compile_bn_relu": True},
     "ReLU moved after its max-pool, 4x fewer elements (relu_after_pool)": {"relu_after_pool": True},
-    "layer 1's BatchNorm from its input's 3x3 patch statistics, folded into conv1 (bn1_from_patches)":
-        {"bn1_from_patches": True},
+    "layer 1's BatchNorm from its input's 3x3 patch statistics, folded into conv1 (first_bn_from_patches on)":
+        {"first_bn_from_patches": True},
 }
 #: the allocator setting is per process and so is its effect: timed over fresh processes
 ALLOCATOR: dict[str, dict] = {
@@ -184,59 +184,6 @@ def relu_after_pool(model: torch.nn.Module) -> int:
     return moved
 
 
-def bn1_from_patches(model: torch.nn.Module) -> int:
-    """While training, the first block whose conv reads one channel computes its BatchNorm without a pass
-    over the conv's output: returns how many blocks (0 or 1) now do.
-
-    The conv is linear in the input's k x k patches, so the batch mean of output channel c is
-    ``w_c . mean(patches) + b_c`` and its variance ``w_c^T cov(patches) w_c``. With one input channel the
-    patch covariance is only k*k x k*k (9 x 9), from one small pass over the input. BatchNorm then
-    becomes a per-channel scale and shift of the conv's weights and bias: one conv, no BatchNorm
-    pass forward, none backward, and autograd carries the gradient through the statistics as
-    BatchNorm's own backward does. Same math as Conv2d -> BatchNorm2d in training mode (rounding
-    aside); the running statistics are updated as BatchNorm updates them. Evaluation is unchanged.
-    """
-    import torch.nn.functional as F
-
-    for block in model.children():
-        conv, bn = getattr(block, "conv", None), getattr(block, "bn", None)
-        if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d) and conv.in_channels == 1
-                and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
-                and conv.bias is not None and bn.affine and bn.momentum is not None):
-            continue
-        stock = block.forward
-
-        def forward(x, block=block, conv=conv, bn=bn, stock=stock):
-            if not block.training:
-                return stock(x)
-            (kh, kw), (h, w) = conv.kernel_size, x.shape[-2:]
-            oh, ow = h - kh + 1, w - kw + 1
-            # the k*k shifted views of the image, one row each (as rows of F.unfold, 4x faster here)
-            patches = torch.stack([x[:, 0, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)]).reshape(
-                kh * kw, -1)
-            n = patches.shape[1]
-            with torch.autocast(x.device.type, enabled=False):  # statistics in fp32, as BatchNorm keeps them
-                mean_p = patches.mean(1)
-                cov = patches @ patches.T / n - torch.outer(mean_p, mean_p)
-                weight = conv.weight.reshape(conv.out_channels, -1)
-                mean = weight @ mean_p + conv.bias
-                var = ((weight @ cov) * weight).sum(1)
-                scale = bn.weight / torch.sqrt(var + bn.eps)
-            with torch.no_grad():
-                bn.running_mean.lerp_(mean.detach(), bn.momentum)
-                bn.running_var.lerp_(var.detach() * n / (n - 1), bn.momentum)
-                bn.num_batches_tracked += 1
-            out = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias + (conv.bias - mean) * scale)
-            for name, child in block.named_children():
-                if name not in ("conv", "bn"):
-                    out = child(out)
-            return out
-
-        block.forward = forward
-        return 1
-    return 0
-
-
 def train_window(model, window, overrides: dict):
     """One ``fit`` epoch over ``window`` with ``overrides``: TrainConfig fields, and the levers of
     `BENCHMARK_LEVERS` applied here (``compile``: ``fit`` trains the compiled module)."""
@@ -262,8 +209,6 @@ def worker() -> None:
         compile_bn_relu(model)
     if overrides.get("relu_after_pool"):
         relu_after_pool(model)
-    if overrides.get("bn1_from_patches"):
-        bn1_from_patches(model)
     trained = torch.compile(model) if overrides.get("compile") else model  # shares model's parameters
     for line in sys.stdin:
         if line.strip() == "eval":

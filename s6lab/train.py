@@ -42,6 +42,7 @@ from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import native_bf16, resolve_precision, training_line
 from .load_follower import LoadFollower, load_follower
+from .patch_batchnorm import NEEDS, first_batchnorm_from_patches, first_conv_bn
 from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
@@ -88,6 +89,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
+    first_bn_from_patches: bool = False  # layer 1's BatchNorm from input patch statistics (s6lab.patch_batchnorm)
     retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
     eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
 
@@ -545,6 +547,9 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     """Resolve the device and precision (and say so), place the model, seed the RNGs."""
     if (problem := environment_error()) is not None:
         raise ConfigError(problem)
+    if config.first_bn_from_patches and first_conv_bn(model) is None:  # before anything trains
+        raise ConfigError(f"TrainConfig.first_bn_from_patches needs {NEEDS}; set it to False "
+                          "(--no-first-bn-from-patches) for this net")
     tqdm = progress_bar_class()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -626,7 +631,8 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     # the fewest threads the load follower trained this epoch on, and the most it may use
     fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
-    with fast_dropout_enabled(config.fast_dropout):
+    with fast_dropout_enabled(config.fast_dropout), \
+            first_batchnorm_from_patches(model, config.first_bn_from_patches):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)

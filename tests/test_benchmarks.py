@@ -129,39 +129,14 @@ def test_relu_after_pool_is_exact_in_forward_and_backward():
     assert torch.equal(out_a, out_b) and all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
 
 
-def test_bn1_from_patches_matches_batchnorm_in_forward_backward_and_running_statistics():
-    """Layer 1's BatchNorm computed from the input's patch statistics: the same outputs, gradients and
-    running statistics as Conv2d -> BatchNorm2d; compared in float64, where rounding cannot hide a wrong
-    formula (in fp32 the two differ by BatchNorm backward's cancellation, up to 1e-3 relative); evaluation
-    takes the stock path."""
-    from s6lab import get_model
+def test_every_one_off_lever_is_a_trainconfig_field_or_one_the_benchmark_applies():
+    """The patch-statistics row trains through the library's TrainConfig.first_bn_from_patches, not a copy."""
+    from s6lab import TrainConfig
 
     levers = _benchmark_module("levers")
-    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.8 + 0.1
-    results = []
-    for folded in (False, True):
-        torch.manual_seed(0)
-        model = get_model("s6").double()
-        if folded:
-            assert levers.bn1_from_patches(model) == 1
-            assert levers.bn1_from_patches(get_model("s6-gap")) == 1
-            assert levers.bn1_from_patches(torch.nn.Linear(2, 2)) == 0
-        torch.manual_seed(1)  # the same dropout masks
-        out = model(x)
-        out.sum().backward()
-        results.append((model, out, {n: p.grad for n, p in model.named_parameters()}))
-    (stock, out_a, grads_a), (patched, out_b, grads_b) = results
-    assert torch.allclose(out_a, out_b, rtol=0, atol=1e-10)
-    for name, grad in grads_a.items():
-        assert torch.allclose(grad, grads_b[name], rtol=0, atol=1e-10 * max(1.0, grad.abs().max().item())), name
-    for name in ("running_mean", "running_var"):
-        assert torch.allclose(getattr(stock.conv1.bn, name), getattr(patched.conv1.bn, name), rtol=0,
-                              atol=1e-12), name
-    assert patched.conv1.bn.num_batches_tracked.item() == 1
-    same = get_model("s6").double()
-    same.load_state_dict(patched.state_dict())
-    same.eval(), patched.eval()
-    assert torch.equal(same(x), patched(x))  # evaluation is BatchNorm's own path
+    for overrides in levers.ONE_OFF.values():
+        TrainConfig(**{k: v for k, v in overrides.items() if k not in levers.BENCHMARK_LEVERS})  # no unknown field
+    assert {"first_bn_from_patches": True} in levers.ONE_OFF.values()
 
 
 def test_compile_bn_relu_pairs_every_batchnorm_with_its_relu():

@@ -1,0 +1,152 @@
+"""Layer 1's BatchNorm from patch statistics: the same outputs, gradients and running statistics as
+Conv2d -> BatchNorm2d in training mode (checked in float64), wired into fit, refused for nets it cannot fold."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from s6lab import TrainConfig, fit, get_model
+from s6lab.blocks import ConvBN
+from s6lab.errors import ConfigError
+from s6lab.patch_batchnorm import first_batchnorm_from_patches, first_conv_bn, patch_rows
+
+
+def net(block: torch.nn.Module) -> torch.nn.Sequential:
+    return torch.nn.Sequential(block, torch.nn.Flatten())
+
+
+@pytest.mark.parametrize("in_channels, kernel_size, padding, stride, dilation, bias", [
+    (1, 3, 0, 1, 1, True),  # the reference net's conv1
+    (1, 3, 1, 1, 1, True),
+    (1, 3, 0, 2, 1, False),
+    (2, 3, 1, 1, 2, True),
+    (1, 5, 2, 2, 1, True),
+])
+def test_same_math_as_conv_then_batchnorm(in_channels, kernel_size, padding, stride, dilation, bias):
+    torch.manual_seed(0)
+    stock = net(ConvBN(in_channels, 6, kernel_size, padding=padding, stride=stride, dilation=dilation,
+                       bias=bias)).double().train()
+    with torch.no_grad():  # not BatchNorm's fresh 1 and 0, so that the scale and shift matter
+        stock[0].bn.weight.uniform_(0.5, 1.5)
+        stock[0].bn.bias.uniform_(-0.5, 0.5)
+    folded = copy.deepcopy(stock)
+    x = torch.randn(5, in_channels, 13, 12, dtype=torch.float64) * 2 + 0.3
+
+    expected = stock(x)
+    upstream = torch.randn_like(expected)  # some gradient from the layers above
+    (expected * upstream).sum().backward()
+    with first_batchnorm_from_patches(folded):
+        got = folded(x)
+        (got * upstream).sum().backward()
+
+    torch.testing.assert_close(got, expected)
+    for (name, a), (_, b) in zip(stock.named_parameters(), folded.named_parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, msg=f"gradient of {name}")
+    for (name, a), (_, b) in zip(stock.named_buffers(), folded.named_buffers(), strict=True):
+        torch.testing.assert_close(b, a, msg=f"buffer {name}")
+    assert int(folded[0].bn.num_batches_tracked) == 1
+
+
+def test_the_whole_reference_net_trains_the_same_in_float64():
+    """Outputs, every gradient and the running statistics of the s6 net, dropout masks alike."""
+    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.8 + 0.1
+    results = []
+    for folded in (False, True):
+        torch.manual_seed(0)
+        model = get_model("s6").double()
+        torch.manual_seed(1)  # the same dropout masks
+        with first_batchnorm_from_patches(model, folded):
+            out = model(x)
+            out.sum().backward()
+        results.append((model, out))
+    (stock, expected), (ours, got) = results
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    for (name, a), (_, b) in zip(stock.named_parameters(), ours.named_parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=1e-10 * max(1.0, a.grad.abs().max().item()),
+                                   msg=f"gradient of {name}")
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours.conv1.bn, name), getattr(stock.conv1.bn, name), rtol=0, atol=1e-12)
+
+
+def test_bf16_autocast_stays_close_to_the_stock_block():
+    torch.manual_seed(0)
+    stock = get_model("s6").train()
+    folded = copy.deepcopy(stock)
+    x = torch.randn(16, 1, 28, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(1)
+        expected = stock[0](x)
+        with first_batchnorm_from_patches(folded):
+            got = folded[0](x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), atol=0.05, rtol=0.02)
+
+
+def test_evaluation_is_the_stock_forward_and_the_context_leaves_nothing_behind():
+    model = get_model("s6").eval()
+    x = torch.randn(4, 1, 28, 28)
+    expected = model(x)
+    with first_batchnorm_from_patches(model):
+        assert "forward" in vars(model[0])
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+    assert "forward" not in vars(model[0])
+    with pytest.raises(RuntimeError, match="inside"), first_batchnorm_from_patches(model):
+        raise RuntimeError("inside")
+    assert "forward" not in vars(model[0])  # restored on an error too
+
+
+def test_patch_rows_are_the_columns_the_conv_multiplies():
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1, stride=2, dilation=2, bias=False).double()
+    x = torch.randn(3, 2, 11, 10, dtype=torch.float64)
+    rows = patch_rows(x, conv)  # (C*k*k, N*H'*W')
+    out = conv(x)  # (N, out, H', W')
+    by_matmul = (conv.weight.reshape(4, -1) @ rows).reshape(4, 3, *out.shape[-2:]).transpose(0, 1)
+    torch.testing.assert_close(by_matmul, out)
+
+
+def test_nets_it_cannot_fold_are_refused_with_the_way_out():
+    no_bn = get_model("s6-no-bn")
+    assert first_conv_bn(no_bn) is None
+    with pytest.raises(ConfigError, match=r"needs a net whose first block is a ConvBN.*--no-first-bn-from-patches"):
+        with first_batchnorm_from_patches(no_bn):
+            pass
+    with first_batchnorm_from_patches(no_bn, enabled=False):  # off: nothing to check, nothing patched
+        assert "forward" not in vars(no_bn[0])
+    cumulative = get_model("s6")
+    cumulative[0].bn.momentum = None  # a cumulative average: not BatchNorm's update this module copies
+    assert first_conv_bn(cumulative) is None
+    pool_first = torch.nn.Sequential(torch.nn.MaxPool2d(2), ConvBN(1, 4))
+    assert first_conv_bn(pool_first) is None
+
+
+def test_fit_refuses_before_training(mnist_small, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(ConfigError, match="TrainConfig.first_bn_from_patches needs"):
+        fit(get_model("s6-no-bn"), mnist_small, TrainConfig(epochs=1, first_bn_from_patches=True),
+            checkpoint=ckpt, progress=False)
+    assert not ckpt.exists()
+
+
+def test_fit_trains_through_it_and_lands_where_the_stock_block_does(mnist_small):
+    """Real MNIST, 512 training images, one epoch in fp32: layer 1's bn is skipped while training, and the
+    result matches the stock training up to rounding (different rounding: the weights differ by ~5e-5 after
+    one step, the loss by ~0.15% after four; in float64 the two are the same, test above)."""
+    data = type(mnist_small)(mnist_small.train.subset(512), mnist_small.test.subset(200))
+    runs = {}
+    for folded in (False, True):
+        torch.manual_seed(0)
+        model = get_model("s6")
+        calls = []
+        model[0].bn.register_forward_hook(lambda module, args, out, calls=calls: calls.append(module.training))
+        config = TrainConfig(epochs=1, batch_size=128, precision="fp32", first_bn_from_patches=folded)
+        history = fit(model, data, config, progress=False)
+        runs[folded] = (history.epochs[-1], model, calls)
+    (stock, stock_model, stock_calls), (ours, ours_model, our_calls) = runs[False], runs[True]
+    assert stock_calls.count(True) == 4 and our_calls.count(True) == 0  # 4 steps: bn ran, or was folded
+    assert our_calls.count(False) > 0  # evaluation runs the stock block
+    assert ours.train_loss == pytest.approx(stock.train_loss, rel=5e-3)
+    torch.testing.assert_close(ours_model[0].bn.running_var, stock_model[0].bn.running_var, rtol=1e-2, atol=1e-3)
+    assert abs(ours.test_acc - stock.test_acc) <= 1.0
