@@ -192,6 +192,16 @@ def test_bad_choice_is_refused_before_training(capsys):
     assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
+def test_patch_statistics_on_a_net_without_batchnorm_is_one_line_and_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--model", "s6-no-bn", "--first-bn-from-patches", "--epochs", "1",
+                       "--train-size", "64", "--test-size", "50", "--out", str(tmp_path / "r"))
+    assert code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "first_bn_from_patches needs a net whose first block is a ConvBN" in line
+    assert "--no-first-bn-from-patches" in line
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()  # refused before anything trained
+
+
 def test_train_in_emulated_bf16_warns_in_one_line(capsys, tmp_path, monkeypatch):
     """Real MNIST subset (64 training / 50 test images), 1 epoch, bf16 asked for on a CPU 'without' it."""
     monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
