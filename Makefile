@@ -114,10 +114,10 @@ recipe-screen: data
 # and the rows screened in bf16 (on AVX-512 with bf16, sessions 14-15) -> results/recipe-speedrun-bf16.md
 recipe-speedrun: data
 	$(RECIPE) --rows speedrun --seeds 0 1 2 3 4 5 6 7 8 9 --precision fp32 --no-train --table results/recipe-speedrun.md
-	$(RECIPE) --rows "6 epochs, batch 256 (the first" "6 epochs, batch 256, lr 0.2" "6 epochs, batch 128, lr 0.2" \
+	$(RECIPE) --rows "6 epochs, batch 256 (the first" "6 epochs, batch 256, lr 0.2" "speedrun: 6 epochs, batch 128, lr 0.2" \
 	  "6 epochs, batch 128, lr 0.1, label" "6 epochs, batch 128, lr 0.1, rotation" \
 	  "6 epochs, batch 128, lr 0.2, label" "5 epochs, batch 128, lr 0.2, layer" \
-	  "5 epochs, batch 128, lr 0.2, rotation 5, shift 0.05, layer" --seeds 0 1 2 3 4 \
+	  "5 epochs, batch 128, lr 0.2, rotation 5, shift 0.05, layer" --seeds 0 1 2 3 4 5 6 7 8 9 \
 	  --precision bf16 --no-train --table results/recipe-speedrun-bf16.md
 # confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
 recipe-confirm: data

@@ -13,11 +13,13 @@ or backward. Autograd carries the gradient through the statistics, as BatchNorm'
 does, and the running statistics are updated as BatchNorm updates them. Only the rounding differs
 (`tests/test_patch_batchnorm.py` checks the outputs, gradients and running statistics in float64).
 
-Measured in ``benchmarks/levers.py`` (the "patch statistics" row, ``make bench-fusion``): 1.12x the
-training step on an AVX-512 CPU with bf16 (every round 1.09-1.16x), 1.09x on AVX2 without bf16
-(noisier, 0.82-1.53x). It is a recipe field (``TrainConfig.first_bn_from_patches``), off in the
-default recipe, on in the time-to-99.4% presets: it changes the bits, and while it is on, hooks on
-layer 1's ``bn`` do not fire in training mode. Evaluation mode is the stock forward.
+Measured in ``benchmarks/levers.py`` (the "patch statistics" row, ``make bench-fusion``), round by
+round against the defaults: on an AVX-512 CPU with bf16, 1.12x (session 14, the benchmark's own
+copy, rounds 1.09-1.16x) and 1.07x (session 15, this module, rounds 0.93-1.25x); on AVX2 without
+bf16, 1.09x (session 10, rounds 0.82-1.53x). It is a recipe field
+(``TrainConfig.first_bn_from_patches``), off in the default recipe and on in ``s6-speedrun-bf16``:
+it changes the last bits, and while it is on, hooks on layer 1's ``bn`` do not fire in training
+mode. Evaluation mode runs the stock forward.
 """
 
 from __future__ import annotations
