@@ -33,7 +33,7 @@ ROWS: dict[str, dict] = {
     "wd 5e-4, label smoothing 0.05, 18 epochs": {"epochs": 18, "weight_decay": 5e-4, "label_smoothing": 0.05},
     # session 15: today's default with layer 1's BatchNorm from patch statistics (s6lab.patch_batchnorm): the
     # same math, other rounding, 1.07-1.12x the step on AVX-512; the default takes it only if every seed still passes
-    "layer 1's BatchNorm from patch statistics, wd 5e-4, 18 epochs": {"epochs": 18, "weight_decay": 5e-4,
+    "layer 1's BatchNorm from patch statistics (18 epochs, weight decay 5e-4)": {"epochs": 18, "weight_decay": 5e-4,
                                                                       "first_bn_from_patches": True},
 }
 
