@@ -34,18 +34,14 @@ import torch.nn.functional as F
 
 from .errors import ConfigError
 
-#: what `first_batchnorm_from_patches` needs, in the words of its refusal
-NEEDS = ("a net whose first block is a ConvBN (conv, then BatchNorm2d with affine weights, running "
-         "statistics and a momentum)")
 
-
-def first_conv_bn(model: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.BatchNorm2d] | None:
+def first_conv_bn(model: nn.Module) -> nn.Module | None:
     """The first block of ``model`` if it is a conv followed by a BatchNorm this module can fold, else None.
 
     Examples:
         >>> from s6lab import get_model
-        >>> block, conv, bn = first_conv_bn(get_model("s6"))
-        >>> conv.in_channels, conv.kernel_size, bn.num_features
+        >>> block = first_conv_bn(get_model("s6"))
+        >>> block.conv.in_channels, block.conv.kernel_size, block.bn.num_features
         (1, (3, 3), 32)
     """
     first = next(iter(model.children()), None)
@@ -56,7 +52,19 @@ def first_conv_bn(model: nn.Module) -> tuple[nn.Module, nn.Conv2d, nn.BatchNorm2
     if not (bn.affine and bn.track_running_stats and bn.momentum is not None and conv.groups == 1
             and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)):
         return None
-    return first, conv, bn
+    return first
+
+
+def fold_refusal(model: nn.Module) -> str | None:
+    """Why ``model``'s first BatchNorm cannot be computed from patch statistics (one line naming the way
+    out), or None when it can: what `fit` and `first_batchnorm_from_patches` raise."""
+    if first_conv_bn(model) is not None:
+        return None
+    first = next(iter(model.children()), model)
+    parts = ", ".join(name for name, _ in first.named_children())  # ConvBN(conv, relu): no bn
+    return ("TrainConfig.first_bn_from_patches needs a net whose first block is a ConvBN (conv, then "
+            "BatchNorm2d with affine weights, running statistics and a momentum); this net starts with "
+            f"{type(first).__name__}({parts}): set it to False (--no-first-bn-from-patches)")
 
 
 def patch_rows(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -132,12 +140,9 @@ def first_batchnorm_from_patches(model: nn.Module, enabled: bool = True) -> Iter
     if not enabled:
         yield
         return
-    found = first_conv_bn(model)
-    if found is None:
-        raise ConfigError(f"first_bn_from_patches needs {NEEDS}; this net starts with "
-                          f"{type(next(iter(model.children()), model)).__name__}: set "
-                          "first_bn_from_patches=False (--no-first-bn-from-patches)")
-    block = found[0]
+    if (problem := fold_refusal(model)) is not None:
+        raise ConfigError(problem)
+    block = first_conv_bn(model)
     block.forward = MethodType(_forward_from_patches, block)
     try:
         yield

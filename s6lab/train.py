@@ -42,7 +42,7 @@ from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import native_bf16, resolve_precision, training_line
 from .load_follower import LoadFollower, load_follower
-from .patch_batchnorm import NEEDS, first_batchnorm_from_patches, first_conv_bn
+from .patch_batchnorm import first_batchnorm_from_patches, fold_refusal
 from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
@@ -547,9 +547,8 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     """Resolve the device and precision (and say so), place the model, seed the RNGs."""
     if (problem := environment_error()) is not None:
         raise ConfigError(problem)
-    if config.first_bn_from_patches and first_conv_bn(model) is None:  # before anything trains
-        raise ConfigError(f"TrainConfig.first_bn_from_patches needs {NEEDS}; set it to False "
-                          "(--no-first-bn-from-patches) for this net")
+    if config.first_bn_from_patches and (problem := fold_refusal(model)) is not None:  # before anything trains
+        raise ConfigError(problem)
     tqdm = progress_bar_class()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)

@@ -198,7 +198,7 @@ def test_patch_statistics_on_a_net_without_batchnorm_is_one_line_and_exit_2(caps
     assert code == 2 and "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert "first_bn_from_patches needs a net whose first block is a ConvBN" in line
-    assert "--no-first-bn-from-patches" in line
+    assert "--no-first-bn-from-patches" in line and "this net starts with ConvBN(conv, relu)" in line
     assert not (tmp_path / "r" / "checkpoint.pt").exists()  # refused before anything trained
 
 
