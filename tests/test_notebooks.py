@@ -29,6 +29,8 @@ def test_notebook_is_stripped(path):
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("S6LAB_QUICK", "1")
     monkeypatch.setenv("S6LAB_OUT", str(tmp_path))
+    # as a learner runs it: the load follower on (conftest turns it off for tests that compare bits)
+    monkeypatch.delenv("S6LAB_FOLLOW_LOAD", raising=False)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
@@ -48,3 +50,7 @@ def test_the_docs_show_an_executed_copy_of_todays_notebook(path):
     assert [(c.cell_type, c.source) for c in shown.cells] == [(c.cell_type, c.source) for c in source.cells], \
         f"{copy} is out of date: run S6LAB_REFRESH_NOTEBOOKS=1 pytest tests/test_notebooks.py"
     assert any("image/png" in o.get("data", {}) for c in shown.cells for o in c.get("outputs", []))
+    start_lines = [line for c in shown.cells for o in c.get("outputs", []) for line in o.get("text", "").splitlines()
+                   if line.startswith("training on ")]
+    assert all("fewer while other programs keep one busy" in line for line in start_lines), \
+        f"{copy} was executed with the load follower off, unlike a learner's run: refresh it as above"
