@@ -55,15 +55,19 @@ from _worker import WorkerProcess
 BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "relu_after_pool")
 
 _GLIBC = {"retain_memory": False}
+#: layer 1's stock BatchNorm: the rungs and rows before the default computed it from patch statistics (session 16)
+_STOCK_BN = {"first_bn_from_patches": False}
 LADDER: dict[str, dict] = {
     "typical numerics: fp32, NCHW, nn.Dropout masks, batch 128": {
         "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05,
-        **_GLIBC},
-    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC},
-    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC},
-    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC},
-    "+ batch 256, lr x2": {**_GLIBC},
-    "+ retained malloc memory (= s6lab defaults)": {},
+        **_GLIBC, **_STOCK_BN},
+    "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC,
+                        **_STOCK_BN},
+    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN},
+    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN},
+    "+ batch 256, lr x2": {**_GLIBC, **_STOCK_BN},
+    "+ retained malloc memory": {**_STOCK_BN},
+    "+ layer 1's BatchNorm from patch statistics (= s6lab defaults)": {},
 }
 ONE_OFF: dict[str, dict] = {
     "s6lab defaults": {},
@@ -78,8 +82,9 @@ ONE_OFF: dict[str, dict] = {
     "torch.compile (compile on)": {"compile": True},
     "torch.compile of each BatchNorm+ReLU pair only (compile_bn_relu)": {"compile_bn_relu": True},
     "ReLU moved after its max-pool, 4x fewer elements (relu_after_pool)": {"relu_after_pool": True},
-    "layer 1's BatchNorm from its input's 3x3 patch statistics, folded into conv1 (first_bn_from_patches on)":
-        {"first_bn_from_patches": True},
+    # until session 15 the defaults had the stock BatchNorm and this row turned the patch statistics on
+    "layer 1's stock BatchNorm instead of its input's 3x3 patch statistics (first_bn_from_patches off)":
+        {**_STOCK_BN},
 }
 #: the allocator setting is per process and so is its effect: timed over fresh processes
 ALLOCATOR: dict[str, dict] = {

@@ -202,11 +202,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str,
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         text = helps.get(f.name, f.name).replace("%", "%%")
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{text} (default: {'on' if default else 'off'})")
-            continue
         kinds = [k for k in typing.get_args(hints[f.name]) or (hints[f.name],) if k is not type(None)]
+        if kinds == [bool]:  # bool, or bool | None where None means auto
+            shown = {True: "on", False: "off", None: "auto"}[default]
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{text} (default: {shown})")
+            continue
         kind = kinds[0] if kinds and kinds[0] in (int, float, str) else str
         shown = f" (default: {default})" if default is not None else ""
         group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name), metavar=None
@@ -287,7 +288,7 @@ def _recipe_json(recipe) -> str:
     resolved = recipe.resolve()
     return json.dumps({**recipe.to_dict(), "resolved": {  # what the recipe means on this machine
         "device": str(resolved.device), "precision": resolved.precision.precision,
-        "why": resolved.precision.reason}}, indent=2)
+        "why": resolved.precision.reason, "patch_statistics": resolved.patches.on}}, indent=2)
 
 
 @command("train")
@@ -304,10 +305,10 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir(".", recipe.name, recipe.train.seed, recipe.train.epochs,
                                                  recipe.data.train_size)
     if args.quiet:  # fit says it beside its progress bars; without them, say it here
-        from .hardware import training_line
+        from .train import start_line
 
         resolved = recipe.resolve()
-        print(training_line(resolved.device, resolved.precision), file=sys.stderr)
+        print(start_line(resolved.device, resolved.precision, resolved.patches), file=sys.stderr)
     run = train_run(recipe, out, resume=args.resume, progress=not args.quiet)
     rows = assignment_check(run.model, run.history)
     print(format_check(rows), end="")

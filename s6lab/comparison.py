@@ -145,7 +145,7 @@ def compare(
         test_size: quick mode: evaluate on the first N test images.
         progress: tqdm bars.
         recipe: `TrainConfig` fields that override the defaults and each variant's
-            own training overrides (``{"weight_decay": 0.0, "precision": "bf16"}``).
+            own training overrides (``{"weight_decay": 0.0, "precision": "bf16", "first_bn_from_patches": False}``).
         jobs: trainings at once ([`parallel`][s6lab.parallel]): 1 trains one after another in this process;
             N or ``"auto"`` trains the runs that are needed in worker processes (or on Ray). Finished runs
             are loaded and partial runs resume either way, and every run is seeded by its recipe.

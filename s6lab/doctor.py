@@ -59,6 +59,7 @@ class DoctorReport:
     load_before: float | None = None  # 1-minute load average when the timing started (Unix only)
     cores: int | None = None
     threads: str | None = None  # how many threads and how OpenMP waits, and who chose (s6lab.threads)
+    patch_statistics: str | None = None  # whether the default computes layer 1's BatchNorm from patch statistics here
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,9 +123,12 @@ def diagnose(*, root: str | Path | None = None, measure: bool = True, device: st
              budget_seconds: float = 8.0) -> DoctorReport:
     """Collect the doctor's report (``measure=False`` skips the timing)."""
     from .data import raw_folder, verify
+    from .models import get_model
+    from .patch_batchnorm import choose_patch_statistics
     from .train import resolve_device
 
     dev = resolve_device(device)
+    patches = choose_patch_statistics(None, get_model("s6"), dev)
     precision = resolve_precision("auto", dev)
     cuda = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())] \
         if torch.cuda.is_available() else []
@@ -135,7 +139,8 @@ def diagnose(*, root: str | Path | None = None, measure: bool = True, device: st
         precision_reason=precision.reason, cuda_devices=cuda, data_root=str(raw_folder(root).parent.parent),
         data_ok=not problems, data_problems=problems,
         estimate=estimate_epoch_seconds(dev, budget_seconds) if measure else None,
-        load_before=load, cores=os.cpu_count(), threads=thread_choice().describe())
+        load_before=load, cores=os.cpu_count(), threads=thread_choice().describe(),
+        patch_statistics=f"{'from patch statistics' if patches.on else 'stock'} ({patches.why})")
 
 
 def format_doctor(report: DoctorReport) -> str:
@@ -148,6 +153,7 @@ def format_doctor(report: DoctorReport) -> str:
         ("native bf16", "yes" if m.native_bf16 else "no (bf16 would be emulated: slow)"),
         ("precision (auto)", f"{report.precision}: {report.precision_reason}"),
         ("threads", report.threads or str(m.threads)),
+        ("layer 1's BatchNorm", report.patch_statistics or "not recorded"),
         ("CUDA devices", ", ".join(report.cuda_devices) or "none"),
         ("MNIST root", report.data_root),
         ("MNIST files", "verified (sha256)" if report.data_ok else

@@ -14,18 +14,25 @@ does, and the running statistics are updated as BatchNorm updates them. Only the
 (`tests/test_patch_batchnorm.py` checks the outputs, gradients and running statistics in float64).
 
 Measured in ``benchmarks/levers.py`` (the "patch statistics" row, ``make bench-fusion``), round by
-round against the defaults: on an AVX-512 CPU with bf16, 1.12x (session 14, the benchmark's own
+round against the stock BatchNorm: on an AVX-512 CPU with bf16, 1.12x (session 14, the benchmark's own
 copy, rounds 1.09-1.16x) and 1.07x (session 15, this module, rounds 0.93-1.25x); on AVX2 without
-bf16, 1.09x (session 10, rounds 0.82-1.53x). It is a recipe field
-(``TrainConfig.first_bn_from_patches``), off in the default recipe and on in ``s6-speedrun-bf16``:
-it changes the last bits, and while it is on, hooks on layer 1's ``bn`` do not fire in training
-mode. Evaluation mode runs the stock forward.
+bf16, 1.09x (session 10, rounds 0.82-1.53x). Not measured on a GPU.
+
+``TrainConfig.first_bn_from_patches`` chooses (`choose_patch_statistics`): ``None`` (the default,
+"auto") turns it on where it measured a gain and changes nothing a learner can see: on a CPU, for a
+net whose first block folds, in the epochs where no hook watches layer 1's ``conv`` or ``bn`` (a hook
+there would not fire in training mode while it is on). ``True`` turns it on anywhere it folds
+(refusing nets it cannot fold), ``False`` keeps the stock BatchNorm. The default recipe with it passes
+the assignment on every seed measured (``results/recipe-confirm-patch-statistics.md``). It changes
+the last bits, so a run records whether it was on, and resuming compares that. Evaluation mode runs
+the stock forward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import MethodType
 
 import torch
@@ -62,9 +69,80 @@ def fold_refusal(model: nn.Module) -> str | None:
         return None
     first = next(iter(model.children()), model)
     parts = ", ".join(name for name, _ in first.named_children())  # ConvBN(conv, relu): no bn
-    return ("TrainConfig.first_bn_from_patches needs a net whose first block is a ConvBN (conv, then "
+    return ("TrainConfig.first_bn_from_patches=True needs a net whose first block is a ConvBN (conv, then "
             "BatchNorm2d with affine weights, running statistics and a momentum); this net starts with "
-            f"{type(first).__name__}({parts}): set it to False (--no-first-bn-from-patches)")
+            f"{type(first).__name__}({parts}): leave it at None (auto: off for this net) or set it to False "
+            "(--no-first-bn-from-patches)")
+
+
+@dataclass(frozen=True)
+class PatchChoice:
+    """Whether a run computes layer 1's BatchNorm from patch statistics, and who decided."""
+
+    on: bool
+    why: str  # "auto: a CPU, and the net's first block folds", "you", ...
+    auto: bool  # chosen by None: steps aside in epochs where a hook watches layer 1 (`watched`)
+
+    def describe(self) -> str:
+        """``layer 1's BatchNorm from patch statistics (auto: ...)``; ``""`` when off (the stock path)."""
+        return f"layer 1's BatchNorm from patch statistics ({self.why})" if self.on else ""
+
+
+def choose_patch_statistics(setting: bool | None, model: nn.Module, device: torch.device | str) -> PatchChoice:
+    """What ``TrainConfig.first_bn_from_patches`` means for ``model`` on ``device``.
+
+    Args:
+        setting: ``None`` (auto: on for a CPU and a net whose first block folds), ``True`` (on, or a
+            `ConfigError` for a net it cannot fold), ``False`` (off).
+        model: the net, on any device (the meta device too: only its layers are read).
+        device: where it trains.
+
+    Raises:
+        ConfigError: ``setting`` is True and the net's first block cannot be folded (`fold_refusal`).
+
+    Examples:
+        >>> from s6lab import get_model
+        >>> net = get_model("s6")
+        >>> choose_patch_statistics(None, net, "cpu").on, choose_patch_statistics(None, net, "cuda").on
+        (True, False)
+    """
+    if setting is False:
+        return PatchChoice(False, "off: you", auto=False)
+    problem = fold_refusal(model)
+    if setting is True:
+        if problem is not None:
+            raise ConfigError(problem)
+        return PatchChoice(True, "you", auto=False)
+    if torch.device(device).type != "cpu":  # measured on CPUs only (the module notes)
+        return PatchChoice(False, f"off: auto, not measured on {torch.device(device).type}", auto=True)
+    if problem is not None:
+        return PatchChoice(False, "off: auto, the net's first block does not fold", auto=True)
+    return PatchChoice(True, "auto: the same math, one BatchNorm pass less; off: --no-first-bn-from-patches", auto=True)
+
+
+def watched(model: nn.Module) -> bool:
+    """Whether a hook would see layer 1's ``conv`` or ``bn`` run: one registered on them, or a global
+    module hook (``torch.nn.modules.module.register_module_forward_hook`` and friends). Their forward
+    does not run while the patch statistics are on, so the auto setting steps aside for them.
+
+    Examples:
+        >>> from s6lab import get_model
+        >>> model = get_model("s6")
+        >>> watched(model)
+        False
+        >>> handle = model[0].bn.register_forward_hook(lambda module, inputs, output: None)
+        >>> watched(model)
+        True
+    """
+    block = first_conv_bn(model)
+    if block is None:
+        return False
+    from torch.nn.modules import module as torch_module
+
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(torch_module, f"_global{name}", None) for name in hooks):
+        return True
+    return any(getattr(part, name, None) for part in (block.conv, block.bn) for name in hooks)
 
 
 def patch_rows(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -125,7 +203,8 @@ def first_batchnorm_from_patches(model: nn.Module, enabled: bool = True) -> Iter
 
     Args:
         model: an s6lab net (or any ``nn.Sequential`` whose first child has ``conv`` and ``bn`` children).
-        enabled: ``False`` makes the context do nothing (``fit`` passes ``TrainConfig.first_bn_from_patches``).
+        enabled: ``False`` makes the context do nothing (``fit`` passes what `choose_patch_statistics`
+            chose, for each epoch: an auto choice steps aside in an epoch where a hook `watched` layer 1).
 
     Raises:
         ConfigError: ``enabled`` and the net's first block cannot be folded this way.

@@ -32,8 +32,16 @@ import torch
 from .data import MNISTTensors, TensorSplit, default_root, load_mnist, load_split
 from .errors import ConfigError
 from .hardware import Precision, resolve_precision
+from .patch_batchnorm import PatchChoice, choose_patch_statistics
 from .specs import OVERRIDES, Net, NetSpec, apply_overrides, build, spec_from_dict, spec_to_dict
-from .train import TrainConfig, recipe_differences, resolve_device, seed_everything, without_retired
+from .train import (
+    TrainConfig,
+    recipe_differences,
+    recorded_patches,
+    resolve_device,
+    seed_everything,
+    without_retired,
+)
 
 
 @dataclass(frozen=True)
@@ -101,10 +109,12 @@ def quick_mode() -> bool:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What a recipe means on this machine: the device, and the precision ``auto`` resolves to."""
+    """What a recipe means on this machine: the device, the precision ``auto`` resolves to, and whether
+    layer 1's BatchNorm comes from patch statistics."""
 
     device: torch.device
     precision: Precision
+    patches: PatchChoice
 
 
 @dataclass(frozen=True)
@@ -141,9 +151,23 @@ class Recipe:
         return build(self.spec)
 
     def resolve(self) -> Resolved:
-        """The device and the precision this recipe trains in here."""
+        """The device, the precision and the patch statistics this recipe trains with here.
+
+        Raises:
+            ConfigError: ``first_bn_from_patches=True`` and the net cannot fold them.
+        """
         device = resolve_device(self.train.device)
-        return Resolved(device, resolve_precision(self.train.precision, device))
+        return Resolved(device, resolve_precision(self.train.precision, device), self.patch_statistics(device))
+
+    def patch_statistics(self, device: torch.device) -> PatchChoice:
+        """Whether layer 1's BatchNorm comes from patch statistics when this recipe trains on ``device``.
+
+        Raises:
+            ConfigError: ``first_bn_from_patches=True`` and the net cannot fold them.
+        """
+        with torch.device("meta"):  # only the layers are read: no memory, no draw from the RNG
+            layers = build(self.spec)
+        return choose_patch_statistics(self.train.first_bn_from_patches, layers, device)
 
     def replace(self, **overrides: Any) -> Recipe:
         """This recipe with ``overrides`` applied: see `merge`."""
@@ -221,11 +245,15 @@ class Recipe:
             differences.append(f"data selection ({sizes} recorded, {self.data.sizes()} asked for)")
         train = TrainConfig.from_dict(recorded.get("train", {}))  # fields added since then: their defaults
         device = device if device is not None else resolve_device(self.train.device)
-        return differences + recipe_differences(train, recorded_precision(recorded), self.train, device)
+        here = self.patch_statistics(device).on
+        patched = recorded_patches(recorded.get("train", {}), recorded.get("patch_statistics"), here)
+        return differences + recipe_differences(train, recorded_precision(recorded), self.train, device,
+                                                recorded_patches=patched, wanted_patches=here)
 
 
 #: keys of config.json that record what ran, beside the recipe (not part of it)
-_RESOLVED_KEYS = frozenset({"resolved", "precision", "precision_reason", "torch", "device", "bf16", "machine",
+_RESOLVED_KEYS = frozenset({"resolved", "precision", "precision_reason", "patch_statistics", "torch", "device",
+                            "bf16", "machine",
                             "machine_class", "platform", "threads", "trained_on"})
 
 

@@ -293,6 +293,7 @@ def write_report(run: Run) -> Path:
     cfg = run.config
     sizes = run.recipe.data.sizes()
     subset = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sizes.items() if v)
+    patches = "; layer 1's BatchNorm from patch statistics (s6lab.patch_batchnorm: the same math, one pass less)"
     header = [
         f"# Run report: `{run.spec.name}`",
         "",
@@ -302,7 +303,8 @@ def write_report(run: Run) -> Path:
         f"- seed {cfg.seed}, {len(run.history)} of {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), augmentation {'on' if cfg.augment else 'off'}",
         f"- machine: {machine_line(meta)}; trained in {recorded_precision(meta)}"
-        f"{' (' + meta['precision_reason'] + ')' if meta.get('precision_reason') else ''}",
+        f"{' (' + meta['precision_reason'] + ')' if meta.get('precision_reason') else ''}"
+        f"{patches if meta.get('patch_statistics') else ''}",
         f"- reproduce: `{reproduce_command(run)}`",
     ]
     parts = ["\n".join(header)]

@@ -35,7 +35,7 @@ from .hardware import machine_info, native_bf16
 from .models import get_recipe, get_spec
 from .recipe import Recipe, recorded_precision, same_architecture
 from .specs import Net, NetSpec, build
-from .train import EpochRecord, History, TrainConfig, checkpoint_weights, fit
+from .train import EpochRecord, History, TrainConfig, checkpoint_weights, fit, recorded_patches
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,7 @@ def train_run(
         **recipe.to_dict(),
         "precision": resolved.precision.precision,  # what ran: "auto" resolves differently per machine
         "precision_reason": resolved.precision.reason,
+        "patch_statistics": resolved.patches.on,  # layer 1's BatchNorm from patch statistics (auto: CPU only)
         "torch": torch.__version__, "device": str(resolved.device), "bf16": resolved.precision.precision == "bf16",
         "machine": machine.to_dict(), "machine_class": machine.machine_class,
         "platform": platform.platform(), "threads": torch.get_num_threads(),
@@ -288,6 +289,13 @@ def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: b
     for key, value in recipe.train.to_dict().items():
         if key == "precision":
             value = recorded_precision(meta)
+        elif key == "first_bn_from_patches":  # what ran, where auto would choose otherwise (older runs: stock)
+            device = torch.device(meta.get("device") or "cpu")
+            auto = recipe.replace(first_bn_from_patches=None).patch_statistics(device).on
+            ran = recorded_patches(meta.get("train", {}), meta.get("patch_statistics"), auto)
+            if (value is None and ran == auto) or (value is not None and ran == defaults[key]):
+                continue
+            value = ran
         elif value == defaults[key]:
             continue
         flag = "--" + key.replace("_", "-")

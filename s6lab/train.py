@@ -40,9 +40,9 @@ from .averaging import moving_average, too_long_for
 from .data import MNIST_MEAN, MNIST_STD, MNISTTensors, TensorSplit
 from .dropout import fast_dropout_enabled
 from .errors import ConfigError
-from .hardware import native_bf16, resolve_precision, training_line
+from .hardware import Precision, native_bf16, resolve_precision, training_line
 from .load_follower import LoadFollower, load_follower
-from .patch_batchnorm import first_batchnorm_from_patches, fold_refusal
+from .patch_batchnorm import PatchChoice, choose_patch_statistics, first_batchnorm_from_patches, watched
 from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
@@ -63,7 +63,8 @@ SPEED = {"speed_only": True}
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run. Defaults are the measured recipe: fast, and with margin
-    over the assignment on every seed measured (results/recipe-confirm.md)."""
+    over the assignment on every seed measured (results/recipe-confirm.md; with layer 1's BatchNorm from
+    patch statistics, on by default on CPUs: results/recipe-confirm-patch-statistics.md)."""
 
     epochs: int = 18  # passes over the 60k training images (the assignment allows < 20; 15 left no margin)
     batch_size: int = 256  # 256 with lr 0.1: faster than 128, same accuracy; 512 is faster but later to 99.4%
@@ -89,7 +90,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
-    first_bn_from_patches: bool = False  # layer 1's BatchNorm from input patch statistics (s6lab.patch_batchnorm)
+    first_bn_from_patches: bool | None = None  # layer 1's BatchNorm from patch statistics (None: auto, on for CPUs)
     retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
     eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
 
@@ -121,6 +122,8 @@ class TrainConfig:
             check_scheduler(self.scheduler)
         if self.augmentation is not None:
             check_augmentation(self.augmentation)
+        if not (self.first_bn_from_patches is None or isinstance(self.first_bn_from_patches, bool)):
+            raise bad("first_bn_from_patches", "must be None (auto: on a CPU where the net folds), True or False")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
@@ -178,23 +181,52 @@ SPEED_ONLY = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("sp
 """TrainConfig fields marked ``speed_only``: runs that differ only there are the same run."""
 
 
+def recorded_patches(train: dict[str, Any], resolved: bool | None, here: bool) -> bool:
+    """Whether a recorded run computed layer 1's BatchNorm from patch statistics.
+
+    Args:
+        train: its training fields as written (``config.json``'s ``train``, a checkpoint's ``config``).
+        resolved: what it recorded as resolved (``patch_statistics``; runs since the auto default), or None.
+        here: what the setting resolves to here: a field left at None (auto) with nothing resolved, as in a
+            hand-written config, means auto here too.
+
+    Returns:
+        ``resolved`` if recorded, else the field as written, else False: runs older than the field trained
+        with the stock BatchNorm.
+    """
+    if resolved is not None:
+        return bool(resolved)
+    if "first_bn_from_patches" not in train:
+        return False
+    written = train["first_bn_from_patches"]
+    return here if written is None else bool(written)
+
+
 def recipe_differences(recorded: TrainConfig, recorded_precision: str, wanted: TrainConfig,
-                       device: torch.device) -> list[str]:
+                       device: torch.device, *, recorded_patches: bool, wanted_patches: bool) -> list[str]:
     """The one "is this the same run?" rule: what makes ``wanted`` another recipe than a recorded run.
 
     Fields are compared as written, except the speed-only ones (`SPEED_ONLY`) and the
     precision, which is compared as resolved: ``auto`` means bf16 on a CPU with native bf16
     and fp32 on one without, so a run recorded as ``auto`` in bf16 is the same recipe as
-    ``precision="bf16"``, and another recipe than ``auto`` on an AVX2 CPU.
+    ``precision="bf16"``, and another recipe than ``auto`` on an AVX2 CPU. So is
+    ``first_bn_from_patches``: whether layer 1's BatchNorm came from patch statistics there
+    (``recorded_patches``) and would here (``wanted_patches``, see
+    [`choose_patch_statistics`][s6lab.patch_batchnorm.choose_patch_statistics]).
 
     Returns:
         Sorted field names that differ, then ``"precision (bf16 there, fp32 here: why)"``
-        when the resolved precisions differ; empty when it is the same recipe.
+        when the resolved precisions differ, then the patch statistics when they do;
+        empty when it is the same recipe.
     """
-    differences = recorded.differing(wanted, ignore=SPEED_ONLY | {"precision"})
+    differences = recorded.differing(wanted, ignore=SPEED_ONLY | {"precision", "first_bn_from_patches"})
     here = resolve_precision(wanted.precision, device)
     if recorded_precision != here.precision:
         differences.append(f"precision ({recorded_precision} there, {here.precision} here: {here.reason})")
+    if recorded_patches != wanted_patches:
+        on_off = {True: "on", False: "off"}
+        differences.append(f"first_bn_from_patches (layer 1's BatchNorm from patch statistics "
+                           f"{on_off[recorded_patches]} there, {on_off[wanted_patches]} here)")
     return differences
 
 
@@ -538,21 +570,32 @@ class _Training:
     augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
     average: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of the weights (config.ema)
     follower: LoadFollower | None = None  # fewer threads while other programs keep a core busy (CPU only)
+    patches: PatchChoice | None = None  # layer 1's BatchNorm from patch statistics (config.first_bn_from_patches)
     history: History = field(default_factory=History)
     start_epoch: int = 1
     label: str = ""  # "s6-gap seed 1, " before the epoch on the bar and the per-epoch line
+
+
+def start_line(device: torch.device, precision: Precision, patches: PatchChoice) -> str:
+    """What a training run says at its start: the machine, threads and precision (`training_line`), and
+    the patch statistics where they are on."""
+    return training_line(device, precision) + (f"; {patches.describe()}" if patches.on else "")
+
+
+def patch_flag(on: bool) -> str:
+    """The command-line flag that asks for the patch statistics ``on`` or off."""
+    return "--first-bn-from-patches" if on else "--no-first-bn-from-patches"
 
 
 def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_epoch: int) -> _Training:
     """Resolve the device and precision (and say so), place the model, seed the RNGs."""
     if (problem := environment_error()) is not None:
         raise ConfigError(problem)
-    if config.first_bn_from_patches and (problem := fold_refusal(model)) is not None:  # before anything trains
-        raise ConfigError(problem)
     tqdm = progress_bar_class()
     device = resolve_device(config.device)
+    patches = choose_patch_statistics(config.first_bn_from_patches, model, device)  # refusals before anything trains
     precision = resolve_precision(config.precision, device)
-    announce = training_line(device, precision)
+    announce = start_line(device, precision, patches)
     log.info(announce)
     if progress:  # beside the progress bars, on stderr
         tqdm.write(announce, file=sys.stderr)
@@ -580,7 +623,7 @@ def _set_up(model: nn.Module, config: TrainConfig, progress: bool, *, steps_per_
     if follower is not None and follower.stopped is not None:
         follower = None
     return _Training(model, config, device, precision.precision, optimizer, generator, progress, tqdm,
-                     schedule, augmentation, average, follower)
+                     schedule, augmentation, average, follower, patches)
 
 
 def _resume(state: _Training, path: Path) -> None:
@@ -593,11 +636,13 @@ def _resume(state: _Training, path: Path) -> None:
                           "start over") from None
     recorded = TrainConfig.from_dict(saved["config"])  # older checkpoints: defaults fill in new fields
     ran = saved.get("precision", state.precision)  # older checkpoints did not record it
-    changed = recipe_differences(recorded, ran, state.config, state.device)
+    patched = recorded_patches(saved["config"], saved.get("patch_statistics"), state.patches.on)
+    changed = recipe_differences(recorded, ran, state.config, state.device,
+                                 recorded_patches=patched, wanted_patches=state.patches.on)
     if changed:
         raise ConfigError(f"cannot resume from {path}: it was written with a different config "
-                          f"({', '.join(changed)} differ); use the same settings (--precision {ran}) "
-                          "or a new --out")
+                          f"({', '.join(changed)} differ); use the same settings (--precision {ran}"
+                          f"{'' if patched == state.patches.on else ', ' + patch_flag(patched)}) or a new --out")
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.generator.set_state(saved["generator"])
@@ -630,8 +675,9 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     # the fewest threads the load follower trained this epoch on, and the most it may use
     fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
-    with fast_dropout_enabled(config.fast_dropout), \
-            first_batchnorm_from_patches(model, config.first_bn_from_patches):
+    # the auto choice steps aside while a hook watches layer 1: with the patch statistics its conv and bn do not run
+    patches = state.patches is not None and state.patches.on and not (state.patches.auto and watched(model))
+    with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, patches):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)
@@ -724,6 +770,7 @@ def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({
         "epoch": epoch, "config": state.config.to_dict(), "precision": state.precision,
+        "patch_statistics": state.patches is not None and state.patches.on,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(), "generator": state.generator.get_state(),
         "torch_rng": torch.get_rng_state(), "history": state.history.to_json(),

@@ -130,13 +130,14 @@ def test_relu_after_pool_is_exact_in_forward_and_backward():
 
 
 def test_every_one_off_lever_is_a_trainconfig_field_or_one_the_benchmark_applies():
-    """The patch-statistics row trains through the library's TrainConfig.first_bn_from_patches, not a copy."""
+    """The patch-statistics row turns the library's TrainConfig.first_bn_from_patches off (the defaults have it
+    on since session 16): the benchmark keeps no copy of it."""
     from s6lab import TrainConfig
 
     levers = _benchmark_module("levers")
     for overrides in levers.ONE_OFF.values():
         TrainConfig(**{k: v for k, v in overrides.items() if k not in levers.BENCHMARK_LEVERS})  # no unknown field
-    assert {"first_bn_from_patches": True} in levers.ONE_OFF.values()
+    assert {"first_bn_from_patches": False} in levers.ONE_OFF.values()
 
 
 def test_compile_bn_relu_pairs_every_batchnorm_with_its_relu():
@@ -183,7 +184,8 @@ def test_speedrun_rows_are_picked_apart_from_the_margin_screen(capsys):
     assert recipe.pick_rows(["all"], parser) is recipe.ROWS  # the margin screen trains no speedrun row
     assert recipe.pick_rows(["speedrun"], parser) is recipe.SPEEDRUN_ROWS
     assert recipe.pick_rows(["batch 128, lr 0.05"], parser) == {
-        "speedrun: 6 epochs, batch 128, lr 0.05": {"epochs": 6, "batch_size": 128, "lr": 0.05}}
+        "speedrun: 6 epochs, batch 128, lr 0.05": {"first_bn_from_patches": False, "epochs": 6, "batch_size": 128,
+                                                   "lr": 0.05}}
     assert all(row["epochs"] < 20 for row in recipe.SPEEDRUN_ROWS.values())  # the assignment's rule
     with pytest.raises(SystemExit):
         recipe.pick_rows(["batch 128"], parser)

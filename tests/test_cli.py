@@ -197,7 +197,7 @@ def test_patch_statistics_on_a_net_without_batchnorm_is_one_line_and_exit_2(caps
                        "--train-size", "64", "--test-size", "50", "--out", str(tmp_path / "r"))
     assert code == 2 and "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert "first_bn_from_patches needs a net whose first block is a ConvBN" in line
+    assert "first_bn_from_patches=True needs a net whose first block is a ConvBN" in line
     assert "--no-first-bn-from-patches" in line and "this net starts with ConvBN(conv, relu)" in line
     assert not (tmp_path / "r" / "checkpoint.pt").exists()  # refused before anything trained
 

@@ -19,6 +19,8 @@ def test_report_names_versions_machine_and_data():
     for label in ("torch", "captum", "CPU", "native bf16", "precision (auto)", "threads", "CUDA devices",
                   "MNIST root", "MNIST files"):
         assert label in text
+    if report.machine.device == "cpu":  # the default folds layer 1's BatchNorm on a CPU, and says how to stop it
+        assert "layer 1's BatchNorm  from patch statistics (auto: " in text and "--no-first-bn-from-patches" in text
 
 
 def test_the_estimate_is_measured_and_plausible():

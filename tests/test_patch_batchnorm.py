@@ -1,5 +1,6 @@
 """Layer 1's BatchNorm from patch statistics: the same outputs, gradients and running statistics as
-Conv2d -> BatchNorm2d in training mode (checked in float64), wired into fit, refused for nets it cannot fold."""
+Conv2d -> BatchNorm2d in training mode (checked in float64), wired into fit, refused for nets it cannot fold
+when asked for, and chosen by the auto default only where it changes nothing a learner can see."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import torch
 from s6lab import TrainConfig, fit, get_model
 from s6lab.blocks import ConvBN
 from s6lab.errors import ConfigError
-from s6lab.patch_batchnorm import first_batchnorm_from_patches, first_conv_bn, patch_rows
+from s6lab.patch_batchnorm import (
+    choose_patch_statistics,
+    first_batchnorm_from_patches,
+    first_conv_bn,
+    patch_rows,
+    watched,
+)
 
 
 def net(block: torch.nn.Module) -> torch.nn.Sequential:
@@ -124,10 +131,67 @@ def test_nets_it_cannot_fold_are_refused_with_the_way_out():
 
 def test_fit_refuses_before_training(mnist_small, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
-    with pytest.raises(ConfigError, match="TrainConfig.first_bn_from_patches needs"):
+    with pytest.raises(ConfigError, match="TrainConfig.first_bn_from_patches=True needs"):
         fit(get_model("s6-no-bn"), mnist_small, TrainConfig(epochs=1, first_bn_from_patches=True),
             checkpoint=ckpt, progress=False)
     assert not ckpt.exists()
+
+
+def test_auto_is_on_for_a_cpu_and_a_net_that_folds_and_off_elsewhere_without_refusing():
+    s6, no_bn = get_model("s6"), get_model("s6-no-bn")
+    auto = choose_patch_statistics(None, s6, "cpu")
+    assert auto.on and auto.auto and "layer 1's BatchNorm from patch statistics (auto" in auto.describe()
+    assert not choose_patch_statistics(None, s6, "cuda").on  # measured on CPUs only
+    off = choose_patch_statistics(None, no_bn, "cpu")  # a variant it cannot fold: quietly the stock path
+    assert not off.on and off.describe() == "" and "does not fold" in off.why
+    assert not choose_patch_statistics(False, s6, "cpu").on
+    forced = choose_patch_statistics(True, s6, "cuda")
+    assert forced.on and not forced.auto
+    with pytest.raises(ConfigError, match="=True needs a net whose first block is a ConvBN"):
+        choose_patch_statistics(True, no_bn, "cpu")
+
+
+@pytest.mark.parametrize("bad", [1, 0, "auto", "on"])
+def test_the_setting_is_none_true_or_false(bad):
+    with pytest.raises(ConfigError, match=r"first_bn_from_patches must be None \(auto"):
+        TrainConfig(first_bn_from_patches=bad)
+
+
+def test_a_hook_on_layer_1_is_watching():
+    model = get_model("s6")
+    assert not watched(model)
+    for part in (model[0].conv, model[0].bn):
+        handle = part.register_forward_pre_hook(lambda module, args: None)
+        assert watched(model)
+        handle.remove()
+    handle = model[0].bn.register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    assert watched(model)
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+    try:
+        assert watched(model)  # a global hook sees every module
+    finally:
+        handle.remove()
+    assert not watched(model) and not watched(get_model("s6-no-bn"))
+    model[0].relu.register_forward_hook(lambda module, args, out: None)  # relu still runs: no need to step aside
+    assert not watched(model)
+
+
+def test_the_default_folds_in_training_and_steps_aside_for_a_hook(mnist_small):
+    """TrainConfig's default (None): layer 1's block trains through the patch statistics (seen from a hook on
+    the block, which still fires), unless a hook watches its bn, which then fires in every training step."""
+    data = type(mnist_small)(mnist_small.train.subset(256), mnist_small.test.subset(100))
+    config = TrainConfig(epochs=1, batch_size=128, precision="fp32")
+    model = get_model("s6")
+    folded = []
+    model[0].register_forward_hook(lambda block, args, out: folded.append(block.training and "forward" in vars(block)))
+    fit(model, data, config, progress=False)
+    assert folded.count(True) == 2  # both training steps
+    watched_model = get_model("s6")
+    calls = []
+    watched_model[0].bn.register_forward_hook(lambda module, args, out: calls.append(module.training))
+    fit(watched_model, data, config, progress=False)
+    assert calls.count(True) == 2
 
 
 def test_fit_trains_through_it_and_lands_where_the_stock_block_does(mnist_small):

@@ -20,6 +20,7 @@ def test_report_holds_every_part_in_order(tiny_run):
     assert "failed" not in text
     assert "| conv2 | ConvBN 3x3 | 32 x 24 x 24 | 26->24 | 9,312 |" in text  # the diagram's table
     assert "Measured field of the centre unit of `conv3.conv`" in text  # the layer Grad-CAM and the docs use
+    assert "; layer 1's BatchNorm from patch statistics (s6lab.patch_batchnorm" in text  # the default on a CPU
     for png in ("curves", "diagram", "rf_growth", "rf_measured", "budget", "gallery", "confusion", "saliency"):
         assert png_is_not_blank(tiny_run.path / f"{png}.png"), png
 

@@ -11,7 +11,7 @@ import torch
 
 from s6lab.cli import main
 from s6lab.data import MNISTTensors, TensorSplit
-from s6lab.models import get_model
+from s6lab.models import get_model, get_recipe
 from s6lab.runs import RunError, load_run, recorded_precision, reproduce_command, train_run
 from s6lab.train import TrainConfig, fit
 
@@ -51,6 +51,40 @@ def test_resume_in_another_precision_is_refused_by_name(tmp_path, no_bf16):
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match=r"precision \(bf16 there, fp32 here.*--precision bf16"):
         train_run("s6", out, cfg, data=synthetic(64), resume=True, progress=False)
+
+
+def test_a_run_records_the_patch_statistics_and_resume_compares_them(tmp_path):
+    """The default (auto) computes layer 1's BatchNorm from patch statistics on a CPU: config.json says so, and
+    a resume that would turn it off is another recipe, named; so is an older run, which recorded only the field
+    (False, the default then) and trained with the stock BatchNorm."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=32, device="cpu")
+    train_run("s6", out, cfg, data=synthetic(64), progress=False)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["patch_statistics"] is True and meta["train"]["first_bn_from_patches"] is None
+    off = TrainConfig(epochs=2, batch_size=32, device="cpu", first_bn_from_patches=False)
+    with pytest.raises(RunError, match=r"first_bn_from_patches \(layer 1's BatchNorm from patch statistics on "
+                                       r"there, off here\)"):
+        train_run("s6", out, off, data=synthetic(64), resume=True, progress=False)
+    forced = TrainConfig(epochs=2, batch_size=32, device="cpu", first_bn_from_patches=True)
+    train_run("s6", out, forced, data=synthetic(64), resume=True, progress=False)  # on either way: the same run
+    del meta["patch_statistics"]
+    meta["train"]["first_bn_from_patches"] = False  # as a run written before the default changed
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match=r"patch statistics off there, on here"):
+        train_run("s6", out, cfg, data=synthetic(64), resume=True, progress=False)
+    assert get_recipe("s6", train=off).differences(meta, torch.device("cpu")) == []  # the stock path there too
+
+
+def test_fit_refuses_a_checkpoint_with_the_other_patch_statistics(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, device="cpu"),
+        checkpoint=ckpt, progress=False)
+    assert torch.load(ckpt, weights_only=True)["patch_statistics"] is True
+    with pytest.raises(ValueError, match=r"patch statistics on there, off here"):
+        fit(get_model("s6"), synthetic(32), TrainConfig(epochs=2, batch_size=32, device="cpu",
+                                                        first_bn_from_patches=False),
+            checkpoint=ckpt, resume=True, progress=False)
 
 
 def test_fit_refuses_a_checkpoint_of_another_precision(tmp_path, no_bf16):

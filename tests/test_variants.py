@@ -187,10 +187,12 @@ def test_compare_renders_recorded_runs_of_a_fresh_clone_with_their_pinned_recipe
         raise AssertionError("a recorded run was retrained")
 
     monkeypatch.setattr("s6lab.comparison.train_run", no_training)
-    c = compare(["s6"], seeds=[0, 1, 2], epochs=15, out=tmp_path, recipe={"weight_decay": 0.0, "precision": "bf16"})
+    c = compare(["s6"], seeds=[0, 1, 2], epochs=15, out=tmp_path, recipe={"weight_decay": 0.0, "precision": "bf16",
+                                                                           "first_bn_from_patches": False})
     row = c.rows[0]
     assert row.seeds == 3 and row.passed == 3 and row.params == 19_602
-    with pytest.raises(RunError, match=r"weight_decay, precision \(bf16 there, fp32 here.*\) differ"):
+    with pytest.raises(RunError, match=r"weight_decay, precision \(bf16 there, fp32 here.*\), first_bn_from_patches "
+                                       r"\(layer 1's BatchNorm from patch statistics off there, on here\) differ"):
         compare(["s6"], seeds=[0], epochs=15, out=tmp_path)
 
 
@@ -222,7 +224,7 @@ def test_comparison_plots_show_every_value_and_keep_the_legend_outside(tmp_path,
         for seed in (0, 1):
             shutil.copytree(recorded / name / f"e10-s{seed}", run_dir(tmp_path, name, seed, 10))
     c = compare(variants, seeds=[0, 1], epochs=10, out=tmp_path, train=False,
-                recipe={"weight_decay": 0.0, "precision": "bf16"})
+                recipe={"weight_decay": 0.0, "precision": "bf16", "first_bn_from_patches": False})
     fig = plot_curves(c)
     ax = fig.axes[0]
     low, high = ax.get_ylim()
