@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -119,9 +119,15 @@ recipe-speedrun: data
 	  "6 epochs, batch 128, lr 0.2, label" "5 epochs, batch 128, lr 0.2, layer" \
 	  "5 epochs, batch 128, lr 0.2, rotation 5, shift 0.05, layer" --seeds 0 1 2 3 4 5 6 7 8 9 \
 	  --precision bf16 --no-train --table results/recipe-speedrun-bf16.md
-# confirm: the chosen recipe (today's default), seeds 0-9, fp32 and bf16 -> results/recipe-confirm.md
+# confirm: the chosen recipe with layer 1's stock BatchNorm (the default until session 16), seeds 0-9, fp32 and
+# bf16 -> results/recipe-confirm.md
 recipe-confirm: data
 	$(RECIPE) --rows "wd 5e-4, 18 epochs" --seeds 0 1 2 3 4 5 6 7 8 9 --table results/recipe-confirm.md
+# today's default: the same with layer 1's BatchNorm from patch statistics (on by default on CPUs), seeds 0-9,
+# fp32 and bf16 -> results/recipe-confirm-patch-statistics.md
+recipe-confirm-patch-statistics: data
+	$(RECIPE) --rows "layer 1's BatchNorm from patch statistics (18" --seeds 0 1 2 3 4 5 6 7 8 9 \
+	  --table results/recipe-confirm-patch-statistics.md
 
 # throughput quiet and with a core taken: OpenMP's default, a fixed PASSIVE team, one thread, and s6lab's default
 # (following the load) -> benchmarks/results/load.md on AVX2 without bf16 (where it was first recorded),

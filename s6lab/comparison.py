@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .models import get_recipe, get_spec
 from .parallel import Job, JobResult, Workers, check_backend, run_jobs, workers
 from .runs import WEIGHTS, Run, RunError, load_run, recorded_in_full, run_dir, train_run
-from .train import TrainConfig
+from .train import TrainConfig, patch_flag
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -187,9 +187,12 @@ def compare(
                 run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
                 stale = wanted.differences(run.meta)
                 if stale and train:
+                    recorded = run.recipe.train.first_bn_from_patches  # what ran (Recipe.from_dict pins it)
+                    hint = "".join(f"; to compare it as it ran, add {patch_flag(recorded)}" for s in stale
+                                   if s.startswith("first_bn_from_patches") and recorded is not None)
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "
-                                   "that directory to retrain it, or compare into a new --out")
+                                   f"that directory to retrain it, or compare into a new --out{hint}")
                 runs.append(run)
                 continue
             if not train:

@@ -18,13 +18,14 @@ round against the stock BatchNorm: on an AVX-512 CPU with bf16, 1.12x (session 1
 copy, rounds 1.09-1.16x) and 1.07x (session 15, this module, rounds 0.93-1.25x); on AVX2 without
 bf16, 1.09x (session 10, rounds 0.82-1.53x). Not measured on a GPU.
 
-``TrainConfig.first_bn_from_patches`` chooses (`choose_patch_statistics`): ``None`` (the default,
-"auto") turns it on where it measured a gain and changes nothing a learner can see: on a CPU, for a
-net whose first block folds, in the epochs where no hook watches layer 1's ``conv`` or ``bn`` (a hook
-there would not fire in training mode while it is on). ``True`` turns it on anywhere it folds
-(refusing nets it cannot fold), ``False`` keeps the stock BatchNorm. The default recipe with it passes
-the assignment on every seed measured (``results/recipe-confirm-patch-statistics.md``). It changes
-the last bits, so a run records whether it was on, and resuming compares that. Evaluation mode runs
+``TrainConfig.first_bn_from_patches`` chooses (`choose_patch_statistics`), once before training:
+``None`` (the default, "auto") turns it on where it measured a gain and changes nothing a learner can
+see: on a CPU, for a net whose first block folds and where no hook watches layer 1's ``conv`` or
+``bn`` when training starts (a hook there would not fire in training mode while it is on). ``True``
+turns it on anywhere it folds (refusing nets it cannot fold), ``False`` keeps the stock BatchNorm.
+The default recipe with it passes the assignment on every seed measured
+(``results/recipe-confirm-patch-statistics.md``). It changes the last bits, so a run records
+whether it was on, and resuming compares that. Evaluation mode runs
 the stock forward.
 """
 
@@ -51,6 +52,8 @@ def first_conv_bn(model: nn.Module) -> nn.Module | None:
         >>> block.conv.in_channels, block.conv.kernel_size, block.bn.num_features
         (1, (3, 3), 32)
     """
+    if isinstance(getattr(model, "module", None), nn.Module) and len(list(model.children())) == 1:
+        model = model.module  # DistributedDataParallel and similar wrappers: the net they run
     first = next(iter(model.children()), None)
     conv, bn = getattr(first, "conv", None), getattr(first, "bn", None)
     names = [name for name, _ in first.named_children()] if first is not None else []
@@ -71,8 +74,8 @@ def fold_refusal(model: nn.Module) -> str | None:
     parts = ", ".join(name for name, _ in first.named_children())  # ConvBN(conv, relu): no bn
     return ("TrainConfig.first_bn_from_patches=True needs a net whose first block is a ConvBN (conv, then "
             "BatchNorm2d with affine weights, running statistics and a momentum); this net starts with "
-            f"{type(first).__name__}({parts}): leave it at None (auto: off for this net) or set it to False "
-            "(--no-first-bn-from-patches)")
+            f"{type(first).__name__}({parts}): leave the setting out (auto: off for this net; null in a JSON "
+            "config) or set it to False (--no-first-bn-from-patches)")
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,7 @@ class PatchChoice:
     """Whether a run computes layer 1's BatchNorm from patch statistics, and who decided."""
 
     on: bool
-    why: str  # "auto: a CPU, and the net's first block folds", "you", ...
-    auto: bool  # chosen by None: steps aside in epochs where a hook watches layer 1 (`watched`)
+    why: str  # "auto: the same math, ...", "asked for", "off: auto, a hook watches layer 1", ...
 
     def describe(self) -> str:
         """``layer 1's BatchNorm from patch statistics (auto: ...)``; ``""`` when off (the stock path)."""
@@ -91,9 +93,12 @@ class PatchChoice:
 def choose_patch_statistics(setting: bool | None, model: nn.Module, device: torch.device | str) -> PatchChoice:
     """What ``TrainConfig.first_bn_from_patches`` means for ``model`` on ``device``.
 
+    Decided once, before training: a hook registered on layer 1's ``conv`` or ``bn`` after `fit` has
+    started does not fire in training mode while the patch statistics are on.
+
     Args:
-        setting: ``None`` (auto: on for a CPU and a net whose first block folds), ``True`` (on, or a
-            `ConfigError` for a net it cannot fold), ``False`` (off).
+        setting: ``None`` (auto: on for a CPU and a net whose first block folds, unless a hook
+            `watched` layer 1), ``True`` (on, or a `ConfigError` for a net it cannot fold), ``False`` (off).
         model: the net, on any device (the meta device too: only its layers are read).
         device: where it trains.
 
@@ -107,23 +112,27 @@ def choose_patch_statistics(setting: bool | None, model: nn.Module, device: torc
         (True, False)
     """
     if setting is False:
-        return PatchChoice(False, "off: you", auto=False)
+        return PatchChoice(False, "off: asked for")
     problem = fold_refusal(model)
     if setting is True:
         if problem is not None:
             raise ConfigError(problem)
-        return PatchChoice(True, "you", auto=False)
+        return PatchChoice(True, "asked for")
     if torch.device(device).type != "cpu":  # measured on CPUs only (the module notes)
-        return PatchChoice(False, f"off: auto, not measured on {torch.device(device).type}", auto=True)
+        return PatchChoice(False, f"off: auto, not measured on {torch.device(device).type}")
     if problem is not None:
-        return PatchChoice(False, "off: auto, the net's first block does not fold", auto=True)
-    return PatchChoice(True, "auto: the same math, one BatchNorm pass less; off: --no-first-bn-from-patches", auto=True)
+        return PatchChoice(False, "off: auto, the net's first block does not fold")
+    if watched(model):  # the hook would not fire: the stock block, so that it sees what it asked for
+        return PatchChoice(False, "off: auto, a hook watches layer 1's conv or bn")
+    return PatchChoice(True, "auto: the same math, one BatchNorm pass less; off: first_bn_from_patches=False, "
+                             "--no-first-bn-from-patches")
 
 
 def watched(model: nn.Module) -> bool:
     """Whether a hook would see layer 1's ``conv`` or ``bn`` run: one registered on them, or a global
     module hook (``torch.nn.modules.module.register_module_forward_hook`` and friends). Their forward
-    does not run while the patch statistics are on, so the auto setting steps aside for them.
+    does not run while the patch statistics are on, so the auto setting leaves them off for a net
+    watched when training starts.
 
     Examples:
         >>> from s6lab import get_model
@@ -204,7 +213,7 @@ def first_batchnorm_from_patches(model: nn.Module, enabled: bool = True) -> Iter
     Args:
         model: an s6lab net (or any ``nn.Sequential`` whose first child has ``conv`` and ``bn`` children).
         enabled: ``False`` makes the context do nothing (``fit`` passes what `choose_patch_statistics`
-            chose, for each epoch: an auto choice steps aside in an epoch where a hook `watched` layer 1).
+            chose before training).
 
     Raises:
         ConfigError: ``enabled`` and the net's first block cannot be folded this way.

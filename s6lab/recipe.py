@@ -220,7 +220,13 @@ class Recipe:
         if values.get("data_root") is not None:
             data["root"] = values["data_root"]
         base = cls(spec, base_train if base_train is not None else TrainConfig())
-        return merge(base, **without_retired(values.get("train") or {}), **data)
+        train = without_retired(values.get("train") or {})
+        if _RESOLVED_KEYS & set(values) and train.get("first_bn_from_patches") is None:
+            # a recorded run's config.json: what ran (older runs, without the field: the stock BatchNorm), so that
+            # `--config` of a run trains that run on any machine
+            train["first_bn_from_patches"] = recorded_patches(train, values.get("patch_statistics"), False) \
+                if "first_bn_from_patches" not in train or "patch_statistics" in values else None
+        return merge(base, **train, **data)
 
     def differences(self, recorded: dict[str, Any], device: torch.device | None = None) -> list[str]:
         """The one "is this the same run?" rule, for a recorded run's ``config.json``.
@@ -245,10 +251,11 @@ class Recipe:
             differences.append(f"data selection ({sizes} recorded, {self.data.sizes()} asked for)")
         train = TrainConfig.from_dict(recorded.get("train", {}))  # fields added since then: their defaults
         device = device if device is not None else resolve_device(self.train.device)
-        here = self.patch_statistics(device).on
-        patched = recorded_patches(recorded.get("train", {}), recorded.get("patch_statistics"), here)
+        auto_here = self.replace(first_bn_from_patches=None).patch_statistics(device).on
+        patched = recorded_patches(recorded.get("train", {}), recorded.get("patch_statistics"), auto_here)
         return differences + recipe_differences(train, recorded_precision(recorded), self.train, device,
-                                                recorded_patches=patched, wanted_patches=here)
+                                                recorded_patches=patched,
+                                                wanted_patches=self.patch_statistics(device).on)
 
 
 #: keys of config.json that record what ran, beside the recipe (not part of it)

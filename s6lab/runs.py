@@ -289,13 +289,12 @@ def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: b
     for key, value in recipe.train.to_dict().items():
         if key == "precision":
             value = recorded_precision(meta)
-        elif key == "first_bn_from_patches":  # what ran, where auto would choose otherwise (older runs: stock)
+        elif key == "first_bn_from_patches":  # pinned to what ran, as the precision is (auto differs per device)
             device = torch.device(meta.get("device") or "cpu")
             auto = recipe.replace(first_bn_from_patches=None).patch_statistics(device).on
-            ran = recorded_patches(meta.get("train", {}), meta.get("patch_statistics"), auto)
-            if (value is None and ran == auto) or (value is not None and ran == defaults[key]):
+            value = recorded_patches(meta.get("train", {}), meta.get("patch_statistics"), auto)
+            if value == defaults[key]:
                 continue
-            value = ran
         elif value == defaults[key]:
             continue
         flag = "--" + key.replace("_", "-")

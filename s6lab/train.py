@@ -42,7 +42,7 @@ from .dropout import fast_dropout_enabled
 from .errors import ConfigError
 from .hardware import Precision, native_bf16, resolve_precision, training_line
 from .load_follower import LoadFollower, load_follower
-from .patch_batchnorm import PatchChoice, choose_patch_statistics, first_batchnorm_from_patches, watched
+from .patch_batchnorm import PatchChoice, choose_patch_statistics, first_batchnorm_from_patches
 from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
@@ -187,7 +187,7 @@ def recorded_patches(train: dict[str, Any], resolved: bool | None, here: bool) -
     Args:
         train: its training fields as written (``config.json``'s ``train``, a checkpoint's ``config``).
         resolved: what it recorded as resolved (``patch_statistics``; runs since the auto default), or None.
-        here: what the setting resolves to here: a field left at None (auto) with nothing resolved, as in a
+        here: what auto (None) resolves to here: a field left at None with nothing resolved, as in a
             hand-written config, means auto here too.
 
     Returns:
@@ -636,7 +636,8 @@ def _resume(state: _Training, path: Path) -> None:
                           "start over") from None
     recorded = TrainConfig.from_dict(saved["config"])  # older checkpoints: defaults fill in new fields
     ran = saved.get("precision", state.precision)  # older checkpoints did not record it
-    patched = recorded_patches(saved["config"], saved.get("patch_statistics"), state.patches.on)
+    auto_here = choose_patch_statistics(None, state.model, state.device).on
+    patched = recorded_patches(saved["config"], saved.get("patch_statistics"), auto_here)
     changed = recipe_differences(recorded, ran, state.config, state.device,
                                  recorded_patches=patched, wanted_patches=state.patches.on)
     if changed:
@@ -675,8 +676,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     # the fewest threads the load follower trained this epoch on, and the most it may use
     fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
-    # the auto choice steps aside while a hook watches layer 1: with the patch statistics its conv and bn do not run
-    patches = state.patches is not None and state.patches.on and not (state.patches.auto and watched(model))
+    patches = state.patches is not None and state.patches.on
     with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, patches):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step

@@ -88,7 +88,7 @@ def test_levers_parity_rows_are_picked_by_one_unambiguous_part_of_their_name(cap
     assert levers.pick_rows(None, parser) is levers.PARITY
     picked = levers.pick_rows(["DEFAULTS", "warm-up 10%"], parser)
     assert list(picked) == ["s6lab defaults", "OneCycle warm-up 10% of steps (default 20%)"]
-    assert picked["OneCycle warm-up 10% of steps (default 20%)"] == {"warmup": 0.1}
+    assert picked["OneCycle warm-up 10% of steps (default 20%)"] == {"warmup": 0.1, "first_bn_from_patches": False}
     for bad, count in (("warm", 2), ("lamb", 0)):
         with pytest.raises(SystemExit):
             levers.pick_rows([bad], parser)

@@ -140,13 +140,17 @@ def test_fit_refuses_before_training(mnist_small, tmp_path):
 def test_auto_is_on_for_a_cpu_and_a_net_that_folds_and_off_elsewhere_without_refusing():
     s6, no_bn = get_model("s6"), get_model("s6-no-bn")
     auto = choose_patch_statistics(None, s6, "cpu")
-    assert auto.on and auto.auto and "layer 1's BatchNorm from patch statistics (auto" in auto.describe()
+    assert auto.on and "layer 1's BatchNorm from patch statistics (auto" in auto.describe()
     assert not choose_patch_statistics(None, s6, "cuda").on  # measured on CPUs only
     off = choose_patch_statistics(None, no_bn, "cpu")  # a variant it cannot fold: quietly the stock path
     assert not off.on and off.describe() == "" and "does not fold" in off.why
     assert not choose_patch_statistics(False, s6, "cpu").on
     forced = choose_patch_statistics(True, s6, "cuda")
-    assert forced.on and not forced.auto
+    assert forced.on and forced.why == "asked for"
+    handle = s6[0].bn.register_forward_hook(lambda module, args, out: None)
+    assert not choose_patch_statistics(None, s6, "cpu").on  # a watched net keeps the stock block under auto
+    assert choose_patch_statistics(True, s6, "cpu").on  # unless asked for
+    handle.remove()
     with pytest.raises(ConfigError, match="=True needs a net whose first block is a ConvBN"):
         choose_patch_statistics(True, no_bn, "cpu")
 
@@ -177,9 +181,10 @@ def test_a_hook_on_layer_1_is_watching():
     assert not watched(model)
 
 
-def test_the_default_folds_in_training_and_steps_aside_for_a_hook(mnist_small):
+def test_the_default_folds_in_training_and_leaves_a_watched_net_alone(mnist_small):
     """TrainConfig's default (None): layer 1's block trains through the patch statistics (seen from a hook on
-    the block, which still fires), unless a hook watches its bn, which then fires in every training step."""
+    the block, which still fires), unless a hook watches its bn when training starts: then the stock block,
+    and the hook fires in every training step."""
     data = type(mnist_small)(mnist_small.train.subset(256), mnist_small.test.subset(100))
     config = TrainConfig(epochs=1, batch_size=128, precision="fp32")
     model = get_model("s6")
@@ -192,6 +197,23 @@ def test_the_default_folds_in_training_and_steps_aside_for_a_hook(mnist_small):
     watched_model[0].bn.register_forward_hook(lambda module, args, out: calls.append(module.training))
     fit(watched_model, data, config, progress=False)
     assert calls.count(True) == 2
+
+
+def test_a_wrapper_such_as_distributed_data_parallel_folds_the_net_it_runs():
+    class Wrapper(torch.nn.Module):  # DistributedDataParallel's shape: the net as .module, its only child
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, x):
+            return self.module(x)
+
+    wrapped = Wrapper(get_model("s6")).train()
+    assert first_conv_bn(wrapped) is wrapped.module[0] and choose_patch_statistics(None, wrapped, "cpu").on
+    with first_batchnorm_from_patches(wrapped):
+        assert "forward" in vars(wrapped.module[0])
+        assert wrapped(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    assert "forward" not in vars(wrapped.module[0])
 
 
 def test_fit_trains_through_it_and_lands_where_the_stock_block_does(mnist_small):

@@ -76,6 +76,30 @@ def test_a_run_records_the_patch_statistics_and_resume_compares_them(tmp_path):
     assert get_recipe("s6", train=off).differences(meta, torch.device("cpu")) == []  # the stock path there too
 
 
+def test_commands_and_config_files_of_a_run_pin_the_patch_statistics_it_trained_with(tmp_path):
+    """A run's reproduce command and its config.json (``--config``) mean what ran on any machine: the default
+    run here (on), a run of the older default (no field: off), a GPU run (auto there: off)."""
+    from s6lab.recipe import Recipe
+
+    out = tmp_path / "run"
+    train_run("s6", out, TrainConfig(epochs=1, batch_size=32, device="cpu"), data=synthetic(64), progress=False)
+    run = load_run(out)
+    assert "--first-bn-from-patches" in reproduce_command(run).split()
+    meta = json.loads((out / "config.json").read_text())
+    for change, flag in ((lambda m: m.pop("patch_statistics") and m["train"].pop("first_bn_from_patches"),
+                          "--no-first-bn-from-patches"),  # written before the field existed
+                         (lambda m: m.update(patch_statistics=False, device="cuda:0"), "--no-first-bn-from-patches")):
+        old = json.loads(json.dumps(meta))
+        change(old)
+        (out / "config.json").write_text(json.dumps(old))
+        assert flag in reproduce_command(load_run(out)).split()
+        assert Recipe.from_dict(old).differences(old, torch.device("cpu")) == []  # --config of it: the same run
+    hand_written = {"model": meta["model"], "train": {**meta["train"], "first_bn_from_patches": None}}
+    assert Recipe.from_dict(hand_written).train.first_bn_from_patches is None  # not a recorded run: auto stays
+    off = get_recipe("s6", train=TrainConfig(epochs=1, batch_size=32, first_bn_from_patches=False))
+    assert off.differences(hand_written, torch.device("cpu"))  # null there is auto: on, on a CPU
+
+
 def test_fit_refuses_a_checkpoint_with_the_other_patch_statistics(tmp_path):
     ckpt = tmp_path / "c.pt"
     fit(get_model("s6"), synthetic(32), TrainConfig(epochs=1, batch_size=32, device="cpu"),

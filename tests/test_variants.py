@@ -192,7 +192,8 @@ def test_compare_renders_recorded_runs_of_a_fresh_clone_with_their_pinned_recipe
     row = c.rows[0]
     assert row.seeds == 3 and row.passed == 3 and row.params == 19_602
     with pytest.raises(RunError, match=r"weight_decay, precision \(bf16 there, fp32 here.*\), first_bn_from_patches "
-                                       r"\(layer 1's BatchNorm from patch statistics off there, on here\) differ"):
+                                       r"\(layer 1's BatchNorm from patch statistics off there, on here\) differ.*"
+                                       r"to compare it as it ran, add --no-first-bn-from-patches"):
         compare(["s6"], seeds=[0], epochs=15, out=tmp_path)
 
 
