@@ -83,7 +83,12 @@ def row_from(parsed: dict, *, machine_class: str, cpu_model: str | None, source:
 
 
 def recorded_on(source: str) -> str:
-    """The date the recording was committed (today for a fresh one)."""
+    """The date the recording was committed; today for a fresh one (not committed yet, or changed since: a
+    measurement that just overwrote the file of an earlier one)."""
+    changed = subprocess.run(["git", "status", "--porcelain", "--", source], capture_output=True, text=True,
+                             cwd=ROOT)
+    if changed.stdout.strip():
+        return date.today().isoformat()
     done = subprocess.run(["git", "log", "-1", "--format=%cs", "--", source], capture_output=True, text=True,
                           cwd=ROOT)
     return done.stdout.strip() or date.today().isoformat()
