@@ -195,8 +195,8 @@ def benchmark_tables() -> None:
                           ("speedrun-avx2-no-bf16", f"make bench-speedrun ({avx2})"),
                           ("speedrun-avx512-bf16", f"make bench-speedrun ({avx512})"),
                           ("speedrun-bf16-avx512-bf16", f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512})"),
-                          ("speedrun-bf16-avx512-bf16-session15",
-                           f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, session 15; kept under this name)"),
+                          ("speedrun-bf16-avx512-bf16-session15",  # session 15's run, kept under this name
+                           f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, session 15)"),
                           ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
                           ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
