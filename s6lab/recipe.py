@@ -260,8 +260,7 @@ class Recipe:
 
 #: keys of config.json that record what ran, beside the recipe (not part of it)
 _RESOLVED_KEYS = frozenset({"resolved", "precision", "precision_reason", "patch_statistics", "torch", "device",
-                            "bf16", "machine",
-                            "machine_class", "platform", "threads", "trained_on"})
+                            "bf16", "machine", "machine_class", "platform", "threads", "trained_on"})
 
 
 def same_architecture(a: NetSpec, b: NetSpec) -> bool:
