@@ -199,6 +199,8 @@ def benchmark_tables() -> None:
                            f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, session 15)"),
                           ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
+                          ("fusion-avx512-bf16-session15",  # session 15's run, kept under this name
+                           f"make bench-fusion ({avx512}, session 15)"),
                           ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
                           ("data-parallel-avx512-bf16", f"make bench-data-parallel ({avx512})")):
         bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
