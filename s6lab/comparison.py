@@ -187,9 +187,10 @@ def compare(
                 run = load_run(path, need_weights=False)  # a recorded run (fresh clone) has no weights
                 stale = wanted.differences(run.meta)
                 if stale and train:
-                    recorded = run.recipe.train.first_bn_from_patches  # what ran (Recipe.from_dict pins it)
-                    hint = "".join(f"; to compare it as it ran, add {patch_flag(recorded)}" for s in stale
-                                   if s.startswith("first_bn_from_patches") and recorded is not None)
+                    ran = run.recipe.train.first_bn_from_patches  # Recipe.from_dict pins it to what ran
+                    patches_differ = any(s.startswith("first_bn_from_patches") for s in stale)
+                    hint = f"; to compare it as it ran, add {patch_flag(ran)}" if patches_differ and ran is not None \
+                        else ""
                     raise RunError(f"the finished run at {path} was trained with other settings "
                                    f"({', '.join(stale)} differ from today's recipe for {spec.name}); delete "
                                    f"that directory to retrain it, or compare into a new --out{hint}")

@@ -123,12 +123,11 @@ def diagnose(*, root: str | Path | None = None, measure: bool = True, device: st
              budget_seconds: float = 8.0) -> DoctorReport:
     """Collect the doctor's report (``measure=False`` skips the timing)."""
     from .data import raw_folder, verify
-    from .models import get_model
-    from .patch_batchnorm import choose_patch_statistics
+    from .models import get_recipe
     from .train import resolve_device
 
     dev = resolve_device(device)
-    patches = choose_patch_statistics(None, get_model("s6"), dev)
+    patches = get_recipe("s6").patch_statistics(dev)
     precision = resolve_precision("auto", dev)
     cuda = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())] \
         if torch.cuda.is_available() else []

@@ -169,6 +169,13 @@ class Recipe:
             layers = build(self.spec)
         return choose_patch_statistics(self.train.first_bn_from_patches, layers, device)
 
+    def patches_that_ran(self, recorded: dict[str, Any], device: torch.device) -> bool:
+        """Whether the run recorded in ``recorded`` (a ``config.json``) computed layer 1's BatchNorm from
+        patch statistics (see [`recorded_patches`][s6lab.train.recorded_patches]); a field left at None with
+        nothing resolved means what auto chooses for this recipe's net on ``device``."""
+        auto = self.replace(first_bn_from_patches=None).patch_statistics(device).on
+        return recorded_patches(recorded.get("train") or {}, recorded.get("patch_statistics"), auto)
+
     def replace(self, **overrides: Any) -> Recipe:
         """This recipe with ``overrides`` applied: see `merge`."""
         return merge(self, **overrides)
@@ -221,11 +228,11 @@ class Recipe:
             data["root"] = values["data_root"]
         base = cls(spec, base_train if base_train is not None else TrainConfig())
         train = without_retired(values.get("train") or {})
-        if _RESOLVED_KEYS & set(values) and train.get("first_bn_from_patches") is None:
-            # a recorded run's config.json: what ran (older runs, without the field: the stock BatchNorm), so that
-            # `--config` of a run trains that run on any machine
-            train["first_bn_from_patches"] = recorded_patches(train, values.get("patch_statistics"), False) \
-                if "first_bn_from_patches" not in train or "patch_statistics" in values else None
+        if _RESOLVED_KEYS & set(values) and train.get("first_bn_from_patches") is None and (
+                "patch_statistics" in values or "first_bn_from_patches" not in train):
+            # a recorded run's config.json: pinned to what ran (older runs, without the field: the stock
+            # BatchNorm), so that `--config` of a run trains that run on any machine
+            train["first_bn_from_patches"] = recorded_patches(train, values.get("patch_statistics"), False)
         return merge(base, **train, **data)
 
     def differences(self, recorded: dict[str, Any], device: torch.device | None = None) -> list[str]:
@@ -251,10 +258,8 @@ class Recipe:
             differences.append(f"data selection ({sizes} recorded, {self.data.sizes()} asked for)")
         train = TrainConfig.from_dict(recorded.get("train", {}))  # fields added since then: their defaults
         device = device if device is not None else resolve_device(self.train.device)
-        auto_here = self.replace(first_bn_from_patches=None).patch_statistics(device).on
-        patched = recorded_patches(recorded.get("train", {}), recorded.get("patch_statistics"), auto_here)
         return differences + recipe_differences(train, recorded_precision(recorded), self.train, device,
-                                                recorded_patches=patched,
+                                                recorded_patches=self.patches_that_ran(recorded, device),
                                                 wanted_patches=self.patch_statistics(device).on)
 
 

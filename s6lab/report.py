@@ -14,7 +14,6 @@ from .data import TensorSplit, load_split
 from .recipe import recorded_precision
 from .runs import Run, machine_line, reproduce_command
 from .summary import summary
-from .train import recorded_patches
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +304,7 @@ def write_report(run: Run) -> Path:
         f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}), augmentation {'on' if cfg.augment else 'off'}",
         f"- machine: {machine_line(meta)}; trained in {recorded_precision(meta)}"
         f"{' (' + meta['precision_reason'] + ')' if meta.get('precision_reason') else ''}"
-        f"{patches if recorded_patches(meta.get('train', {}), meta.get('patch_statistics'), False) else ''}",
+        f"{patches if cfg.first_bn_from_patches else ''}",  # Recipe.from_dict pins it to what ran
         f"- reproduce: `{reproduce_command(run)}`",
     ]
     parts = ["\n".join(header)]

@@ -35,7 +35,7 @@ from .hardware import machine_info, native_bf16
 from .models import get_recipe, get_spec
 from .recipe import Recipe, recorded_precision, same_architecture
 from .specs import Net, NetSpec, build
-from .train import EpochRecord, History, TrainConfig, checkpoint_weights, fit, recorded_patches
+from .train import EpochRecord, History, TrainConfig, checkpoint_weights, fit
 
 log = logging.getLogger(__name__)
 
@@ -290,9 +290,7 @@ def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: b
         if key == "precision":
             value = recorded_precision(meta)
         elif key == "first_bn_from_patches":  # pinned to what ran, as the precision is (auto differs per device)
-            device = torch.device(meta.get("device") or "cpu")
-            auto = recipe.replace(first_bn_from_patches=None).patch_statistics(device).on
-            value = recorded_patches(meta.get("train", {}), meta.get("patch_statistics"), auto)
+            value = recipe.patches_that_ran(meta, torch.device(meta.get("device") or "cpu"))
             if value == defaults[key]:
                 continue
         elif value == defaults[key]:

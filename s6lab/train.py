@@ -570,7 +570,7 @@ class _Training:
     augmentation: TorchAugmentation | None = None  # torchvision transforms (config.augmentation)
     average: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of the weights (config.ema)
     follower: LoadFollower | None = None  # fewer threads while other programs keep a core busy (CPU only)
-    patches: PatchChoice | None = None  # layer 1's BatchNorm from patch statistics (config.first_bn_from_patches)
+    patches: PatchChoice = PatchChoice(False, "not chosen")  # _set_up chooses (config.first_bn_from_patches)
     history: History = field(default_factory=History)
     start_epoch: int = 1
     label: str = ""  # "s6-gap seed 1, " before the epoch on the bar and the per-epoch line
@@ -676,8 +676,7 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     # the fewest threads the load follower trained this epoch on, and the most it may use
     fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
-    patches = state.patches is not None and state.patches.on
-    with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, patches):
+    with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, state.patches.on):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)
@@ -770,7 +769,7 @@ def _save_checkpoint(state: _Training, epoch: int, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({
         "epoch": epoch, "config": state.config.to_dict(), "precision": state.precision,
-        "patch_statistics": state.patches is not None and state.patches.on,
+        "patch_statistics": state.patches.on,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(), "generator": state.generator.get_state(),
         "torch_rng": torch.get_rng_state(), "history": state.history.to_json(),
