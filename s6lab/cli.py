@@ -65,16 +65,31 @@ def renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) 
     parser.add_argument(old, action=_Renamed, new=new, **kwargs)
 
 
+def _auto_fields() -> frozenset[str]:
+    """TrainConfig's ``bool | None`` fields, where None means auto (``first_bn_from_patches``)."""
+    import typing
+    from dataclasses import fields
+
+    from .train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return frozenset(f.name for f in fields(TrainConfig) if set(typing.get_args(hints[f.name])) == {bool, type(None)})
+
+
 def _overrides(pairs: Sequence[str] | None) -> dict[str, object]:
-    """``["dropout=0.05", "batchnorm=false"]`` -> ``{"dropout": 0.05, "batchnorm": False}``."""
+    """``["dropout=0.05", "batchnorm=false"]`` -> ``{"dropout": 0.05, "batchnorm": False}``; ``auto`` for a
+    field where None means auto (``first_bn_from_patches=auto``) -> None, even over a preset that pins it."""
     result: dict[str, object] = {}
+    auto = _auto_fields()
     for pair in pairs or ():
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise CLIError(f"--set expects KEY=VALUE, got {pair!r} (e.g. --set dropout=0.05)")
         low = raw.lower()
         value: object
-        if low in ("true", "false"):
+        if key in auto and low == "auto":
+            value = None
+        elif low in ("true", "false"):
             value = low == "true"
         else:
             try:

@@ -18,11 +18,13 @@ where an uninterrupted one does.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import sys
 import time
+import typing
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +60,15 @@ CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIO
 EVAL_BATCH_SIZE = 250
 #: metadata of a TrainConfig field that changes speed, not the numbers (see SPEED_ONLY)
 SPEED = {"speed_only": True}
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, ...]]:
+    """TrainConfig's bool, float and str fields and the types each accepts (``bool | None`` ->
+    ``(bool, NoneType)``); the int fields check their own values in ``__post_init__``."""
+    hints = typing.get_type_hints(TrainConfig)
+    kinds = {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in fields(TrainConfig)}
+    return {name: k for name, k in kinds.items() if {bool, float, str} & set(k)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,17 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
 
+        for name, kinds in _field_kinds().items():  # the type first: "abc" for a number is one line, not a TypeError
+            value = getattr(self, name)
+            if value is None and type(None) in kinds:
+                continue
+            if bool in kinds and not isinstance(value, bool):
+                auto = ", or auto (None; null in JSON)" if type(None) in kinds else ""
+                raise bad(name, f"must be true or false{auto}")
+            if float in kinds and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise bad(name, "must be a number")
+            if str in kinds and not isinstance(value, str):
+                raise bad(name, "must be a string" + (" (or None)" if type(None) in kinds else ""))
         for name in ("epochs", "batch_size", "step_epochs", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -122,8 +144,6 @@ class TrainConfig:
             check_scheduler(self.scheduler)
         if self.augmentation is not None:
             check_augmentation(self.augmentation)
-        if not (self.first_bn_from_patches is None or isinstance(self.first_bn_from_patches, bool)):
-            raise bad("first_bn_from_patches", "must be None (auto: on a CPU where the net folds), True or False")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:

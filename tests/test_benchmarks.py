@@ -129,6 +129,31 @@ def test_relu_after_pool_is_exact_in_forward_and_backward():
     assert torch.equal(out_a, out_b) and all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
 
 
+def test_small_bn_nchw_changes_the_two_transitions_and_only_the_summation_order():
+    """trans1 (8 channels) and trans2 (16) normalise channels-first; outputs, gradients and running statistics
+    agree with the channels-last net to rounding, and the activations stay channels-last."""
+    from s6lab import get_model
+
+    levers = _benchmark_module("levers")
+    x = torch.randn(32, 1, 28, 28, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    results, seen = [], []
+    for first in (False, True):
+        torch.manual_seed(0)
+        model = get_model("s6").double().to(memory_format=torch.channels_last)
+        if first:
+            assert levers.small_bn_nchw(model) == 2
+            model.trans1.bn.register_forward_hook(
+                lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+        torch.manual_seed(1)  # the same dropout masks
+        out = model(x)
+        out.sum().backward()
+        results.append((out, [p.grad for p in model.parameters()], model.trans1.bn.running_var.clone()))
+    assert seen == [True]  # the hook fired, on a channels-last output
+    (out_a, grads_a, var_a), (out_b, grads_b, var_b) = results
+    assert torch.allclose(out_a, out_b, rtol=1e-10, atol=1e-12) and torch.allclose(var_a, var_b, rtol=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-8, atol=1e-12) for a, b in zip(grads_a, grads_b))
+
+
 def test_every_one_off_lever_is_a_trainconfig_field_or_one_the_benchmark_applies():
     """The patch-statistics row turns the library's TrainConfig.first_bn_from_patches off (the defaults have it
     on since session 16): the benchmark keeps no copy of it."""

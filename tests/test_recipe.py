@@ -177,6 +177,27 @@ def test_print_config_shows_the_resolved_recipe_and_config_reads_it_back(tmp_pat
     assert again["train"] == {**printed["train"], "epochs": 2} and again["model"] == printed["model"]
 
 
+@pytest.mark.parametrize("value, expected", [("auto", None), ("AUTO", None), ("true", True), ("false", False)])
+def test_set_asks_for_auto_patch_statistics_over_a_preset_that_pins_them(capsys, value, expected):
+    """s6-speedrun pins layer 1's stock BatchNorm; --set first_bn_from_patches=auto gives the auto rule back."""
+    assert main(["train", "--model", "s6-speedrun", "--set", f"first_bn_from_patches={value}", "--device", "cpu",
+                 "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["train"]["first_bn_from_patches"] is expected
+    assert printed["resolved"]["patch_statistics"] is (True if expected is None else expected)  # auto: on a CPU
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("augment=auto", "TrainConfig.augment must be true or false, got 'auto'"),  # no auto setting: refused
+    ("weight_decay=abc", "TrainConfig.weight_decay must be a number, got 'abc'"),  # was a TypeError traceback
+    ("first_bn_from_patches=maybe", "first_bn_from_patches must be true or false, or auto"),
+])
+def test_a_set_value_of_the_wrong_type_is_one_line_and_exit_2(capsys, pair, message):
+    assert main(["train", "--set", pair, "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("s6lab train: error: ")
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
     ("{not json", "is not valid JSON"),

@@ -52,6 +52,16 @@ def synthetic(n=256, seed=0) -> MNISTTensors:
     ("clean_last_epochs", 18, r"clean_last_epochs must be an integer in \[0, epochs\) = \[0, 18\)"),
     ("clean_last_epochs", -1, r"clean_last_epochs must be an integer in \[0, epochs\)"),
     ("clean_last_epochs", 1.5, r"clean_last_epochs must be an integer in \[0, epochs\)"),
+    # the wrong type, as --set or a JSON file can give it: one ConfigError, never a TypeError
+    ("weight_decay", "abc", "weight_decay must be a number, got 'abc'"),
+    ("momentum", "x", "momentum must be a number"),
+    ("rotation", None, "rotation must be a number"),
+    ("warmup", True, "warmup must be a number"),
+    ("augment", "auto", "augment must be true or false, got 'auto'"),
+    ("nesterov", 2, "nesterov must be true or false, got 2"),
+    ("channels_last", "yes", "channels_last must be true or false"),
+    ("device", 3, "device must be a string, got 3"),
+    ("scheduler", 5, r"scheduler must be a string \(or None\)"),
 ])
 def test_config_rejects_bad_values(field, value, match):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} {match}" if not match.startswith(field)
