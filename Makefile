@@ -92,7 +92,7 @@ bench-levers: data
 # 15 rounds: their gains are a few per cent, and one 7-round run put a 1.05x lever at 1.17x
 # -> benchmarks/results/fusion-CLASS.md
 bench-fusion: data
-	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "after its max-pool" "patch statistics" "channels or fewer" --rounds 15 --out benchmarks/results/fusion-$(CLASS).md
+	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "relu_after_pool" "patch statistics" "channels or fewer" --rounds 15 --out benchmarks/results/fusion-$(CLASS).md
 
 # the same, plus 15-epoch accuracy-parity runs (seeds 0 1 2) of the levers that change numerics -> levers-full.md
 bench-levers-full: data

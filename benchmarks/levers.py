@@ -52,13 +52,15 @@ import torch
 from _worker import WorkerProcess
 
 #: the levers this benchmark applies itself (they left TrainConfig: s6lab.train.RETIRED)
-BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "relu_after_pool", "small_bn_nchw")
+BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "small_bn_nchw")
 
 _GLIBC = {"retain_memory": False}
 #: small_bn_nchw: BatchNorms with at most this many channels (the reference net's trans1 and trans2)
 SMALL_BN = 16
 #: layer 1's stock BatchNorm: the rungs and rows before the default computed it from patch statistics (session 16)
 _STOCK_BN = {"first_bn_from_patches": False}
+#: each ReLU in front of its max-pool, as built: the rungs before the trainer moved it behind (session 17)
+_RELU_AS_BUILT = {"relu_after_pool": False}
 LADDER: dict[str, dict] = {
     "typical numerics: fp32, NCHW, nn.Dropout masks, batch 128": {
         "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05,
@@ -69,8 +71,11 @@ LADDER: dict[str, dict] = {
     "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN},
     "+ batch 256, lr x2": {**_GLIBC, **_STOCK_BN},
     "+ retained malloc memory": {**_STOCK_BN},
-    "+ layer 1's BatchNorm from patch statistics (= s6lab defaults)": {},
+    "+ layer 1's BatchNorm from patch statistics": {},
+    "+ each ReLU behind its max-pool (= s6lab defaults)": {},
 }
+LADDER = {name: {**overrides, **({} if "= s6lab defaults" in name else _RELU_AS_BUILT)}
+          for name, overrides in LADDER.items()}
 ONE_OFF: dict[str, dict] = {
     "s6lab defaults": {},
     "fp32 (bf16 autocast off)": {"precision": "fp32"},
@@ -83,9 +88,11 @@ ONE_OFF: dict[str, dict] = {
     "fused SGD instead of foreach (fused on)": {"fused": True},
     # a compiled net's layer 1 does not fold (patch_batchnorm.first_conv_bn): these two rows lose the patch
     # statistics too, said here rather than left to the auto setting
-    "torch.compile (compile on)": {"compile": True, **_STOCK_BN},
-    "torch.compile of each BatchNorm+ReLU pair only (compile_bn_relu)": {"compile_bn_relu": True, **_STOCK_BN},
-    "ReLU moved after its max-pool, 4x fewer elements (relu_after_pool)": {"relu_after_pool": True},
+    "torch.compile (compile on)": {"compile": True, **_STOCK_BN, **_RELU_AS_BUILT},
+    "torch.compile of each BatchNorm+ReLU pair only (compile_bn_relu)": {"compile_bn_relu": True, **_STOCK_BN,
+                                                                          **_RELU_AS_BUILT},
+    # until session 17 the ReLU behind the pool was this benchmark's own lever, and this row turned it on
+    "each ReLU in front of its max-pool, as built: 4x the elements (relu_after_pool off)": {**_RELU_AS_BUILT},
     # session 17: the profile of a bf16 step on AVX-512 put trans1's 8-channel BatchNorm backward at half the time
     # of conv2's 32-channel one on 16x the elements (channels-last BatchNorm vectorises over channels)
     f"BatchNorms of {SMALL_BN} channels or fewer in NCHW inside the channels-last net (small_bn_nchw)":
@@ -180,25 +187,6 @@ def compile_bn_relu(model: torch.nn.Module) -> int:
     return pairs
 
 
-def relu_after_pool(model: torch.nn.Module) -> int:
-    """Where a block ends in ReLU and the next block starts with max-pool, apply the ReLU after the pool.
-
-    Exact: max and ReLU commute (``relu(max(x)) == max(relu(x))``), and so do their gradients (a window
-    whose maximum is <= 0 gets no gradient either way), but the ReLU then touches a quarter of the
-    elements. Returns how many ReLUs moved.
-    """
-    moved = 0
-    blocks = list(model.children())
-    for block, after in zip(blocks, blocks[1:]):
-        last, first = list(block._modules)[-1:], list(after._modules)[:1]
-        if (last and first and isinstance(block._modules[last[0]], torch.nn.ReLU)
-                and isinstance(after._modules[first[0]], torch.nn.MaxPool2d)):
-            setattr(after, first[0], torch.nn.Sequential(after._modules[first[0]], torch.nn.ReLU()))
-            setattr(block, last[0], torch.nn.Identity())
-            moved += 1
-    return moved
-
-
 def small_bn_nchw(model: torch.nn.Module, most: int = SMALL_BN) -> int:
     """Each BatchNorm2d with at most ``most`` channels normalises a channels-first (NCHW) copy of its input and
     hands back a channels-last output; returns how many.
@@ -243,8 +231,6 @@ def worker() -> None:
     model = get_model("s6")
     if overrides.get("compile_bn_relu"):
         compile_bn_relu(model)
-    if overrides.get("relu_after_pool"):
-        relu_after_pool(model)
     if overrides.get("small_bn_nchw"):
         small_bn_nchw(model)
     trained = torch.compile(model) if overrides.get("compile") else model  # shares model's parameters

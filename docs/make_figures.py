@@ -201,6 +201,8 @@ def benchmark_tables() -> None:
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
                           ("fusion-avx512-bf16-session15",  # session 15's run, kept under this name
                            f"make bench-fusion ({avx512}, session 15)"),
+                          ("fusion-avx512-bf16-session16",  # session 16's run, kept under this name
+                           f"make bench-fusion ({avx512}, session 16)"),
                           ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
                           ("data-parallel-avx512-bf16", f"make bench-data-parallel ({avx512})")):
         bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()

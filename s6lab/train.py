@@ -4,7 +4,9 @@ Fast on a CPU because the data lives in tensors (no per-sample PIL transforms),
 augmentation is batched on tensors (one ``affine_grid`` + ``grid_sample`` per batch),
 weights and activations are channels_last, convolutions run under bf16 autocast
 where the CPU supports it, and s6lab's Dropout draws its masks with integer ops
-([`dropout`][s6lab.dropout]). On glibc the process keeps freed activation buffers for reuse
+([`dropout`][s6lab.dropout]). While training, each ReLU that feeds a max-pool runs after the
+pool, on a quarter of the elements with the same result ([`relu_after_pool`][s6lab.relu_after_pool]).
+On glibc the process keeps freed activation buffers for reuse
 (``retain_memory``, [`allocator`][s6lab.allocator]). Every lever kept has a switch in
 `TrainConfig` and a measured gain on some machine class; the ones that measured no gain on
 every class tried (in-place ReLU, the fused optimizer kernel, ``torch.compile``) left the
@@ -45,6 +47,7 @@ from .errors import ConfigError
 from .hardware import Precision, native_bf16, resolve_precision, training_line
 from .load_follower import LoadFollower, load_follower
 from .patch_batchnorm import PatchChoice, choose_patch_statistics, first_batchnorm_from_patches
+from .relu_after_pool import relu_after_pool
 from .threads import environment_error
 from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
@@ -101,6 +104,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where supported) | bf16 | fp32; evaluation is fp32
     channels_last: bool = True  # NHWC memory format for weights and activations
     fast_dropout: bool = True  # s6lab Dropout layers draw their CPU masks with integer ops (s6lab.dropout)
+    relu_after_pool: bool = field(default=True, metadata=SPEED)  # exact: a ReLU feeding a max-pool runs after it
     first_bn_from_patches: bool | None = None  # layer 1's BatchNorm from patch statistics (None: auto, on for CPUs)
     retain_memory: bool = field(default=True, metadata=SPEED)  # glibc keeps freed buffers: steadier (s6lab.allocator)
     eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=SPEED)  # batch size of evaluate / predict
@@ -696,7 +700,8 @@ def _train_and_evaluate_epoch(state: _Training, data: MNISTTensors, epoch: int) 
     augmenting = config.augment and epoch <= config.epochs - config.clean_last_epochs
     # the fewest threads the load follower trained this epoch on, and the most it may use
     fewest_threads, chosen = (None, None) if state.follower is None else (state.follower.threads, state.follower.chosen)
-    with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, state.patches.on):
+    with fast_dropout_enabled(config.fast_dropout), first_batchnorm_from_patches(model, state.patches.on), \
+            relu_after_pool(model, config.relu_after_pool):
         for i in bar:
             if state.schedule is None:  # the built-in schedule: a pure function of the step
                 lr = lr_at((epoch - 1) * steps_per_epoch + i, steps_per_epoch, config)

@@ -58,7 +58,7 @@ def test_the_recipe_is_frozen():
 
 def test_speed_only_fields_are_marked_on_the_field():
     marked = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("speed_only")}
-    assert marked == SPEED_ONLY == {"retain_memory", "eval_batch_size"}
+    assert marked == SPEED_ONLY == {"retain_memory", "eval_batch_size", "relu_after_pool"}
 
 
 def test_build_seeds_the_initialisation_from_the_recipe():
