@@ -17,8 +17,9 @@ rounds, so drift of the machine hits all alike. Reported: the median rate and it
 Levers that measured no gain on every machine class tried left ``TrainConfig``
 (``s6lab.train.RETIRED``) and live here, airbench-style, so this benchmark keeps measuring
 them: in-place ReLU (`inplace_relu`), the fused optimizer kernel (`fused_optimizer`) and
-``torch.compile`` of the training forward (``fit`` trains the compiled module). A row names
-them with the keys of `BENCHMARK_LEVERS`. The allocator
+``torch.compile`` of the training forward (``fit`` trains the compiled module). Levers tried only
+here live here too: ``torch.compile`` of each BatchNorm+ReLU pair (`compile_bn_relu`) and the small
+BatchNorms channels-first (`small_bn_nchw`). A row names them with the keys of `BENCHMARK_LEVERS`. The allocator
 setting is timed once more over ``--processes`` fresh processes per setting, since its
 effect differs from one process to the next. Evaluation is
 timed the same way for several batch sizes and for ``torch.no_grad`` against
@@ -51,7 +52,7 @@ from pathlib import Path
 import torch
 from _worker import WorkerProcess
 
-#: the levers this benchmark applies itself (they left TrainConfig: s6lab.train.RETIRED)
+#: the levers this benchmark applies itself: those that left TrainConfig (s6lab.train.RETIRED) and those tried only here
 BENCHMARK_LEVERS = ("inplace_relu", "fused", "compile", "compile_bn_relu", "small_bn_nchw")
 
 _GLIBC = {"retain_memory": False}
@@ -194,11 +195,14 @@ def small_bn_nchw(model: torch.nn.Module, most: int = SMALL_BN) -> int:
     PyTorch's channels-last BatchNorm kernels on a CPU vectorise over the channels, so 8 channels leave most of an
     AVX-512 register empty: on the Intel Xeon VM (AVX-512 bf16) the backward of a (256, 8, 12, 12) batch took
     2.0 ms (fp32) and 2.6 ms (bf16) channels-last against 0.5 and 0.3 ms channels-first, for two copies of
-    295k values each way. Exact in value up to the summation order of the statistics. Hooks still fire: only
-    ``forward`` changes.
+    295k values each way; in the whole step 1.01x and 1.02x (make bench-fusion, session 17). Exact in value up
+    to the summation order of the statistics. Hooks still fire: only
+    ``forward`` changes. The output keeps the input's memory format.
     """
     def forward(self, x):
-        return type(self).forward(self, x.contiguous()).contiguous(memory_format=torch.channels_last)
+        out = type(self).forward(self, x.contiguous())
+        return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+            memory_format=torch.channels_last) else out
 
     changed = 0
     for module in model.modules():

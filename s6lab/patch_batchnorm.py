@@ -41,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .hooks import global_hooks, hooked
 
 
 def first_conv_bn(model: nn.Module) -> nn.Module | None:
@@ -146,12 +147,7 @@ def watched(model: nn.Module) -> bool:
     block = first_conv_bn(model)
     if block is None:
         return False
-    from torch.nn.modules import module as torch_module
-
-    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    if any(getattr(torch_module, f"_global{name}", None) for name in hooks):
-        return True
-    return any(getattr(part, name, None) for part in (block.conv, block.bn) for name in hooks)
+    return global_hooks() or hooked(block.conv) or hooked(block.bn)
 
 
 def patch_rows(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import math
+import numbers
 import sys
 import time
 import typing
@@ -118,10 +119,12 @@ class TrainConfig:
             if value is None and type(None) in kinds:
                 continue
             if bool in kinds and not isinstance(value, bool):
-                auto = ", or auto (None; null in JSON)" if type(None) in kinds else ""
-                raise bad(name, f"must be true or false{auto}")
-            if float in kinds and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                auto = f", or None for auto (null in JSON, --set {name}=auto)" if type(None) in kinds else ""
+                raise bad(name, f"must be True or False{auto}")
+            if float in kinds and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
                 raise bad(name, "must be a number")
+            if float in kinds and not isinstance(value, (int, float)):  # np.float32 and the like: JSON-ready
+                object.__setattr__(self, name, float(value))
             if str in kinds and not isinstance(value, str):
                 raise bad(name, "must be a string" + (" (or None)" if type(None) in kinds else ""))
         for name in ("epochs", "batch_size", "step_epochs", "eval_batch_size"):
@@ -500,7 +503,12 @@ def fit(
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after each epoch.
 
-    The model must return log-probabilities (every s6lab model ends in LogSoftmax).
+    The model must return log-probabilities (every s6lab model ends in LogSoftmax). While an epoch
+    trains, two exact rewrites may change the model's modules for the training steps: each ReLU that
+    feeds a max-pool runs behind it (``config.relu_after_pool``) and, on a CPU, layer 1's BatchNorm
+    comes from patch statistics (``config.first_bn_from_patches``); the net is as built again before
+    each evaluation, each callback and the return. A hook registered on those modules before training
+    keeps them as built.
 
     Args:
         model: the network; trained in place. With ``config.ema`` it ends holding the moving

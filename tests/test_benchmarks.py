@@ -122,6 +122,7 @@ def test_small_bn_nchw_changes_the_two_transitions_and_only_the_summation_order(
         model = get_model("s6").double().to(memory_format=torch.channels_last)
         if first:
             assert levers.small_bn_nchw(model) == 2
+            assert [name for name, m in model.named_modules() if "forward" in vars(m)] == ["trans1.bn", "trans2.bn"]
             model.trans1.bn.register_forward_hook(
                 lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
         torch.manual_seed(1)  # the same dropout masks

@@ -157,7 +157,7 @@ def test_auto_is_on_for_a_cpu_and_a_net_that_folds_and_off_elsewhere_without_ref
 
 @pytest.mark.parametrize("bad", [1, 0, "auto", "on"])
 def test_the_setting_is_none_true_or_false(bad):
-    with pytest.raises(ConfigError, match=r"first_bn_from_patches must be true or false, or auto \(None; null"):
+    with pytest.raises(ConfigError, match=r"first_bn_from_patches must be True or False, or None for auto \(null"):
         TrainConfig(first_bn_from_patches=bad)
 
 

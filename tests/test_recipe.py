@@ -188,9 +188,10 @@ def test_set_asks_for_auto_patch_statistics_over_a_preset_that_pins_them(capsys,
 
 
 @pytest.mark.parametrize("pair, message", [
-    ("augment=auto", "TrainConfig.augment must be true or false, got 'auto'"),  # no auto setting: refused
+    ("augment=auto", "TrainConfig.augment must be True or False, got 'auto'"),  # no auto setting: refused
     ("weight_decay=abc", "TrainConfig.weight_decay must be a number, got 'abc'"),  # was a TypeError traceback
-    ("first_bn_from_patches=maybe", "first_bn_from_patches must be true or false, or auto"),
+    ("first_bn_from_patches=maybe",
+     "first_bn_from_patches must be True or False, or None for auto (null in JSON, --set first_bn_from_patches=auto)"),
 ])
 def test_a_set_value_of_the_wrong_type_is_one_line_and_exit_2(capsys, pair, message):
     assert main(["train", "--set", pair, "--print-config"]) == 2

@@ -66,6 +66,10 @@ def test_fit_moves_them_by_default_and_puts_them_back(monkeypatch):
     fit(model, MNISTTensors(split, split), TrainConfig(epochs=1, batch_size=32, precision="fp32"), progress=False)
     assert seen == [("Identity", "Sequential")] * 2 + [("ReLU", "MaxPool2d")]  # two steps, then evaluation
     assert type(model.conv2.relu) is nn.ReLU and type(model.pool1.pool) is nn.MaxPool2d
+    seen.clear()  # and off: the training steps see the net as built
+    fit(model, MNISTTensors(split, split), TrainConfig(epochs=1, batch_size=32, precision="fp32",
+                                                       relu_after_pool=False), progress=False)
+    assert seen == [("ReLU", "MaxPool2d")] * 3
 
 
 def test_the_net_is_put_back_as_built_also_after_an_error():
@@ -100,3 +104,35 @@ def test_a_plain_sequential_and_what_does_not_qualify():
         before = str(model)
         with relu_after_pool(model, enabled) as count:
             assert count == 0 and str(model) == before
+
+
+def test_a_hook_on_the_block_around_the_relu_or_the_pool_keeps_the_pair():
+    """conv2's output and pool1's input would change while conv2's ReLU sits behind the pool."""
+    for block in ("conv2", "pool1"):
+        model = get_model("s6")
+        getattr(model, block).register_forward_pre_hook(lambda m, i: None)
+        with relu_after_pool(model) as count:
+            assert count == 1 and type(model.conv2.relu) is nn.ReLU  # only conv3's ReLU moved
+
+
+def test_a_global_module_hook_keeps_every_pair():
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        with relu_after_pool(get_model("s6")) as count:
+            assert count == 0
+    finally:
+        handle.remove()
+
+
+def test_pools_with_indices_subclasses_with_their_own_forward_and_compiled_nets_are_left_alone():
+    class Tapped(nn.Sequential):  # its own forward: the ReLU's output is used twice
+        def forward(self, x):
+            y = self[1](self[0](x))
+            return self[2](y) + y.mean()
+
+    indices = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2, return_indices=True))
+    tapped = Tapped(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+    compiled = torch.compile(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2)))  # not run: no compile
+    for model in (indices, tapped, compiled):
+        with relu_after_pool(model) as count:
+            assert count == 0

@@ -36,6 +36,15 @@ def synthetic(n=256, seed=0) -> MNISTTensors:
     return MNISTTensors(split, split)
 
 
+def test_numpy_numbers_are_numbers():
+    """A value from a numpy array or a sweep (np.float32, np.int64) is a number for a float field."""
+    import numpy as np
+
+    config = TrainConfig(weight_decay=np.float32(1e-3), rotation=np.int64(5), momentum=np.float64(0.8))
+    assert config.rotation == 5 and config.momentum == pytest.approx(0.8)
+    assert type(config.weight_decay) is float and json.loads(json.dumps(config.to_dict()))["rotation"] == 5
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("epochs", 0, "epochs must be a positive integer"),
     ("batch_size", 1.5, "batch_size must be a positive integer"),
@@ -57,9 +66,9 @@ def synthetic(n=256, seed=0) -> MNISTTensors:
     ("momentum", "x", "momentum must be a number"),
     ("rotation", None, "rotation must be a number"),
     ("warmup", True, "warmup must be a number"),
-    ("augment", "auto", "augment must be true or false, got 'auto'"),
-    ("nesterov", 2, "nesterov must be true or false, got 2"),
-    ("channels_last", "yes", "channels_last must be true or false"),
+    ("augment", "auto", "augment must be True or False, got 'auto'"),
+    ("nesterov", 2, "nesterov must be True or False, got 2"),
+    ("channels_last", "yes", "channels_last must be True or False"),
     ("device", 3, "device must be a string, got 3"),
     ("scheduler", 5, r"scheduler must be a string \(or None\)"),
 ])
