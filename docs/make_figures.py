@@ -197,6 +197,8 @@ def benchmark_tables() -> None:
                           ("speedrun-bf16-avx512-bf16", f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512})"),
                           ("speedrun-bf16-avx512-bf16-session15",  # session 15's run, kept under this name
                            f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, session 15)"),
+                          ("speedrun-bf16-avx512-bf16-session16",  # session 16's run, kept under this name
+                           f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, session 16)"),
                           ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
                           ("fusion-avx512-bf16-session15",  # session 15's run, kept under this name
