@@ -68,11 +68,9 @@ SPEED = {"speed_only": True}
 
 @functools.cache
 def _field_kinds() -> dict[str, tuple[type, ...]]:
-    """TrainConfig's bool, float and str fields and the types each accepts (``bool | None`` ->
-    ``(bool, NoneType)``); the int fields check their own values in ``__post_init__``."""
+    """Each TrainConfig field and the types it accepts (``bool | None`` -> ``(bool, NoneType)``)."""
     hints = typing.get_type_hints(TrainConfig)
-    kinds = {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in fields(TrainConfig)}
-    return {name: k for name, k in kinds.items() if {bool, float, str} & set(k)}
+    return {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in fields(TrainConfig)}
 
 
 @dataclass(frozen=True)
@@ -125,6 +123,8 @@ class TrainConfig:
                 raise bad(name, "must be a number")
             if float in kinds and not isinstance(value, (int, float)):  # np.float32 and the like: JSON-ready
                 object.__setattr__(self, name, float(value))
+            if int in kinds and isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+                object.__setattr__(self, name, int(value))  # np.int64: an int (the checks below say the rest)
             if str in kinds and not isinstance(value, str):
                 raise bad(name, "must be a string" + (" (or None)" if type(None) in kinds else ""))
         for name in ("epochs", "batch_size", "step_epochs", "eval_batch_size"):

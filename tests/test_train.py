@@ -37,12 +37,16 @@ def synthetic(n=256, seed=0) -> MNISTTensors:
 
 
 def test_numpy_numbers_are_numbers():
-    """A value from a numpy array or a sweep (np.float32, np.int64) is a number for a float field."""
+    """A value from a numpy array or a sweep (np.float32, np.int64) is a number: stored as float or int."""
     import numpy as np
 
-    config = TrainConfig(weight_decay=np.float32(1e-3), rotation=np.int64(5), momentum=np.float64(0.8))
-    assert config.rotation == 5 and config.momentum == pytest.approx(0.8)
-    assert type(config.weight_decay) is float and json.loads(json.dumps(config.to_dict()))["rotation"] == 5
+    config = TrainConfig(weight_decay=np.float32(1e-3), rotation=np.int64(5), momentum=np.float64(0.8),
+                         epochs=np.int64(3), seed=np.int32(7), lr=np.float32(0.05))
+    assert config.rotation == 5 and config.momentum == pytest.approx(0.8) and config.lr == pytest.approx(0.05)
+    assert type(config.weight_decay) is float and type(config.epochs) is int and type(config.seed) is int
+    assert json.loads(json.dumps(config.to_dict()))["epochs"] == 3
+    with pytest.raises(ValueError, match="TrainConfig.epochs must be a positive integer, got 0"):
+        TrainConfig(epochs=np.int64(0))
 
 
 @pytest.mark.parametrize("field, value, match", [
