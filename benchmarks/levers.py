@@ -62,21 +62,21 @@ SMALL_BN = 16
 _STOCK_BN = {"first_bn_from_patches": False}
 #: each ReLU in front of its max-pool, as built: the rungs before the trainer moved it behind (session 17)
 _RELU_AS_BUILT = {"relu_after_pool": False}
+#: each rung adds one lever to the rung above, so every rung before a lever's own pins it off
 LADDER: dict[str, dict] = {
     "typical numerics: fp32, NCHW, nn.Dropout masks, batch 128": {
         "precision": "fp32", "channels_last": False, "fast_dropout": False, "batch_size": 128, "lr": 0.05,
-        **_GLIBC, **_STOCK_BN},
+        **_GLIBC, **_STOCK_BN, **_RELU_AS_BUILT},
     "+ channels_last": {"precision": "fp32", "fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC,
-                        **_STOCK_BN},
-    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN},
-    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN},
-    "+ batch 256, lr x2": {**_GLIBC, **_STOCK_BN},
-    "+ retained malloc memory": {**_STOCK_BN},
-    "+ layer 1's BatchNorm from patch statistics": {},
+                        **_STOCK_BN, **_RELU_AS_BUILT},
+    "+ bf16 autocast": {"fast_dropout": False, "batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN,
+                        **_RELU_AS_BUILT},
+    "+ integer-op dropout masks": {"batch_size": 128, "lr": 0.05, **_GLIBC, **_STOCK_BN, **_RELU_AS_BUILT},
+    "+ batch 256, lr x2": {**_GLIBC, **_STOCK_BN, **_RELU_AS_BUILT},
+    "+ retained malloc memory": {**_STOCK_BN, **_RELU_AS_BUILT},
+    "+ layer 1's BatchNorm from patch statistics": {**_RELU_AS_BUILT},
     "+ each ReLU behind its max-pool (= s6lab defaults)": {},
 }
-LADDER = {name: {**overrides, **({} if "= s6lab defaults" in name else _RELU_AS_BUILT)}
-          for name, overrides in LADDER.items()}
 ONE_OFF: dict[str, dict] = {
     "s6lab defaults": {},
     "fp32 (bf16 autocast off)": {"precision": "fp32"},
@@ -196,8 +196,8 @@ def small_bn_nchw(model: torch.nn.Module, most: int = SMALL_BN) -> int:
     AVX-512 register empty: on the Intel Xeon VM (AVX-512 bf16) the backward of a (256, 8, 12, 12) batch took
     2.0 ms (fp32) and 2.6 ms (bf16) channels-last against 0.5 and 0.3 ms channels-first, for two copies of
     295k values each way; in the whole step 1.01x and 1.02x (make bench-fusion, session 17). Exact in value up
-    to the summation order of the statistics. Hooks still fire: only
-    ``forward`` changes. The output keeps the input's memory format.
+    to the summation order of the statistics. Hooks still fire: only ``forward`` changes. The output keeps the
+    input's memory format.
     """
     def forward(self, x):
         out = type(self).forward(self, x.contiguous())

@@ -65,22 +65,13 @@ def renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) 
     parser.add_argument(old, action=_Renamed, new=new, **kwargs)
 
 
-def _auto_fields() -> frozenset[str]:
-    """TrainConfig's ``bool | None`` fields, where None means auto (``first_bn_from_patches``)."""
-    import typing
-    from dataclasses import fields
-
-    from .train import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    return frozenset(f.name for f in fields(TrainConfig) if set(typing.get_args(hints[f.name])) == {bool, type(None)})
-
-
 def _overrides(pairs: Sequence[str] | None) -> dict[str, object]:
     """``["dropout=0.05", "batchnorm=false"]`` -> ``{"dropout": 0.05, "batchnorm": False}``; ``auto`` for a
     field where None means auto (``first_bn_from_patches=auto``) -> None, even over a preset that pins it."""
+    from .train import field_kinds
+
     result: dict[str, object] = {}
-    auto = _auto_fields()
+    auto = {name for name, kinds in field_kinds().items() if set(kinds) == {bool, type(None)}}  # None means auto
     for pair in pairs or ():
         key, sep, raw = pair.partition("=")
         if not sep or not key:

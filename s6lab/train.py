@@ -67,8 +67,9 @@ SPEED = {"speed_only": True}
 
 
 @functools.cache
-def _field_kinds() -> dict[str, tuple[type, ...]]:
-    """Each TrainConfig field and the types it accepts (``bool | None`` -> ``(bool, NoneType)``)."""
+def field_kinds() -> dict[str, tuple[type, ...]]:
+    """Each TrainConfig field and the types it accepts (``bool | None`` -> ``(bool, NoneType)``): what
+    ``TrainConfig`` checks values against, and how ``--set`` knows which fields take ``auto``."""
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in fields(TrainConfig)}
 
@@ -112,7 +113,7 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
 
-        for name, kinds in _field_kinds().items():  # the type first: "abc" for a number is one line, not a TypeError
+        for name, kinds in field_kinds().items():  # the type first: "abc" for a number is one line, not a TypeError
             value = getattr(self, name)
             if value is None and type(None) in kinds:
                 continue
