@@ -8,7 +8,7 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-bn-layout bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench-levers: data
 # -> benchmarks/results/fusion-CLASS.md
 bench-fusion: data
 	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "relu_after_pool" "patch statistics" "channels or fewer" --rounds 15 --out benchmarks/results/fusion-$(CLASS).md
+
+# each of the reference net's BatchNorm kernels alone, channels-last against channels-first (why small_bn_nchw was
+# tried) -> benchmarks/results/bn-layout-CLASS.md
+bench-bn-layout: $(STAMP)
+	$(BIN)/python benchmarks/bn_layout.py
 
 # the same, plus 15-epoch accuracy-parity runs (seeds 0 1 2) of the levers that change numerics -> levers-full.md
 bench-levers-full: data

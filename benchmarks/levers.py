@@ -94,8 +94,8 @@ ONE_OFF: dict[str, dict] = {
                                                                           **_RELU_AS_BUILT},
     # until session 17 the ReLU behind the pool was this benchmark's own lever, and this row turned it on
     "each ReLU in front of its max-pool, as built: 4x the elements (relu_after_pool off)": {**_RELU_AS_BUILT},
-    # session 17: the profile of a bf16 step on AVX-512 put trans1's 8-channel BatchNorm backward at half the time
-    # of conv2's 32-channel one on 16x the elements (channels-last BatchNorm vectorises over channels)
+    # session 17: trans1's 8-channel BatchNorm backward is 9-11x slower channels-last than channels-first on the
+    # AVX-512 VM (make bench-bn-layout; channels-last BatchNorm vectorises over channels)
     f"BatchNorms of {SMALL_BN} channels or fewer in NCHW inside the channels-last net (small_bn_nchw)":
         {"small_bn_nchw": True},
     # until session 15 the defaults had the stock BatchNorm and this row turned the patch statistics on
@@ -194,10 +194,10 @@ def small_bn_nchw(model: torch.nn.Module, most: int = SMALL_BN) -> int:
 
     PyTorch's channels-last BatchNorm kernels on a CPU vectorise over the channels, so 8 channels leave most of an
     AVX-512 register empty: on the Intel Xeon VM (AVX-512 bf16) the backward of a (256, 8, 12, 12) batch took
-    2.0 ms (fp32) and 2.6 ms (bf16) channels-last against 0.5 and 0.3 ms channels-first, for two copies of
-    295k values each way; in the whole step 1.01x and 1.02x (make bench-fusion, session 17). Exact in value up
-    to the summation order of the statistics. Hooks still fire: only ``forward`` changes. The output keeps the
-    input's memory format.
+    2.63 ms (fp32) and 2.46 ms (bf16) channels-last against 0.29 and 0.23 ms channels-first (make bench-bn-layout,
+    benchmarks/results/bn-layout-avx512-bf16.md), for two copies of 295k values each way; in the whole step
+    1.01x and 1.02x (make bench-fusion, session 17). Exact in value up to the summation order of the
+    statistics. Hooks still fire: only ``forward`` changes. The output keeps the input's memory format.
     """
     def forward(self, x):
         out = type(self).forward(self, x.contiguous())

@@ -412,3 +412,15 @@ def test_load_script_refuses_bad_input_in_one_line(args, message):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+
+
+def test_bn_layout_script_times_every_shape_in_both_layouts(tmp_path):
+    out = tmp_path / "bn.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bn_layout.py"), "--reps", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| (256")]
+    assert len(rows) in (4, 8) and all(line.endswith("x |") for line in rows)  # 8 where bf16 is native
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bn_layout.py"), "--reps", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.strip() == "benchmarks/bn_layout.py: --reps must be >= 1"
