@@ -86,7 +86,7 @@ CLASS = $(shell $(BIN)/python -c "import re; from s6lab.hardware import machine_
 # the effect of each speed lever -> benchmarks/results/levers.md on AVX-512 with bf16 (where it was first
 # recorded), levers-CLASS.md on another machine class (levers-avx2-no-bf16.md)
 bench-levers: data
-	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(subst -avx512-bf16,,-$(CLASS)).md
+	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(if $(filter avx512-bf16,$(CLASS)),,-$(CLASS)).md
 
 # the fusion levers for the memory-bound BatchNorm/ReLU/pool passes (issue 18 part 2), beside the defaults only;
 # 15 rounds: their gains are a few per cent, and one 7-round run put a 1.05x lever at 1.17x
@@ -138,7 +138,7 @@ recipe-confirm-patch-statistics: data
 # (following the load) -> benchmarks/results/load.md on AVX2 without bf16 (where it was first recorded),
 # load-CLASS.md on another class (load-avx512-bf16.md)
 bench-load: data
-	$(BIN)/python benchmarks/load.py --out benchmarks/results/load$(subst -avx2-no-bf16,,-$(CLASS)).md
+	$(BIN)/python benchmarks/load.py --out benchmarks/results/load$(if $(filter avx2-no-bf16,$(CLASS)),,-$(CLASS)).md
 
 # the same with GNU OpenMP's spin count between PASSIVE (0) and the default (300,000) -> load-spincount-CLASS.md
 bench-load-spincount: data

@@ -167,7 +167,8 @@ def main() -> None:
         setting.close()
 
     one = ONE_PROCESS.format(cores=cores)
-    command = "python benchmarks/data_parallel.py " + " ".join(sys.argv[1:])
+    from s6lab.hardware import command_prefix
+    command = command_prefix() + "python benchmarks/data_parallel.py " + " ".join(sys.argv[1:])
     lines = [f"**One process on every core against one single-thread process per core (DDP)** "
              f"({describe_machine('cpu')})", "",
              f"Command: `{command.strip()}` (or `make bench-data-parallel`). The reference net in fp32, s6lab's "

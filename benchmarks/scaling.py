@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import describe_machine
+    from s6lab.hardware import command_prefix, describe_machine
     from s6lab.threads import available_cores
 
     cores = available_cores()
@@ -68,7 +68,7 @@ def main() -> None:
     same = runs[names[1]] == runs[names[2]]
     trainings = len(GRID[0]) * len(GRID[1])
     serial = seconds[names[0]]
-    command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
+    command = command_prefix() + "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
     lines = [f"**Scaling a comparison** ({describe_machine('cpu')}; {cores} physical cores)", "",
              f"Command: `{command.strip()}` (or `make bench-scaling`). Grid: {', '.join(GRID[0])} x seeds "
              f"{', '.join(map(str, GRID[1]))} = {trainings} trainings of {args.epochs} epochs on {args.train_size:,} "

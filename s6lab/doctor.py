@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .hardware import MachineInfo, machine_info, resolve_precision
+from .hardware import AVX2_PREVIEW, MachineInfo, machine_info, resolve_precision
 from .threads import thread_choice
 
 #: packages whose versions decide what runs
@@ -149,6 +149,7 @@ def format_doctor(report: DoctorReport) -> str:
     rows += [
         ("device", f"{m.device} ({m.device_name})"),
         ("CPU", f"{m.cpu_model}, capability {m.cpu_capability}"),
+        *([("instruction set", isa_cap_line(m))] if m.isa_caps else []),
         ("native bf16", "yes" if m.native_bf16 else "no (bf16 would be emulated: slow)"),
         ("precision (auto)", f"{report.precision}: {report.precision_reason}"),
         ("threads", report.threads or str(m.threads)),
@@ -170,6 +171,19 @@ def format_doctor(report: DoctorReport) -> str:
                                     "cores): this estimate is slower than a quiet machine; close them and rerun"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def isa_cap_line(m: MachineInfo) -> str:
+    """What the instruction-set caps do, and what is missing for a faithful preview of an AVX2 CPU
+    (`s6lab.hardware.AVX2_PREVIEW`)."""
+    caps = " ".join(f"{name}={value}" for name, value in m.isa_caps.items())
+    line = f"capped by {caps} (this CPU offers {m.hardware_capability or 'more'})"
+    missing = [f"{name}={value} ({what})" for (name, value), what in zip(AVX2_PREVIEW.items(), (
+        "ATen's kernels: BatchNorm, ReLU, pooling", "oneDNN's: the convolutions", "MKL's: the matmuls"))
+        if name not in m.isa_caps and not (name == "ONEDNN_MAX_CPU_ISA" and "DNNL_MAX_CPU_ISA" in m.isa_caps)]
+    if missing:
+        return f"{line}; to preview an AVX2 CPU also set {', '.join(missing)}"
+    return f"{line}: numbers measured so preview a CPU of that class, they are not one"
 
 
 def duration(seconds: float) -> str:

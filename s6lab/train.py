@@ -143,11 +143,11 @@ class TrainConfig:
         if isinstance(self.clean_last_epochs, bool) or not isinstance(self.clean_last_epochs, int) or not (
                 0 <= self.clean_last_epochs < self.epochs):
             raise bad("clean_last_epochs", f"must be an integer in [0, epochs) = [0, {self.epochs})")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "must be >= 0")
-        if self.rotation < 0 or not 0 <= self.translate < 0.5:
-            raise bad("rotation" if self.rotation < 0 else "translate",
-                      "must be >= 0 (translate in [0, 0.5))")
+        for name in ("weight_decay", "rotation"):  # nan and inf fail every comparison a bound makes: refuse them too
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise bad(name, "must be a finite number >= 0")
+        if not 0 <= self.translate < 0.5:
+            raise bad("translate", "must be in [0, 0.5)")
         if self.scheduler is not None:
             check_scheduler(self.scheduler)
         if self.augmentation is not None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from s6lab.data import MNISTTensors, TensorSplit
-from s6lab.hardware import describe_machine, machine_info, native_bf16, resolve_precision
+from s6lab.hardware import AVX2_PREVIEW, describe_machine, machine_info, native_bf16, resolve_precision
 from s6lab.train import TrainConfig, fit, use_bf16
 
 CPU = torch.device("cpu")
@@ -96,3 +96,84 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp32(monkeypatch):
     assert resolve_precision("auto", gpu).precision == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
     assert native_bf16(gpu) is True and resolve_precision("auto", gpu).precision == "bf16"
+
+
+CAPPED = AVX2_PREVIEW
+
+
+def test_a_capped_cpu_says_so_in_its_class_and_names_its_caps():
+    """An AVX-512 machine previewing an AVX2 laptop: ATen and oneDNN capped before torch starts (a fresh
+    process), and its numbers never pass for a real AVX2 CPU's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from s6lab.hardware import describe_machine, machine_info, native_bf16; import torch; "
+            "i = machine_info(); print(json.dumps([i.machine_class, i.cpu_capability, i.hardware_capability, "
+            "native_bf16(torch.device('cpu')), describe_machine()]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **CAPPED})
+    assert done.returncode == 0, done.stderr[-2000:]
+    machine_class, capability, hardware, native, line = json.loads(done.stdout)
+    assert capability == "AVX2" and native is False
+    assert machine_class.startswith("AVX2, no bf16, capped")
+    if hardware == "AVX512":  # an AVX-512 CPU: the class names what it really is
+        assert machine_class == "AVX2, no bf16, capped on AVX512"
+    assert "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2" in line
+
+
+def test_an_uncapped_cpu_has_no_caps_and_its_class_is_unchanged(monkeypatch):
+    from s6lab.hardware import command_prefix, isa_caps
+
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                 "S6LAB_NATIVE_BF16"):
+        monkeypatch.delenv(name, raising=False)
+    assert isa_caps() == {} and command_prefix() == ""
+    assert "capped" not in machine_info().machine_class and "capped" not in describe_machine()
+
+
+def test_convolutions_capped_below_bf16_mean_no_native_bf16(monkeypatch):
+    monkeypatch.delenv("S6LAB_NATIVE_BF16", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert native_bf16(CPU) is False
+    assert "capped" in resolve_precision("auto", CPU).reason
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a cap that keeps bf16: the hardware decides
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    from s6lab.hardware import cpu_capability
+
+    assert native_bf16(CPU) is (cpu_capability() in ("AVX512", "AMX") and torch.cpu._is_avx512_bf16_supported())
+
+
+def test_the_recorded_command_carries_the_settings_that_change_the_measurement(monkeypatch):
+    from s6lab.hardware import command_prefix
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", " ")  # blank: not a cap
+    assert command_prefix() == "ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 S6LAB_NATIVE_BF16=0 "
+
+
+def test_the_cpus_own_capability_is_read_from_its_flags():
+    from s6lab.hardware import hardware_capability
+
+    assert hardware_capability() in ("AVX512", "AVX2", "DEFAULT", None)
+
+
+@pytest.mark.parametrize("caps, expected", [
+    (AVX2_PREVIEW, "numbers measured so preview a CPU of that class, they are not one"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "also set ATEN_CPU_CAPABILITY=avx2 (ATen's kernels: BatchNorm, ReLU, pooling), "
+                                     "MKL_ENABLE_INSTRUCTIONS=AVX2 (MKL's: the matmuls)"),
+    ({"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2"}, "also set MKL_ENABLE_INSTRUCTIONS=AVX2 (MKL's"),
+    ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+     "also set ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN's: the convolutions)"),
+])
+def test_doctor_says_what_a_cap_does_and_what_is_missing(caps, expected):
+    from s6lab.doctor import isa_cap_line
+    from s6lab.hardware import MachineInfo
+
+    info = MachineInfo("cpu", "x", "x", "AVX2", False, 2, "2", isa_caps=caps, hardware_capability="AVX512")
+    line = isa_cap_line(info)
+    assert expected in line and "(this CPU offers AVX512)" in line
+    assert all(f"{name}={value}" in line for name, value in caps.items())

@@ -190,6 +190,7 @@ def test_set_asks_for_auto_patch_statistics_over_a_preset_that_pins_them(capsys,
 @pytest.mark.parametrize("pair, message", [
     ("augment=auto", "TrainConfig.augment must be True or False, got 'auto'"),  # no auto setting: refused
     ("weight_decay=abc", "TrainConfig.weight_decay must be a number, got 'abc'"),  # was a TypeError traceback
+    ("rotation=nan", "TrainConfig.rotation must be a finite number >= 0"),  # was taken: nan < 0 is False
     ("first_bn_from_patches=maybe",
      "first_bn_from_patches must be True or False, or None for auto (null in JSON, --set first_bn_from_patches=auto)"),
 ])
