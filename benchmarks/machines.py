@@ -52,12 +52,13 @@ def parse_throughput(text: str) -> dict:
     cpu = re.search(r"Machine: (.+?) \(", text)
     gpu = re.search(r"device cuda\S* \(([^)]+)\)", text)
     host = re.search(r"host CPU (.+?), torch", text)
+    capped = re.search(r", (capped(?: on \w+)?)[:)]", text.split("\n\n")[1] if "\n\n" in text else text)
     return {"raw": raw, "command": command.group(1) if command else None,
             "torch": torch_version.group(1) if torch_version else None,
             "capability": capability.group(1) if capability else None,
             "threads": int(threads.group(1)) if threads else None,
             "cpu_model": cpu.group(1) if cpu else None, "gpu": gpu.group(1) if gpu else None,
-            "host_cpu": host.group(1) if host else None}
+            "host_cpu": host.group(1) if host else None, "capped": capped.group(1) if capped else None}
 
 
 def row_from(parsed: dict, *, machine_class: str, cpu_model: str | None, source: str, command: str,
@@ -175,8 +176,9 @@ def main() -> None:
         peaks = parsed["raw"].get("peaks", {})
         # native bf16 shows as a bf16 matmul peak well above fp32; emulated bf16 is far below it
         bf16 = bool(peaks.get("bf16")) and peaks["bf16"] > 1.5 * peaks["fp32"]
+        capped = f", {parsed['capped']}" if parsed["capped"] else ""  # a capped CPU stays labelled as one
         machine_class = f"CUDA {parsed['gpu']}" if parsed["gpu"] else \
-            f"{parsed['capability']}, {'bf16' if bf16 else 'no bf16'}"
+            f"{parsed['capability']}, {'bf16' if bf16 else 'no bf16'}{capped}"
         cpu_model = f"host CPU {parsed['host_cpu']}" if parsed["gpu"] and parsed["host_cpu"] else \
             parsed["cpu_model"] or args.cpu_model
         row = row_from(parsed, machine_class=machine_class, cpu_model=cpu_model,

@@ -229,6 +229,18 @@ def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_pat
         assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_capped_recording_keeps_its_caps_in_the_class_and_the_command():
+    """The capped AVX-512 VM's recording (an AVX2 preview) parses as capped, never as a real AVX2 CPU."""
+    machines = _benchmark_module("machines")
+    parsed = machines.parse_throughput(
+        (ROOT / "benchmarks" / "results" / "throughput-avx2-no-bf16-capped-on-avx512.md").read_text())
+    assert parsed["capped"] == "capped on AVX512" and parsed["capability"] == "AVX2"
+    assert parsed["command"].startswith(
+        "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python ")
+    uncapped = machines.parse_throughput((ROOT / "benchmarks" / "results" / "throughput-avx2-no-bf16.md").read_text())
+    assert uncapped["capped"] is None
+
+
 def test_machines_row_of_a_gpu_recording_names_the_gpu_and_its_host_cpu():
     machines = _benchmark_module("machines")
     parsed = machines.parse_throughput(
