@@ -204,6 +204,8 @@ def benchmark_tables() -> None:
                           ("speedrun-bf16-avx2-no-bf16-capped-on-avx512",
                            f"{capped} make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512}, capped to AVX2)"),
                           ("fusion-avx2-no-bf16", f"make bench-fusion ({avx2})"),
+                          ("fusion-avx2-no-bf16-capped-on-avx512",
+                           f"{capped} make bench-fusion ({avx512}, capped to AVX2)"),
                           ("fusion-avx512-bf16", f"make bench-fusion ({avx512})"),
                           ("fusion-avx512-bf16-session15",  # session 15's run, kept under this name
                            f"make bench-fusion ({avx512}, session 15)"),
