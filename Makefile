@@ -8,6 +8,19 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
+# PREVIEW=avx2: run a target with torch's libraries capped to an AVX2 CPU's instructions (fp32, AVX2 kernels, no
+# bf16) on a bigger CPU, e.g. `make machines PREVIEW=avx2`: its results are labelled "capped on ..." and written
+# under their own class (docs/tutorials/speed.md, Practical notes)
+PREVIEW ?=
+ifeq ($(PREVIEW),avx2)
+PREVIEW_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+export ATEN_CPU_CAPABILITY := avx2
+export ONEDNN_MAX_CPU_ISA := AVX2
+export MKL_ENABLE_INSTRUCTIONS := AVX2
+else ifneq ($(PREVIEW),)
+$(error PREVIEW=$(PREVIEW) is not a preview: use PREVIEW=avx2 (an AVX2 CPU without bf16) or leave it out)
+endif
+
 .PHONY: bench-bn-layout bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
@@ -79,8 +92,8 @@ evidence-small: data
 bench: data
 	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.md
 
-# this machine's class as a file-name part: avx2-no-bf16, avx512-bf16, ...
-CLASS = $(shell $(BIN)/python -c "import re; from s6lab.hardware import machine_info; \
+# this machine's class as a file-name part: avx2-no-bf16, avx512-bf16, ... (make 4.3's $(shell) gets no exports)
+CLASS = $(shell $(PREVIEW_ENV) $(BIN)/python -c "import re; from s6lab.hardware import machine_info; \
   print('-'.join(re.findall('[a-z0-9]+', machine_info().machine_class.lower())))")
 
 # the effect of each speed lever -> benchmarks/results/levers.md on AVX-512 with bf16 (where it was first

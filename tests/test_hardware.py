@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -104,11 +112,6 @@ CAPPED = AVX2_PREVIEW
 def test_a_capped_cpu_says_so_in_its_class_and_names_its_caps():
     """An AVX-512 machine previewing an AVX2 laptop: ATen and oneDNN capped before torch starts (a fresh
     process), and its numbers never pass for a real AVX2 CPU's."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     code = ("import json; from s6lab.hardware import describe_machine, machine_info, native_bf16; import torch; "
             "i = machine_info(); print(json.dumps([i.machine_class, i.cpu_capability, i.hardware_capability, "
             "native_bf16(torch.device('cpu')), describe_machine()]))")
@@ -177,3 +180,23 @@ def test_doctor_says_what_a_cap_does_and_what_is_missing(caps, expected):
     line = isa_cap_line(info)
     assert expected in line and "(this CPU offers AVX512)" in line
     assert all(f"{name}={value}" in line for name, value in caps.items())
+
+
+def test_make_preview_avx2_writes_capped_results_under_their_own_class():
+    """`make TARGET PREVIEW=avx2` caps torch's libraries for the target and names its result file by the capped
+    class; any other preview is one line and make's exit 2."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in AVX2_PREVIEW and k != "DNNL_MAX_CPU_ISA"}
+    done = subprocess.run(["make", "-n", "bench-fusion", "PREVIEW=avx2"], cwd=root, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"--out benchmarks/results/fusion-avx2-no-bf16-capped(-on-avx512)?\.md", done.stdout)
+    plain = subprocess.run(["make", "-n", "bench-fusion"], cwd=root, capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert "capped" not in plain.stdout
+    bad = subprocess.run(["make", "-n", "machines", "PREVIEW=avx"], cwd=root, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert bad.returncode == 2 and "PREVIEW=avx is not a preview: use PREVIEW=avx2" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
