@@ -8,10 +8,18 @@ SEED   ?= 0
 OUT    ?=  # default: runs/s6/e18-s$(SEED), the layout `s6lab compare` uses
 STAMP  := $(VENV)/.installed
 
-# PREVIEW=avx2: run a target with torch's libraries capped to an AVX2 CPU's instructions (fp32, AVX2 kernels, no
+# PREVIEW=avx2: run a benchmark with torch's libraries capped to an AVX2 CPU's instructions (fp32, AVX2 kernels, no
 # bf16) on a bigger CPU, e.g. `make machines PREVIEW=avx2`: its results are labelled "capped on ..." and written
-# under their own class (docs/tutorials/speed.md, Practical notes)
+# under their own class (docs/tutorials/speed.md, Practical notes). Only the targets that name their results by
+# the machine class take it: the others would write over the uncapped machine's files.
 PREVIEW ?=
+PREVIEW_TARGETS := machines bench-fusion bench-speedrun bench-levers bench-load bench-load-spincount \
+  bench-bn-layout bench-data-parallel
+ifneq ($(PREVIEW),)
+ifneq ($(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)),)
+$(error PREVIEW=$(PREVIEW) takes only $(PREVIEW_TARGETS): $(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)) would write over this machine's uncapped results)
+endif
+endif
 ifeq ($(PREVIEW),avx2)
 PREVIEW_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 export ATEN_CPU_CAPABILITY := avx2
@@ -98,6 +106,7 @@ CLASS = $(shell $(PREVIEW_ENV) $(BIN)/python -c "import re; from s6lab.hardware 
 
 # the effect of each speed lever -> benchmarks/results/levers.md on AVX-512 with bf16 (where it was first
 # recorded), levers-CLASS.md on another machine class (levers-avx2-no-bf16.md)
+bench-levers bench-load: CLASS := $(CLASS)
 bench-levers: data
 	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(if $(filter avx512-bf16,$(CLASS)),,-$(CLASS)).md
 

@@ -52,7 +52,8 @@ def parse_throughput(text: str) -> dict:
     cpu = re.search(r"Machine: (.+?) \(", text)
     gpu = re.search(r"device cuda\S* \(([^)]+)\)", text)
     host = re.search(r"host CPU (.+?), torch", text)
-    capped = re.search(r", (capped(?: on \w+)?)[:)]", text.split("\n\n")[1] if "\n\n" in text else text)
+    machine = re.search(r"^Machine: .*$", text, re.M)  # a capped CPU's class: "(AVX2, no bf16, capped on AVX512: ..."
+    capped = re.search(r", (capped(?: on \w+)?)[:)]", machine.group(0)) if machine else None
     return {"raw": raw, "command": command.group(1) if command else None,
             "torch": torch_version.group(1) if torch_version else None,
             "capability": capability.group(1) if capability else None,
@@ -124,6 +125,10 @@ def render(rows: dict[str, dict], default_epochs: int) -> str:
     details += [f"| {r['machine_class']} | {r['cpu_model']} | {r.get('fp32_peak_gflops', 0) or '-'} | {r['torch']} | "
                 f"{r['threads'] or '-'} | {r['rounds']} | {r['date']} | "
                 f"[{Path(r['source']).name}]({os.path.relpath(ROOT / r['source'], TABLE.parent)}) |" for r in ordered]
+    if any("capped" in r["machine_class"] for r in ordered):  # said inside the table's snippet: the tutorials show it
+        lines += ["", "A row marked *capped* is not a machine of its own: a bigger CPU running an AVX2 CPU's "
+                  "instructions (`make machines PREVIEW=avx2`), so it trains in fp32 with the same kernels. It "
+                  "previews the class; a laptop's cores, caches and memory set its own seconds."]
     lines += ["<!-- --8<-- [end:table] -->", "", "Where each row was measured:", *details, "", "Commands, per row:", ""]
     lines += [f"- {r['machine_class']}: `{r['command']}`"
               for r in sorted(rows.values(), key=lambda r: r["machine_class"])]

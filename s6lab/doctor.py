@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .hardware import AVX2_PREVIEW, MachineInfo, machine_info, resolve_precision
+from .hardware import AVX2_PREVIEW, CAPPED_LIBRARIES, MachineInfo, isa_caps, machine_info, resolve_precision
 from .threads import thread_choice
 
 #: packages whose versions decide what runs
@@ -149,7 +149,7 @@ def format_doctor(report: DoctorReport) -> str:
     rows += [
         ("device", f"{m.device} ({m.device_name})"),
         ("CPU", f"{m.cpu_model}, capability {m.cpu_capability}"),
-        *([("instruction set", isa_cap_line(m))] if m.isa_caps else []),
+        *([("instruction set", isa_cap_line(m))] if m.isa_caps or isa_caps() else []),
         ("native bf16", "yes" if m.native_bf16 else "no (bf16 would be emulated: slow)"),
         ("precision (auto)", f"{report.precision}: {report.precision_reason}"),
         ("threads", report.threads or str(m.threads)),
@@ -173,17 +173,36 @@ def format_doctor(report: DoctorReport) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def isa_cap_line(m: MachineInfo) -> str:
-    """What the instruction-set caps do, and what is missing for a faithful preview of an AVX2 CPU
-    (`s6lab.hardware.AVX2_PREVIEW`)."""
-    caps = " ".join(f"{name}={value}" for name, value in m.isa_caps.items())
-    line = f"capped by {caps} (this CPU offers {m.hardware_capability or 'more'})"
-    missing = [f"{name}={value} ({what})" for (name, value), what in zip(AVX2_PREVIEW.items(), (
-        "ATen's kernels: BatchNorm, ReLU, pooling", "oneDNN's: the convolutions", "MKL's: the matmuls"))
-        if name not in m.isa_caps and not (name == "ONEDNN_MAX_CPU_ISA" and "DNNL_MAX_CPU_ISA" in m.isa_caps)]
-    if missing:
-        return f"{line}; to preview an AVX2 CPU also set {', '.join(missing)}"
-    return f"{line}: numbers measured so preview a CPU of that class, they are not one"
+def isa_cap_line(m: MachineInfo, caps_set: dict[str, str] | None = None) -> str:
+    """What the instruction-set caps do here: which lower what this CPU offers (``m.isa_caps``), which are
+    ignored and why, and what is missing for a preview of an AVX2 CPU (`s6lab.hardware.AVX2_PREVIEW`).
+
+    Args:
+        m: the machine, as `machine_info` describes it (its ``isa_caps`` are the effective ones).
+        caps_set: every cap set in the environment (default: `isa_caps()`), effective or not.
+    """
+    caps_set = isa_caps() if caps_set is None else caps_set
+    own = m.hardware_capability or "unknown"
+    parts = [f"capped by {' '.join(f'{k}={v}' for k, v in m.isa_caps.items())} (this CPU's own level: {own})"
+             if m.isa_caps else f"not capped (this CPU's own level: {own})"]
+    for name, value in caps_set.items():
+        if name in m.isa_caps:
+            continue
+        if name == "ATEN_CPU_CAPABILITY" and value != value.lower():
+            why = f"torch reads it in lowercase ({value.lower()})"
+        elif name == "DNNL_MAX_CPU_ISA" and "ONEDNN_MAX_CPU_ISA" in caps_set:
+            why = "oneDNN reads ONEDNN_MAX_CPU_ISA instead"
+        else:
+            why = "it lowers nothing on this CPU"
+        parts.append(f"{name}={value} is ignored: {why}")
+    if m.isa_caps:
+        capped = set(m.isa_caps) | ({"ONEDNN_MAX_CPU_ISA"} if "DNNL_MAX_CPU_ISA" in m.isa_caps else set())
+        missing = [f"{name}={value} ({CAPPED_LIBRARIES[name]})" for name, value in AVX2_PREVIEW.items()
+                   if name not in capped]
+        parts.append(f"to preview an AVX2 CPU also set {', '.join(missing)}" if missing else
+                     "numbers measured this way preview an AVX2 CPU; they are not measurements of one"
+                     if m.cpu_capability == "AVX2" else "numbers measured this way are not this CPU's own")
+    return "; ".join(parts)
 
 
 def duration(seconds: float) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -41,58 +43,134 @@ def cpu_model() -> str:
 
 def cpu_capability() -> str:
     """The SIMD level torch dispatches to: ``AVX2``, ``AVX512``, ``AMX``, ``DEFAULT``, ...
-    (lower than the CPU's own where ``ATEN_CPU_CAPABILITY`` caps it, see `isa_caps`)."""
+    (lower than the CPU's own where ``ATEN_CPU_CAPABILITY`` caps it, see `effective_caps`)."""
     cpu = getattr(torch.backends, "cpu", None)
     return cpu.get_cpu_capability() if cpu is not None else "unknown"
 
 
-# the environment variables that cap the instruction set: ATen's vectorised kernels (BatchNorm, ReLU, pooling,
-# the optimizer), oneDNN's (the convolutions) and MKL's (the matmuls). Each is read once, when torch first uses it.
-ISA_CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-# what previews an AVX2 CPU without bf16 on a bigger one: all three libraries capped
+# the environment variables that cap the instruction set, and what each caps. Each is read once, when torch first
+# uses that library; oneDNN reads ONEDNN_MAX_CPU_ISA first and DNNL_MAX_CPU_ISA only without it.
+CAPPED_LIBRARIES = {
+    "ATEN_CPU_CAPABILITY": "ATen's kernels: BatchNorm, ReLU, pooling, the optimizer",
+    "ONEDNN_MAX_CPU_ISA": "oneDNN's: the convolutions",
+    "DNNL_MAX_CPU_ISA": "oneDNN's: the convolutions",
+    "MKL_ENABLE_INSTRUCTIONS": "MKL's: the matmuls",
+}
+ISA_CAP_VARIABLES = tuple(CAPPED_LIBRARIES)
+# what previews an AVX2 CPU without bf16 on a bigger one: all three libraries capped (`make TARGET PREVIEW=avx2`)
 AVX2_PREVIEW = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+_LEVELS = ("DEFAULT", "AVX", "AVX2", "AVX512")  # lowest first, as torch names them
 
 
-def isa_caps() -> dict[str, str]:
-    """The instruction-set caps set in this process's environment, e.g. `AVX2_PREVIEW`'s
-    ``{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}``: how an
-    AVX-512 machine previews an AVX2 laptop (all three: ATen's kernels, oneDNN's convolutions, MKL's matmuls).
-    Empty when none is set."""
-    return {name: os.environ[name].strip() for name in ISA_CAP_VARIABLES if os.environ.get(name, "").strip()}
-
-
-def command_prefix() -> str:
-    """The environment settings that change what a benchmark measures here, as a shell prefix for the
-    command a result file records (``"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 "``), so the command
-    reproduces it; ``""`` when none is set.
+def isa_caps(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The instruction-set caps set in the environment (``os.environ`` by default), whether or not they
+    lower anything: e.g. `AVX2_PREVIEW`. Empty when none is set.
 
     Examples:
-        >>> import os
-        >>> os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-        >>> command_prefix()
-        'ONEDNN_MAX_CPU_ISA=AVX2 '
-        >>> del os.environ["ONEDNN_MAX_CPU_ISA"]
+        >>> isa_caps({"ONEDNN_MAX_CPU_ISA": " AVX2 ", "MKL_ENABLE_INSTRUCTIONS": "", "PATH": "/bin"})
+        {'ONEDNN_MAX_CPU_ISA': 'AVX2'}
     """
-    settings = dict(isa_caps())
-    if os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
+    environ = os.environ if environ is None else environ
+    return {name: environ[name].strip() for name in ISA_CAP_VARIABLES if environ.get(name, "").strip()}
+
+
+def _library_level(value: str) -> int | None:
+    """The rank in `_LEVELS` of a oneDNN or MKL instruction-set name (``AVX2``, ``AVX2_VNNI``, ``AVX512_CORE``,
+    ``AVX512_E1``, ``SSE41``, ...); None for ``DEFAULT``/``ALL`` (no limit) and names it does not know."""
+    value = value.upper()
+    if value in ("DEFAULT", "ALL"):
+        return None
+    for prefix, level in (("AVX512", 3), ("AVX10", 3), ("AMX", 3), ("AVX2", 2), ("AVX", 1), ("SSE", 0)):
+        if value.startswith(prefix):
+            return level
+    return None
+
+
+def effective_caps(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caps of `isa_caps` that lower what this CPU offers (`hardware_capability`): what makes a machine
+    `capped`. ATen's counts when torch dispatches below the CPU's level (torch ignores a value it does not
+    know, such as an uppercase ``AVX2``); oneDNN's and MKL's when they name a lower level. Where the CPU's own
+    level is unknown, every cap set counts, so a capped run is never passed off as an uncapped one."""
+    caps = isa_caps(environ)
+    if "ONEDNN_MAX_CPU_ISA" in caps:
+        caps.pop("DNNL_MAX_CPU_ISA", None)  # oneDNN reads ONEDNN_ first
+    own = hardware_capability()
+    if own not in _LEVELS:
+        return caps
+    ceiling = _LEVELS.index(own)
+    lowered = {}
+    for name, value in caps.items():
+        if name == "ATEN_CPU_CAPABILITY":
+            level = _LEVELS.index(cpu_capability()) if cpu_capability() in _LEVELS else None
+        else:
+            level = _library_level(value)
+        # AVX512_CORE on an AVX-512 CPU with bf16: oneDNN's AVX-512 kernels without their bf16 ones
+        takes_bf16 = name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") and level == ceiling == len(_LEVELS) - 1 \
+            and not _onednn_keeps_bf16(value) and _cpu_has_bf16()
+        if level is not None and (level < ceiling or takes_bf16):
+            lowered[name] = value
+    return lowered
+
+
+def _onednn_keeps_bf16(value: str) -> bool:
+    """Whether a oneDNN instruction-set cap leaves its bf16 kernels (``AVX512_CORE_BF16``, ``AMX``, ...)."""
+    value = value.upper()
+    return value in ("DEFAULT", "ALL") or any(part in value for part in ("BF16", "FP16", "AMX", "AVX10"))
+
+
+def _cpu_has_bf16() -> bool:
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def command_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The instruction-set caps and ``S6LAB_NATIVE_BF16=0`` set in the environment, as a shell prefix for a
+    recorded command (``"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ..."``), so the command reproduces
+    what was measured; ``""`` when none is set. (Thread settings are recorded in the machine line instead.)
+
+    Examples:
+        >>> command_prefix({"ONEDNN_MAX_CPU_ISA": "AVX2", "S6LAB_NATIVE_BF16": "0", "PATH": "/bin"})
+        'ONEDNN_MAX_CPU_ISA=AVX2 S6LAB_NATIVE_BF16=0 '
+        >>> command_prefix({})
+        ''
+    """
+    environ = os.environ if environ is None else environ
+    settings = isa_caps(environ)
+    if environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
         settings["S6LAB_NATIVE_BF16"] = "0"
-    return "".join(f"{name}={value} " for name, value in settings.items())
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in settings.items())
+
+
+def preview_name(environ: Mapping[str, str] | None = None) -> str | None:
+    """``"avx2"`` when the environment holds `AVX2_PREVIEW` (what ``make TARGET PREVIEW=avx2`` sets), else None:
+    the make option that reproduces a capped result."""
+    caps = isa_caps(environ)
+    return "avx2" if all(caps.get(name) == value for name, value in AVX2_PREVIEW.items()) else None
+
+
+def capability_from_flags(flags: set[str] | frozenset[str]) -> str:
+    """The SIMD level a CPU with these ``/proc/cpuinfo`` flags offers, named as torch names it.
+
+    Examples:
+        >>> capability_from_flags({"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"})
+        'AVX512'
+        >>> capability_from_flags({"avx2", "fma"}), capability_from_flags({"avx2"}), capability_from_flags(set())
+        ('AVX2', 'DEFAULT', 'DEFAULT')
+    """
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "AVX512"
+    return "AVX2" if {"avx2", "fma"} <= flags else "DEFAULT"
 
 
 @lru_cache(maxsize=1)
 def hardware_capability() -> str | None:
-    """The SIMD level this CPU itself offers, from ``/proc/cpuinfo``'s flags, named as torch names it
-    (``AVX512``, ``AVX2``, ``DEFAULT``), whatever `isa_caps` set; None where the flags cannot be read."""
+    """The SIMD level this CPU itself offers (``AVX512``, ``AVX2``, ``DEFAULT``), whatever the caps say, from
+    ``/proc/cpuinfo``'s flags; None where they cannot be read (not Linux, or no flags line)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), None)
     except OSError:
         return None
-    if not flags:
-        return None
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-        return "AVX512"
-    return "AVX2" if {"avx2", "fma"} <= flags else "DEFAULT"
+    return capability_from_flags(flags) if flags else None
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -111,11 +189,11 @@ def native_bf16(device: torch.device) -> bool:
             return torch.cuda.is_bf16_supported(including_emulation=False)
         except TypeError:  # torch without the argument
             return torch.cuda.get_device_capability(device)[0] >= 8
-    is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    onednn = isa_caps().get("ONEDNN_MAX_CPU_ISA") or isa_caps().get("DNNL_MAX_CPU_ISA")
-    if onednn and not any(part in onednn.upper() for part in ("BF16", "FP16", "AMX", "AVX10", "ALL")):
+    caps = isa_caps()
+    onednn = caps.get("ONEDNN_MAX_CPU_ISA") or caps.get("DNNL_MAX_CPU_ISA")
+    if onednn and not _onednn_keeps_bf16(onednn):
         return False  # convolutions capped below AVX-512 bf16 (ONEDNN_MAX_CPU_ISA=AVX2): bf16 would not be native
-    return cpu_capability() in ("AVX512", "AMX") and bool(is_bf16())
+    return cpu_capability() in ("AVX512", "AMX") and _cpu_has_bf16()
 
 
 @dataclass(frozen=True)
@@ -134,7 +212,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         ValueError: an unknown precision.
     """
     native = native_bf16(device)
-    capped = ", capped" if isa_caps() else ""
+    capped = ", capped" if effective_caps() else ""
     where = "this GPU" if device.type == "cuda" else f"this CPU ({cpu_capability()}{capped})"
     if requested == "auto":
         if native:
@@ -161,8 +239,8 @@ class MachineInfo:
     native_bf16: bool
     threads: int  # torch intra-op threads
     torch: str
-    isa_caps: dict[str, str] = field(default_factory=dict)  # see isa_caps(): an AVX-512 CPU previewing AVX2
-    hardware_capability: str | None = None  # the CPU's own SIMD level, when isa_caps lowered cpu_capability
+    isa_caps: dict[str, str] = field(default_factory=dict)  # effective_caps(): e.g. an AVX-512 CPU previewing AVX2
+    hardware_capability: str | None = None  # the CPU's own SIMD level from /proc/cpuinfo (None where unreadable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,7 +263,7 @@ def machine_info(device: torch.device | str = "cpu") -> MachineInfo:
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return MachineInfo(str(device), name, cpu_model(), cpu_capability(), native_bf16(device),
-                       torch.get_num_threads(), torch.__version__, isa_caps(), hardware_capability())
+                       torch.get_num_threads(), torch.__version__, effective_caps(), hardware_capability())
 
 
 def training_line(device: torch.device, precision: Precision) -> str:

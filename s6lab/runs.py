@@ -261,7 +261,8 @@ def machine_line(meta: dict[str, Any]) -> str:
     versions = " then ".join(dict.fromkeys([*(t["torch"] for t in parts if t.get("torch")), m["torch"]]))
     if str(m["device"]).startswith("cuda"):  # the class names the GPU; the threads are the host CPU's
         return f"{meta.get('machine_class')}, host CPU {m['cpu_model']} ({threads}), torch {versions}"
-    return f"{m['cpu_model']} ({meta.get('machine_class')}), {threads}, torch {versions}"
+    caps = " ".join(f"{name}={value}" for name, value in (m.get("isa_caps") or {}).items())
+    return f"{m['cpu_model']} ({meta.get('machine_class')}{': ' + caps if caps else ''}), {threads}, torch {versions}"
 
 
 def reproduce_command(run: Run, *, resume: bool = False) -> str:
@@ -304,7 +305,8 @@ def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: b
         if value and base is not None:
             parts += ["--" + key.replace("_", "-"), str(value)]
     parts += ["--out", str(path)] + (["--resume"] if resume else [])
-    return shlex.join(parts)
+    caps = (meta.get("machine") or {}).get("isa_caps") or {}  # trained capped (an AVX2 preview): the same kernels
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in caps.items()) + shlex.join(parts)
 
 
 def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True) -> Run:

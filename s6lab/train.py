@@ -143,7 +143,7 @@ class TrainConfig:
         if isinstance(self.clean_last_epochs, bool) or not isinstance(self.clean_last_epochs, int) or not (
                 0 <= self.clean_last_epochs < self.epochs):
             raise bad("clean_last_epochs", f"must be an integer in [0, epochs) = [0, {self.epochs})")
-        for name in ("weight_decay", "rotation"):  # nan and inf fail every comparison a bound makes: refuse them too
+        for name in ("weight_decay", "rotation"):  # nan fails every comparison and inf passes a lower bound
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise bad(name, "must be a finite number >= 0")
         if not 0 <= self.translate < 0.5:

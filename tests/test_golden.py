@@ -164,9 +164,19 @@ def _one_fake_gpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
 
 
+def _uncapped_x86(monkeypatch):
+    """No instruction-set caps, and a CPU whose own level reads (as on every x86 Linux machine)."""
+    from s6lab import hardware
+
+    for name in hardware.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hardware, "hardware_capability", lambda: "AVX2")
+
+
 def test_doctor_json_schema(capsys, tmp_path, monkeypatch):
-    """``--device cpu``, an empty data root and one fake GPU: the same lists and nulls on every machine."""
+    """``--device cpu``, an empty data root, one fake GPU and no caps: the same lists and nulls on every machine."""
     _one_fake_gpu(monkeypatch)
+    _uncapped_x86(monkeypatch)
     assert_json_schema("doctor", capsys, "doctor", "--json", "--no-measure", "--device", "cpu",
                        "--root", str(tmp_path))
 
@@ -176,6 +186,7 @@ def test_doctor_json_schema_with_an_estimate(capsys, tmp_path, monkeypatch):
     from s6lab import doctor
 
     _one_fake_gpu(monkeypatch)
+    _uncapped_x86(monkeypatch)
     monkeypatch.setattr(doctor, "estimate_epoch_seconds",
                         lambda device, budget_seconds: doctor.EpochEstimate(12.5, 5000.0, "fp32", 8.0, 25_600))
     status, out = cli(capsys, "doctor", "--json", "--device", "cpu", "--root", str(tmp_path))

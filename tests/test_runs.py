@@ -38,7 +38,7 @@ def test_config_records_resolved_precision_machine_and_torch(tmp_path, no_bf16):
     assert meta["train"]["precision"] == "auto" and meta["precision"] == "fp32"
     assert "no native bf16" in meta["precision_reason"]
     assert meta["machine"]["cpu_capability"] and meta["machine"]["cpu_model"] and meta["torch"] == torch.__version__
-    assert meta["machine_class"].endswith("no bf16")
+    assert meta["machine"]["native_bf16"] is False and "no bf16" in meta["machine_class"]
     assert "--precision fp32" in reproduce_command(run)  # the command means the same recipe everywhere
 
 
@@ -195,6 +195,23 @@ def test_machine_line_names_every_thread_count_a_resumed_run_trained_with():
     upgraded = {**meta, "machine": {**machine, "torch": "2.14"},
                 "trained_on": [{"threads": 3, "torch": "2.11"}, {"threads": 1, "torch": "2.14"}]}
     assert machine_line(upgraded) == "Xeon (AVX512, bf16), 1-3 threads, torch 2.11 then 2.14"  # resumed under another
+
+
+def test_a_capped_run_names_its_caps_and_its_command_sets_them(tmp_path, monkeypatch):
+    """A run trained as an AVX2 preview (`PREVIEW=avx2`): its machine line names the caps, and the command
+    that trains it again sets them (other kernels round differently)."""
+    from s6lab.runs import machine_line, train_command
+
+    run = train_run("s6", tmp_path / "run", TrainConfig(epochs=1, batch_size=32, device="cpu", precision="fp32"),
+                    data=synthetic(64), progress=False)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    caps = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    capped = {**meta, "machine": {**meta["machine"], "isa_caps": caps},
+              "machine_class": "AVX2, no bf16, capped on AVX512"}
+    assert "(AVX2, no bf16, capped on AVX512: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)" in machine_line(capped)
+    command = train_command(run.recipe, capped, tmp_path / "run")
+    assert command.startswith("ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 s6lab train ")
+    assert reproduce_command(run).startswith("s6lab train ") is (not meta["machine"]["isa_caps"])  # as it trained here
 
 
 def test_machine_line_of_a_gpu_run_names_the_gpu_once_and_its_host_cpu():
