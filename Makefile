@@ -106,7 +106,6 @@ CLASS = $(shell $(PREVIEW_ENV) $(BIN)/python -c "import re; from s6lab.hardware 
 
 # the effect of each speed lever -> benchmarks/results/levers.md on AVX-512 with bf16 (where it was first
 # recorded), levers-CLASS.md on another machine class (levers-avx2-no-bf16.md)
-bench-levers bench-load: CLASS := $(CLASS)
 bench-levers: data
 	$(BIN)/python benchmarks/levers.py --out benchmarks/results/levers$(if $(filter avx512-bf16,$(CLASS)),,-$(CLASS)).md
 
