@@ -178,8 +178,9 @@ def _forward_from_patches(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     dtype = conv.weight.dtype  # fp32 under bf16 autocast too: BatchNorm keeps its statistics in fp32
     with torch.autocast(x.device.type, enabled=False):
         # float64: MNIST's neighbouring pixels are nearly equal, so the patch covariance is nearly singular and
-        # w^T cov w cancels; from fp32 statistics a channel's variance is off by > 1e-5 of its value, BatchNorm's
-        # own pass by < 1e-6 (tests/test_patch_batchnorm.py::test_why_the_statistics_are_float64)
+        # w^T cov w cancels; from fp32 statistics a channel's variance is off by 6e-6 (MKL's AVX2 matmul) to 5e-4
+        # (its AVX-512 one) of its value, 70x and more BatchNorm's own pass (< 1e-7)
+        # (tests/test_patch_batchnorm.py::test_why_the_statistics_are_float64)
         patches = patch_rows(x.double(), conv)  # (C*k*k, n)
         n = patches.shape[1]
         mean_p = patches.mean(1)  # (C*k*k,)

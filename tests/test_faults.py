@@ -167,7 +167,8 @@ def test_compare_does_not_reuse_a_run_of_an_older_architecture(tmp_path):
 
 def test_resume_names_the_differing_fields_and_the_original_command(tmp_path):
     tiny(tmp_path, epochs=2)
-    with pytest.raises(RunError, match=r"\(lr\); repeat the original command \(`s6lab train --model s6 --epochs 2 "):
+    with pytest.raises(RunError,  # (a run trained with instruction-set caps: they come first)
+                       match=r"\(lr\); repeat the original command \(`(\S+=\S+ )*s6lab train --model s6 --epochs 2 "):
         train_run("s6", tmp_path / "run", TrainConfig(epochs=2, batch_size=32, device="cpu", precision="fp32",
                                                       lr=0.3), data=synthetic(64), resume=True, progress=False)
 

@@ -36,7 +36,7 @@ def no_bf16(monkeypatch):
 
 def test_the_override_reports_no_native_bf16(no_bf16):
     assert native_bf16(CPU) is False
-    assert machine_info().native_bf16 is False and machine_info().machine_class.endswith("no bf16")
+    assert machine_info().native_bf16 is False and "no bf16" in machine_info().machine_class
 
 
 def test_auto_trains_in_fp32_without_native_bf16_and_says_why(no_bf16):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -168,7 +170,11 @@ def test_the_printed_retrain_command_is_accepted_by_resume(tmp_path, no_bf16):
     assert command == reproduce_command(run, resume=True) and "--weight-decay 0.0001" in command
     from s6lab.cli import build_parser, config_values
 
-    args = build_parser().parse_args(command.split()[1:])
+    words = shlex.split(command)
+    while re.match(r"[A-Z_][A-Z0-9_]*=", words[0]):  # a run trained with instruction-set caps sets them first
+        words.pop(0)
+    assert words[:2] == ["s6lab", "train"]
+    args = build_parser().parse_args(words[1:])
     again = train_run("s6", out, TrainConfig.from_dict({**TrainConfig().to_dict(), **config_values(args, TrainConfig)}),
                       data=synthetic(64), resume=True, progress=False)
     assert again.finished
