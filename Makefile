@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # the machine class take it: the others would write over the uncapped machine's files.
 PREVIEW ?=
 PREVIEW_TARGETS := machines bench-fusion bench-speedrun bench-levers bench-load bench-load-spincount \
-  bench-bn-layout bench-data-parallel
+  bench-bn-layout bench-data-parallel recipe-confirm-patch-statistics
 ifneq ($(PREVIEW),)
 ifneq ($(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)),)
 $(error PREVIEW=$(PREVIEW) takes only $(PREVIEW_TARGETS): $(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)) would write over this machine's uncapped results)
@@ -131,7 +131,9 @@ bench-warmup-seeds: data
 # the recipe with margin (issue: every machine, every seed). Run directories accumulate under results/recipe/runs
 # (config.json + history.json committed), so each target resumes and never trains a finished run twice;
 # bf16 rows train only on CPUs with native bf16 and show the runs recorded elsewhere.
-RECIPE := $(BIN)/python benchmarks/recipe.py --out results/recipe
+# with PREVIEW=avx2 (recipe-confirm-patch-statistics only) the runs and the table go to their own -avx2-preview names
+PREVIEWED := $(if $(PREVIEW),-$(PREVIEW)-preview)
+RECIPE := $(BIN)/python benchmarks/recipe.py --out results/recipe$(PREVIEWED)
 # screen: every candidate row, seeds 0 1 2, fp32 and bf16 -> results/recipe-screen.md
 recipe-screen: data
 	$(RECIPE) --rows all --seeds 0 1 2 --table results/recipe-screen.md
@@ -153,7 +155,7 @@ recipe-confirm: data
 # fp32 and bf16 -> results/recipe-confirm-patch-statistics.md
 recipe-confirm-patch-statistics: data
 	$(RECIPE) --rows "layer 1's BatchNorm from patch statistics (18" --seeds 0 1 2 3 4 5 6 7 8 9 \
-	  --table results/recipe-confirm-patch-statistics.md
+	  --table results/recipe-confirm-patch-statistics$(PREVIEWED).md
 
 # throughput quiet and with a core taken: OpenMP's default, a fixed PASSIVE team, one thread, and s6lab's default
 # (following the load) -> benchmarks/results/load.md on AVX2 without bf16 (where it was first recorded),

@@ -293,6 +293,9 @@ def test_make_preview_avx2_writes_capped_results_under_their_own_class():
     if hardware.hardware_capability() == "AVX512":
         assert "--out benchmarks/results/fusion-avx2-no-bf16-capped-on-avx512.md" in done.stdout
     assert "capped" not in _make("bench-fusion").stdout
+    confirm = _make("recipe-confirm-patch-statistics", "PREVIEW=avx2").stdout  # runs and table of its own
+    assert "--out results/recipe-avx2-preview " in confirm
+    assert "--table results/recipe-confirm-patch-statistics-avx2-preview.md" in confirm
     for args, message in ((["machines", "PREVIEW=avx"], "PREVIEW=avx is not a preview: use PREVIEW=avx2"),
                           (["train", "PREVIEW=avx2"], "train would write over this machine's uncapped results"),
                           (["test", "machines", "PREVIEW=avx2"], "test would write over")):
