@@ -6,6 +6,11 @@ precision that ``precision="auto"`` picks differs between them. This module answ
 questions once, so that ``fit``, ``s6lab train``, ``s6lab doctor``, run directories and
 benchmarks all say the same thing.
 
+A bigger CPU can preview a smaller one: environment variables cap the instruction set of
+torch's libraries (`AVX2_PREVIEW`, what ``make TARGET PREVIEW=avx2`` sets). Such a machine
+is labelled ``capped`` everywhere it is named (`effective_caps`, `MachineInfo.machine_class`),
+so its numbers never pass for a real AVX2 CPU's.
+
 Examples:
     >>> import torch
     >>> p = resolve_precision("fp32", torch.device("cpu"))
