@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 # the machine class take it: the others would write over the uncapped machine's files.
 PREVIEW ?=
 PREVIEW_TARGETS := machines bench-fusion bench-speedrun bench-levers bench-load bench-load-spincount \
-  bench-bn-layout bench-data-parallel recipe-confirm-patch-statistics
+  bench-bn-layout bench-data-parallel bench-profile recipe-confirm-patch-statistics
 ifneq ($(PREVIEW),)
 ifneq ($(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)),)
 $(error PREVIEW=$(PREVIEW) takes only $(PREVIEW_TARGETS): $(filter-out $(PREVIEW_TARGETS),$(or $(MAKECMDGOALS),train)) would write over this machine's uncapped results)
@@ -29,7 +29,7 @@ else ifneq ($(PREVIEW),)
 $(error PREVIEW=$(PREVIEW) is not a preview: use PREVIEW=avx2 (an AVX2 CPU without bf16) or leave it out)
 endif
 
-.PHONY: bench-bn-layout bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
+.PHONY: bench-profile bench-bn-layout bench-load-spincount recipe-speedrun bench-data-parallel bench-fusion bench-speedrun bench-scaling bench-load chromium test-browser machines recipe-screen recipe-confirm recipe-confirm-patch-statistics docs-figures docs-serve train test venv data lint clean evidence evidence-s6 evidence-variants evidence-small bench bench-levers bench-levers-full bench-full bench-warmup-seeds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -114,6 +114,11 @@ bench-levers: data
 # -> benchmarks/results/fusion-CLASS.md
 bench-fusion: data
 	$(BIN)/python benchmarks/levers.py --one-off "BatchNorm+ReLU" "relu_after_pool" "patch statistics" "channels or fewer" --rounds 15 --out benchmarks/results/fusion-$(CLASS).md
+
+# where the default training step's time goes (torch.profiler over fit, grouped by kind of work)
+# -> benchmarks/results/profile-CLASS.md
+bench-profile: data
+	$(BIN)/python benchmarks/step_profile.py
 
 # each of the reference net's BatchNorm kernels alone, channels-last against channels-first (why small_bn_nchw was
 # tried) -> benchmarks/results/bn-layout-CLASS.md

@@ -436,3 +436,30 @@ def test_bn_layout_script_times_every_shape_in_both_layouts(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bn_layout.py"), "--reps", "0"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and bad.stderr.strip() == "benchmarks/bn_layout.py: --reps must be >= 1"
+
+
+def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
+    """Real MNIST, 2 batches: every kind of work has a row, the shares add up to 100%, the top operators
+    are listed, and the machine and the command are named."""
+    out = tmp_path / "p.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_profile.py"), "--batches", "2", "--top", "3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert text.startswith("Command: `") and "python benchmarks/step_profile.py --batches 2 --top 3" in text
+    assert "Machine: " in text and "recipe s6 (batch 256" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("% |")]
+    groups = [row.split(" | ")[0][2:] for row in rows]
+    assert groups[-1] == "other" and {"convolutions", "BatchNorm", "ReLU", "max-pool"} <= set(groups)
+    assert abs(sum(float(row.split(" | ")[1].rstrip(" %|")) for row in rows) - 100) < 0.5
+    assert float(rows[0].split(" | ")[1].rstrip(" %|")) > 0  # the largest share is a real one
+    assert text.count("| `aten::") == 3
+
+
+@pytest.mark.parametrize("args, message", [(["--batches", "0"], "--batches and --top must be >= 1"),
+                                           (["--recipe", "s7"], "s7")])
+def test_step_profile_refuses_bad_input_in_one_line(args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_profile.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
