@@ -83,8 +83,8 @@ def main() -> None:
     from s6lab._io import atomic_write_text
     from s6lab.data import MNISTTensors, TensorSplit
     from s6lab.errors import ConfigError
-    from s6lab.hardware import command_prefix, describe_machine, machine_info
-    from s6lab.train import fit
+    from s6lab.hardware import command_prefix, describe_machine, machine_info, resolve_precision
+    from s6lab.train import fit, resolve_device
 
     try:
         recipe = get_recipe(args.recipe)
@@ -101,9 +101,11 @@ def main() -> None:
     self_times = {e.key: e.self_cpu_time_total / 1e6 for e in events}
     step_ms = 1e3 * history.epochs[-1].train_seconds / args.batches
 
-    lines = [f"Command: `{command_prefix()}python benchmarks/step_profile.py {' '.join(sys.argv[1:])}`", "",
-             f"Machine: {describe_machine()}; recipe {args.recipe} (batch {config.batch_size}, precision "
-             f"{config.precision}), {args.batches} profiled training batches of real MNIST after as many to warm "
+    command = f"{command_prefix()}python benchmarks/step_profile.py {' '.join(sys.argv[1:])}".strip()
+    precision = resolve_precision(config.precision, resolve_device("cpu")).precision
+    lines = [f"Command: `{command}`", "",
+             f"Machine: {describe_machine()}; recipe {args.recipe} (batch {config.batch_size}, {precision}), "
+             f"{args.batches} profiled training batches of real MNIST after as many to warm "
              f"up; {step_ms:.1f} ms a step under the profiler.", "",
              "| kind of work | share of the operators' own time |", "|---|---:|"]
     lines += [f"| {group} | {share:.1%} |" for group, share in shares(self_times)]

@@ -447,7 +447,7 @@ def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
     assert text.startswith("Command: `") and "python benchmarks/step_profile.py --batches 2 --top 3" in text
-    assert "Machine: " in text and "recipe s6 (batch 256" in text
+    assert "Machine: " in text and ("recipe s6 (batch 256, bf16)" in text or "recipe s6 (batch 256, fp32)" in text)
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("% |")]
     groups = [row.split(" | ")[0][2:] for row in rows]
     assert groups[-1] == "other" and {"convolutions", "BatchNorm", "ReLU", "max-pool"} <= set(groups)
