@@ -25,7 +25,15 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .hardware import AVX2_PREVIEW, CAPPED_LIBRARIES, MachineInfo, isa_caps, machine_info, resolve_precision
+from .hardware import (
+    AVX2_PREVIEW,
+    CAPPED_LIBRARIES,
+    MachineInfo,
+    caps_text,
+    isa_caps,
+    machine_info,
+    resolve_precision,
+)
 from .threads import thread_choice
 
 #: packages whose versions decide what runs
@@ -183,7 +191,7 @@ def isa_cap_line(m: MachineInfo, caps_set: dict[str, str] | None = None) -> str:
     """
     caps_set = isa_caps() if caps_set is None else caps_set
     own = m.hardware_capability or "unknown"
-    parts = [f"capped by {' '.join(f'{k}={v}' for k, v in m.isa_caps.items())} (this CPU's own level: {own})"
+    parts = [f"capped by {caps_text(m.isa_caps)} (this CPU's own level: {own})"
              if m.isa_caps else f"not capped (this CPU's own level: {own})"]
     for name, value in caps_set.items():
         if name in m.isa_caps:

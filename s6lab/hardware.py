@@ -127,10 +127,21 @@ def _cpu_has_bf16() -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
+def caps_text(caps: Mapping[str, str]) -> str:
+    """Caps as a machine line names them: ``"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2"``.
+
+    Examples:
+        >>> caps_text({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+        'ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2'
+    """
+    return " ".join(f"{name}={value}" for name, value in caps.items())
+
+
 def command_prefix(environ: Mapping[str, str] | None = None) -> str:
-    """The instruction-set caps and ``S6LAB_NATIVE_BF16=0`` set in the environment, as a shell prefix for a
-    recorded command (``"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ..."``), so the command reproduces
-    what was measured; ``""`` when none is set. (Thread settings are recorded in the machine line instead.)
+    """The instruction-set caps and ``S6LAB_NATIVE_BF16=0`` set in the environment (or in a run's recorded
+    caps), as a shell prefix for a recorded command (``"ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ..."``),
+    so the command reproduces what was measured; ``""`` when none is set. (Thread settings are recorded in the
+    machine line instead.)
 
     Examples:
         >>> command_prefix({"ONEDNN_MAX_CPU_ISA": "AVX2", "S6LAB_NATIVE_BF16": "0", "PATH": "/bin"})
@@ -285,6 +296,6 @@ def describe_machine(device: torch.device | str = "cpu") -> str:
     info = machine_info(device)
     if info.device.startswith("cuda"):
         return f"{info.device_name} ({info.device}), host CPU {info.cpu_model}, torch {info.torch}"
-    caps = " ".join(f"{name}={value}" for name, value in info.isa_caps.items())
+    caps = caps_text(info.isa_caps)
     machine_class = f"{info.machine_class}: {caps}" if caps else info.machine_class
     return f"{info.cpu_model} ({machine_class}), {info.threads} threads, torch {info.torch}"

@@ -31,7 +31,7 @@ import torch
 from ._io import atomic_torch_save, atomic_write_text
 from .data import MNISTTensors
 from .errors import ConfigError
-from .hardware import machine_info, native_bf16
+from .hardware import caps_text, command_prefix, machine_info, native_bf16
 from .models import get_recipe, get_spec
 from .recipe import Recipe, recorded_precision, same_architecture
 from .specs import Net, NetSpec, build
@@ -261,7 +261,7 @@ def machine_line(meta: dict[str, Any]) -> str:
     versions = " then ".join(dict.fromkeys([*(t["torch"] for t in parts if t.get("torch")), m["torch"]]))
     if str(m["device"]).startswith("cuda"):  # the class names the GPU; the threads are the host CPU's
         return f"{meta.get('machine_class')}, host CPU {m['cpu_model']} ({threads}), torch {versions}"
-    caps = " ".join(f"{name}={value}" for name, value in (m.get("isa_caps") or {}).items())
+    caps = caps_text(m.get("isa_caps") or {})
     return f"{m['cpu_model']} ({meta.get('machine_class')}{': ' + caps if caps else ''}), {threads}, torch {versions}"
 
 
@@ -306,7 +306,7 @@ def train_command(recipe: Recipe, meta: dict[str, Any], path: Path, *, resume: b
             parts += ["--" + key.replace("_", "-"), str(value)]
     parts += ["--out", str(path)] + (["--resume"] if resume else [])
     caps = (meta.get("machine") or {}).get("isa_caps") or {}  # trained capped (an AVX2 preview): the same kernels
-    return "".join(f"{name}={shlex.quote(value)} " for name, value in caps.items()) + shlex.join(parts)
+    return command_prefix(caps) + shlex.join(parts)
 
 
 def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True) -> Run:
