@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from machines import slug  # noqa: E402
+from machines import class_results_file  # noqa: E402
 
 #: the reference net's BatchNorm inputs at batch 256 (layer 1's, 32x26x26, is folded into conv1 on a CPU)
 SHAPES = ((256, 32, 24, 24), (256, 8, 12, 12), (256, 32, 8, 8), (256, 16, 4, 4))
@@ -78,7 +78,7 @@ def main() -> None:
             lines.append(f"| {shape} | {str(dtype).removeprefix('torch.')} | {last_f:.3f} | {first_f:.3f} | "
                          f"{last_b:.3f} | {first_b:.3f} | {last_b / first_b:.1f}x |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"bn-layout-{slug(machine_info().machine_class)}.md")
+    out = Path(args.out or class_results_file("bn-layout", machine_info().machine_class))
     atomic_write_text(out, text)
     print(text)
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _worker import WorkerProcess, core_taken  # noqa: E402
-from machines import slug  # noqa: E402
+from machines import class_results_file  # noqa: E402
 
 #: the setting the others are compared with: what s6lab does today
 ONE_PROCESS = "1 process x {cores} threads (s6lab)"
@@ -142,7 +142,7 @@ def main() -> None:
                  f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")
     if cores < 2:
         sys.exit("benchmarks/data_parallel.py: this process may use one core only: there is nothing to split")
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"data-parallel-{slug(machine_info().machine_class)}.md")
+    out = Path(args.out or class_results_file("data-parallel", machine_info().machine_class))
 
     shapes = {ONE_PROCESS.format(cores=cores): (1, cores),
               f"{cores} processes x 1 thread, DDP (gloo)": (cores, 1),

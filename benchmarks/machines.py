@@ -38,6 +38,12 @@ def slug(text: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def class_results_file(prefix: str, machine_class: str) -> Path:
+    """``benchmarks/results/PREFIX-CLASS.md``: where a benchmark records this machine class (a capped CPU's class
+    names the cap, so a preview never overwrites a real machine's file)."""
+    return ROOT / "benchmarks" / "results" / f"{prefix}-{slug(machine_class)}.md"
+
+
 def parse_throughput(text: str) -> dict:
     """The raw JSON block and the header facts of a ``throughput.py --out`` file."""
     try:
@@ -195,7 +201,7 @@ def main() -> None:
         except ValueError as e:
             raise SystemExit(f"benchmarks/machines.py: {e}") from None
         info = machine_info(device)
-        out = Path("benchmarks/results") / f"throughput-{slug(info.machine_class)}.md"
+        out = class_results_file("throughput", info.machine_class).relative_to(ROOT)
         run = [sys.executable, "benchmarks/throughput.py", "--device", str(device), "--repeats", str(args.repeats),
                "--out", str(out)]
         subprocess.run(run, check=True, cwd=ROOT)

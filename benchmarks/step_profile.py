@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from machines import slug  # noqa: E402
+from machines import class_results_file  # noqa: E402
 
 #: (group, substrings of an operator's name), the first group that matches wins; anything else is "other"
 GROUPS = (
@@ -116,7 +116,7 @@ def main() -> None:
         lines.append(f"| `{e.key}` | {e.self_cpu_time_total / 1e3 / args.batches:.2f} | "
                      f"{e.self_cpu_time_total / 1e6 / total:.1%} | {e.count / args.batches:g} |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"profile-{slug(machine_info().machine_class)}.md")
+    out = Path(args.out or class_results_file("profile", machine_info().machine_class))
     atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")
