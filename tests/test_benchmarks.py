@@ -367,13 +367,19 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
     assert "(the weights' sum, bit for bit): yes." in text
 
 
+def assert_refused_in_one_line(script: str, args: list[str], message: str, timeout: int = 300) -> None:
+    """``benchmarks/SCRIPT args`` as a user runs it: a non-zero exit and one stderr line with ``message``,
+    never a traceback."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+
+
 @pytest.mark.parametrize("args, message", [(["--batch", "1"], "--batch >="),
                                            (["--cores", "0"], "--cores must be 1 to")])
 def test_data_parallel_script_refuses_bad_sizes_in_one_line(args, message):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_parallel.py"), *args],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert_refused_in_one_line("data_parallel.py", args, message)
 
 
 def test_load_script_times_every_policy_quiet_and_loaded(tmp_path):
@@ -420,10 +426,7 @@ def test_the_following_row_runs_as_a_user_does_who_set_only_follow_load():
                                            (["--spincount", "-5"], "--spincount values must be >= 0"),
                                            (["--threads", "100000"], "--threads must be 1 to")])
 def test_load_script_refuses_bad_input_in_one_line(args, message):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), *args],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert_refused_in_one_line("load.py", args, message, timeout=60)
 
 
 def test_bn_layout_script_times_every_shape_in_both_layouts(tmp_path):
@@ -459,7 +462,4 @@ def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
 @pytest.mark.parametrize("args, message", [(["--batches", "0"], "--batches and --top must be >= 1"),
                                            (["--recipe", "s7"], "s7")])
 def test_step_profile_refuses_bad_input_in_one_line(args, message):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_profile.py"), *args],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert_refused_in_one_line("step_profile.py", args, message)
