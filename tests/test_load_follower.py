@@ -143,6 +143,17 @@ def test_a_proc_that_cannot_be_read_stops_the_follower_instead_of_the_training()
     assert follower.tick() is None
 
 
+def skip_unless_quiet(cpus, seconds: float = 0.5) -> None:
+    """Skip a test that measures a spinner against a quiet machine when other programs (a training
+    beside the tests, say) already keep half a CPU or more busy: it would measure them instead."""
+    before, started = read_cpu_times(cpus), time.monotonic()
+    time.sleep(seconds)
+    others = read_cpu_times(cpus).others_since(before, time.monotonic() - started, os.sysconf("SC_CLK_TCK"))
+    if others >= 0.5:
+        pytest.skip(f"other programs keep {others:.1f} of {len(cpus)} CPUs busy: this test needs a quiet machine "
+                    "(run it when no training or benchmark runs beside the tests)")
+
+
 def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
     """The real /proc on this machine: a spinning process shows as other programs' CPU time, this
     process's own work as its own."""
@@ -157,9 +168,10 @@ def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
         spinner.kill()
         spinner.wait()
     after = read_cpu_times(cpus)
-    seconds = time.monotonic() - started
-    assert after.own - before.own >= 0.5 * seconds * os.sysconf("SC_CLK_TCK")
-    assert after.others_since(before, seconds, os.sysconf("SC_CLK_TCK")) >= 0.5
+    seconds, ticks = time.monotonic() - started, os.sysconf("SC_CLK_TCK")
+    # one busy thread of this process: its own time, less where a training beside the tests takes CPUs too
+    assert 0.2 * seconds * ticks <= after.own - before.own <= 1.2 * seconds * ticks + 2
+    assert after.others_since(before, seconds, ticks) >= 0.5
 
 
 def test_fit_trains_on_fewer_threads_while_another_program_spins(monkeypatch, capsys):
@@ -172,6 +184,7 @@ def test_fit_trains_on_fewer_threads_while_another_program_spins(monkeypatch, ca
     cores, cpus = available_cores(), os.sched_getaffinity(0)
     if cores < 2:
         pytest.skip("one core: nothing to give up")
+    skip_unless_quiet(cpus)
     chosen = torch.get_num_threads()
     torch.set_num_threads(cores)  # as s6lab chooses by default, whatever S6LAB_THREADS this test runs under
     follower = LoadFollower(cores, cores, cpus, interval=0.25)
