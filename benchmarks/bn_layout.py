@@ -62,11 +62,11 @@ def main() -> None:
     import torch
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import command_prefix, describe_machine, machine_info, native_bf16
+    from s6lab.hardware import describe_machine, machine_info, native_bf16, recorded_command
 
     bf16 = native_bf16(torch.device("cpu"))
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
-    lines = [f"Command: `{command_prefix()}python benchmarks/bn_layout.py --reps {args.reps}`", "",
+    lines = [f"Command: `{recorded_command('benchmarks/bn_layout.py', sys.argv[1:])}`", "",
              f"Machine: {describe_machine()}; BatchNorm2d in training mode, median of {args.reps} calls per kernel."
              + ("" if bf16 else " bf16: not native here, skipped."), "",
              "| input (N, C, H, W) | dtype | channels-last fwd ms | channels-first fwd ms | channels-last bwd ms "

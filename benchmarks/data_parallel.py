@@ -167,12 +167,12 @@ def main() -> None:
         setting.close()
 
     one = ONE_PROCESS.format(cores=cores)
-    from s6lab.hardware import command_prefix, preview_name
+    from s6lab.hardware import preview_name, recorded_command
     make_preview = f" PREVIEW={preview}" if (preview := preview_name()) else ""
-    command = command_prefix() + "python benchmarks/data_parallel.py " + " ".join(sys.argv[1:])
+    command = recorded_command("benchmarks/data_parallel.py", sys.argv[1:])
     lines = [f"**One process on every core against one single-thread process per core (DDP)** "
              f"({describe_machine('cpu')})", "",
-             f"Command: `{command.strip()}` (or `make bench-data-parallel{make_preview}`). The reference net in fp32, "
+             f"Command: `{command}` (or `make bench-data-parallel{make_preview}`). The reference net in fp32, "
              "s6lab's "
              f"`fit`, {args.images:,} synthetic images per measurement, split evenly over the processes (each "
              f"trains its share at batch / processes); median of {args.rounds} rounds (min-max), settings in "

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import statistics
 import sys
 import time
@@ -480,8 +479,8 @@ def main() -> None:
     how = ("parity runs only, one after another" if args.parity_only else
            f"one worker process per configuration; windows of {args.images:,} training images, median of "
            f"{args.rounds} round-robin rounds after one warm-up round")
-    from s6lab.hardware import command_prefix
-    header = (f"Command: `{command_prefix()}python benchmarks/levers.py {shlex.join(sys.argv[1:])}`\n\n"
+    from s6lab.hardware import recorded_command
+    header = (f"Command: `{recorded_command('benchmarks/levers.py', sys.argv[1:])}`\n\n"
               f"Machine: {describe_machine()}; {how}.\n")
     text = header + "\n" + "\n".join(lines) + "\n"
     print(text)

@@ -131,7 +131,7 @@ def main() -> None:
     CONFIGS.update(spin_config(count) for count in args.spincount)
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import command_prefix, describe_machine, preview_name
+    from s6lab.hardware import describe_machine, preview_name, recorded_command
     from s6lab.threads import available_cores
 
     cores = available_cores()
@@ -162,11 +162,11 @@ def main() -> None:
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
-    command = command_prefix() + "python benchmarks/load.py " + " ".join(a for a in sys.argv[1:])
+    command = recorded_command("benchmarks/load.py", sys.argv[1:])
     preview = f" PREVIEW={preview_name()}" if preview_name() else ""
     make = "" if sys.argv[1:] else f" (or `make bench-load{preview}`)"
     lines = [f"**Training throughput with a core taken** ({describe_machine('cpu')})", "",
-             f"Command: `{command.strip()}`{make}. {threads} thread{'s' if threads != 1 else ''} ("
+             f"Command: `{command}`{make}. {threads} thread{'s' if threads != 1 else ''} ("
              f"{f'as asked; {cores} physical cores available' if asked else 'the physical cores this process may use'}"
              f"), fp32, the reference net, {args.images:,} images per measurement; median of "
              f"{args.rounds} rounds (min-max), configurations in turns. Loaded: one other process spins on a core.",

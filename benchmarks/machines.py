@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
@@ -164,8 +163,8 @@ def main() -> None:
     parser.add_argument("--cpu-model", help="with --import: the CPU model, when that file does not name it")
     parser.add_argument("--render", action="store_true", help="only re-render results/machines.md")
     args = parser.parse_args()
-    from s6lab.hardware import command_prefix
-    command = (command_prefix() + "python benchmarks/machines.py " + shlex.join(sys.argv[1:])).strip()
+    from s6lab.hardware import recorded_command
+    command = recorded_command("benchmarks/machines.py", sys.argv[1:])
     rows = load_store()
     if args.render:
         save(rows)

@@ -20,7 +20,6 @@ and says so: emulated bf16 is many times slower and is not what a user of that C
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -242,7 +241,7 @@ def main() -> None:
 
     from s6lab._io import atomic_write_text
     from s6lab.data import ensure_mnist
-    from s6lab.hardware import command_prefix, describe_machine, native_bf16
+    from s6lab.hardware import describe_machine, native_bf16, recorded_command
 
     ensure_mnist()
     device = torch.device("cpu")
@@ -257,7 +256,7 @@ def main() -> None:
                 train = False
             results[(name, precision)] = run_row(name, overrides, precision, args.seeds, args.out, train=train)
             left[(name, precision)] = unfinished(name, precision, args.seeds, args.out)
-    command = command_prefix() + "python benchmarks/recipe.py " + shlex.join(sys.argv[1:])
+    command = recorded_command("benchmarks/recipe.py", sys.argv[1:])
     text = "\n".join([f"Command: `{command}`", "", f"Rendered on: {describe_machine(device)}. Each run trains "
                       "where its machine class says; bf16 runs only on machines with native bf16.", "",
                       *table(results, args.seeds, left), ""])

@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import command_prefix, describe_machine
+    from s6lab.hardware import describe_machine, recorded_command
     from s6lab.threads import available_cores
 
     cores = available_cores()
@@ -68,9 +68,9 @@ def main() -> None:
     same = runs[names[1]] == runs[names[2]]
     trainings = len(GRID[0]) * len(GRID[1])
     serial = seconds[names[0]]
-    command = command_prefix() + "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
+    command = recorded_command("benchmarks/scaling.py", sys.argv[1:])
     lines = [f"**Scaling a comparison** ({describe_machine('cpu')}; {cores} physical cores)", "",
-             f"Command: `{command.strip()}` (or `make bench-scaling`). Grid: {', '.join(GRID[0])} x seeds "
+             f"Command: `{command}` (or `make bench-scaling`). Grid: {', '.join(GRID[0])} x seeds "
              f"{', '.join(map(str, GRID[1]))} = {trainings} trainings of {args.epochs} epochs on {args.train_size:,} "
              f"real MNIST images (tested on {args.test_size:,}), fp32; every way in a fresh folder, one after "
              "another in one session; wall clock includes start-up (Python, torch, Ray).", "",

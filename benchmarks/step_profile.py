@@ -83,7 +83,7 @@ def main() -> None:
     from s6lab._io import atomic_write_text
     from s6lab.data import MNISTTensors, TensorSplit
     from s6lab.errors import ConfigError
-    from s6lab.hardware import command_prefix, describe_machine, machine_info, resolve_precision
+    from s6lab.hardware import describe_machine, machine_info, recorded_command, resolve_precision
     from s6lab.train import fit, resolve_device
 
     try:
@@ -101,7 +101,7 @@ def main() -> None:
     self_times = {e.key: e.self_cpu_time_total / 1e6 for e in events}
     step_ms = 1e3 * history.epochs[-1].train_seconds / args.batches
 
-    command = f"{command_prefix()}python benchmarks/step_profile.py {' '.join(sys.argv[1:])}".strip()
+    command = recorded_command("benchmarks/step_profile.py", sys.argv[1:])
     precision = resolve_precision(config.precision, resolve_device("cpu")).precision
     lines = [f"Command: `{command}`", "",
              f"Machine: {describe_machine()}; recipe {args.recipe} (batch {config.batch_size}, {precision}), "

@@ -418,8 +418,8 @@ def main() -> None:
         for worker in workers.values():
             worker.close()
     text = table(results, macs, peaks)
-    from s6lab.hardware import command_prefix
-    header = (f"Command: `{command_prefix()}python benchmarks/throughput.py {' '.join(sys.argv[1:])}`\n\n"
+    from s6lab.hardware import recorded_command
+    header = (f"Command: `{recorded_command('benchmarks/throughput.py', sys.argv[1:])}`\n\n"
               f"Machine: {describe_machine(device)}; device {describe(device)}; "
               f"measured matmul peak {format_peaks(peaks)}; "
               f"model s6 (s6lab setting: recipe {args.recipe}), {macs / 1e6:.2f} M forward multiply-adds per image "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -154,6 +154,19 @@ def command_prefix(environ: Mapping[str, str] | None = None) -> str:
     if environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
         settings["S6LAB_NATIVE_BF16"] = "0"
     return "".join(f"{name}={shlex.quote(value)} " for name, value in settings.items())
+
+
+def recorded_command(script: str, args: Sequence[str], environ: Mapping[str, str] | None = None) -> str:
+    """The command line a benchmark records with its result: the caps set (`command_prefix`), then
+    ``python SCRIPT ARGS`` with every argument shell-quoted, so pasting it reproduces the measurement.
+
+    Examples:
+        >>> print(recorded_command("benchmarks/recipe.py", ["--rows", "layer 1's BN", "--seeds", "0"], {}))
+        python benchmarks/recipe.py --rows 'layer 1'"'"'s BN' --seeds 0
+        >>> recorded_command("benchmarks/load.py", [], {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+        'ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/load.py'
+    """
+    return command_prefix(environ) + "python " + shlex.join([script, *args])
 
 
 def preview_name(environ: Mapping[str, str] | None = None) -> str | None:
