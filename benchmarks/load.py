@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _worker import WorkerProcess, core_taken  # noqa: E402
+from machines import results_file  # noqa: E402
 
 #: name -> the OpenMP environment of the worker (None: unset, OpenMP's default) and its threads
 #: (None: the physical cores this process may use, as s6lab picks them)
@@ -110,7 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.md"))
+    parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/load.md, "
+                        "load-CLASS.md on a CPU capped to fewer instructions)")
     parser.add_argument("--spincount", type=int, nargs="+", default=[],
                         help="also time OpenMP's default policy with GOMP_SPINCOUNT set to each value")
     parser.add_argument("--settle", type=int, default=1,
@@ -191,7 +193,7 @@ def main() -> None:
               f"and {seen['loaded']} in the loaded ones; loaded, it kept {follow_l / follow_q:.0%} of its own quiet "
               f"throughput and {follow_l / s6lab_quiet:.0%} of the fixed PASSIVE row's."]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(args.out, text)  # folders made, never half written
+    atomic_write_text(args.out or results_file("load"), text)  # folders made, never half written
     print(text)
 
 

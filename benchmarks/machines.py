@@ -43,6 +43,16 @@ def class_results_file(prefix: str, machine_class: str) -> Path:
     return ROOT / "benchmarks" / "results" / f"{prefix}-{slug(machine_class)}.md"
 
 
+def results_file(prefix: str) -> Path:
+    """``benchmarks/results/PREFIX.md``, or `class_results_file` where instruction-set caps lower this CPU: the
+    default of a benchmark whose file is not named by machine class, so a preview never replaces it."""
+    from s6lab.hardware import effective_caps, machine_info
+
+    if effective_caps():
+        return class_results_file(prefix, machine_info().machine_class)
+    return ROOT / "benchmarks" / "results" / f"{prefix}.md"
+
+
 def parse_throughput(text: str) -> dict:
     """The raw JSON block and the header facts of a ``throughput.py --out`` file."""
     try:

@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machines import results_file  # noqa: E402
+
 GRID = (["s6", "s6-gap"], [0, 1])
 
 
@@ -45,7 +49,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scaling.md"))
+    parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/scaling.md, "
+                        "scaling-CLASS.md on a CPU capped to fewer instructions)")
     args = parser.parse_args()
 
     from s6lab._io import atomic_write_text
@@ -81,7 +86,7 @@ def main() -> None:
     lines += ["", "The two parallel ways (1 thread per job each) give identical per-epoch histories: "
               + ("yes." if same else "NO (a bug: report it).")]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(args.out, text)  # folders made, never half written
+    atomic_write_text(args.out or results_file("scaling"), text)  # folders made, never half written
     print(text)
 
 

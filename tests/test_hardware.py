@@ -301,3 +301,20 @@ def test_make_preview_avx2_writes_capped_results_under_their_own_class():
                           (["test", "machines", "PREVIEW=avx2"], "test would write over")):
         bad = _make(*args)
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr
+
+
+def test_a_benchmark_with_one_results_file_writes_a_capped_preview_beside_it(avx512_bf16_cpu, monkeypatch):
+    """scaling.py and load.py record to benchmarks/results/NAME.md; with caps that lower this CPU they default to
+    the capped class's own file, so a preview set by hand never replaces the real machine's result."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        machines = __import__("machines")
+    finally:
+        sys.path.pop(0)
+    results = ROOT / "benchmarks" / "results"
+    assert machines.results_file("scaling") == results / "scaling.md"
+    for name, value in CAPPED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX2")  # what torch does with the ATen cap
+    assert machines.results_file("scaling") == results / "scaling-avx2-no-bf16-capped-on-avx512.md"
+    assert machines.results_file("load") == results / "load-avx2-no-bf16-capped-on-avx512.md"
