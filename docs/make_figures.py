@@ -192,6 +192,8 @@ def benchmark_tables() -> None:
     for name, command in (("throughput", "make bench"), ("throughput-full", "make bench-full"),
                           ("levers", "make bench-levers"), ("warmup-seeds", "make bench-warmup-seeds"),
                           ("levers-avx2-no-bf16", f"make bench-levers ({avx2})"),
+                          ("levers-avx2-no-bf16-capped-on-avx512",
+                           f"make bench-levers PREVIEW=avx2 ({avx512}, capped to AVX2)"),
                           ("speedrun-avx2-no-bf16", f"make bench-speedrun ({avx2})"),
                           ("speedrun-avx512-bf16", f"make bench-speedrun ({avx512})"),
                           ("speedrun-bf16-avx512-bf16", f"make bench-speedrun SPEEDRUN=s6-speedrun-bf16 ({avx512})"),

@@ -60,7 +60,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 #: the allowed values of the TrainConfig fields that take one of a few strings
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
 #: evaluation batch size: with glibc's malloc defaults 500+ ran up to 3x slower than 250 (levers-full.md
-#: as recorded at commit 3b0d2c3); with freed memory retained (levers.md) 250 to 2,000 are equally fast
+#: as recorded at commit 3b0d2c3); with freed memory retained, 250 was as fast as 500-2,000 on the AMD EPYC
+#: and 1.2x faster on the Intel Xeon (levers.md, session 19)
 EVAL_BATCH_SIZE = 250
 #: metadata of a TrainConfig field that changes speed, not the numbers (see SPEED_ONLY)
 SPEED = {"speed_only": True}
@@ -189,11 +190,11 @@ class TrainConfig:
 #: ``benchmarks/levers.py``, which keeps measuring them. Each maps to the measurement, train img/s
 #: against the s6lab defaults (``make bench-levers``). Run files that still carry these fields load.
 RETIRED: dict[str, str] = {
-    "inplace_relu": "in-place ReLU: 1.00x on AVX-512 with bf16 (levers.md), 1.01x on AVX2 without "
-                    "(levers-avx2-no-bf16.md)",
-    "fused": "fused SGD kernel instead of foreach: 0.99x on AVX-512 with bf16, 1.02x on AVX2 without, both "
-             "within the rounds' spread",
-    "compile": "torch.compile of the training forward: 0.65x on AVX-512 with bf16, 0.80x on AVX2 without, "
+    "inplace_relu": "in-place ReLU: 1.00x on AVX-512 with bf16 (levers.md; 0.95x over 15 rounds, "
+                    "retired-levers-avx512-bf16.md), 1.01x on AVX2 without (levers-avx2-no-bf16.md)",
+    "fused": "fused SGD kernel instead of foreach: 0.99x and 1.04x on AVX-512 with bf16 (0.97x over 15 rounds, "
+             "retired-levers-avx512-bf16.md), 1.02x on AVX2 without, all within the rounds' spread",
+    "compile": "torch.compile of the training forward: 0.65x and 0.69x on AVX-512 with bf16, 0.80x on AVX2 without, "
                "plus about 35 s of compiling; not measured on CUDA",
 }
 
