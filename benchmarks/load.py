@@ -111,8 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/load.md, "
-                        "load-CLASS.md on a CPU capped to fewer instructions)")
+    parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/load.md on an "
+                        "AVX2 CPU without bf16, load-CLASS.md on any other or a CPU capped to fewer instructions)")
     parser.add_argument("--spincount", type=int, nargs="+", default=[],
                         help="also time OpenMP's default policy with GOMP_SPINCOUNT set to each value")
     parser.add_argument("--settle", type=int, default=1,
@@ -193,7 +193,8 @@ def main() -> None:
               f"and {seen['loaded']} in the loaded ones; loaded, it kept {follow_l / follow_q:.0%} of its own quiet "
               f"throughput and {follow_l / s6lab_quiet:.0%} of the fixed PASSIVE row's."]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(args.out or results_file("load"), text)  # folders made, never half written
+    # folders made, never half written
+    atomic_write_text(args.out or results_file("load", home_class="AVX2, no bf16"), text)
     print(text)
 
 

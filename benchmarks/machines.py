@@ -43,13 +43,15 @@ def class_results_file(prefix: str, machine_class: str) -> Path:
     return ROOT / "benchmarks" / "results" / f"{prefix}-{slug(machine_class)}.md"
 
 
-def results_file(prefix: str) -> Path:
-    """``benchmarks/results/PREFIX.md``, or `class_results_file` where instruction-set caps lower this CPU: the
-    default of a benchmark whose file is not named by machine class, so a preview never replaces it."""
+def results_file(prefix: str, home_class: str | None = None) -> Path:
+    """The default file of a benchmark whose first recording is ``benchmarks/results/PREFIX.md``: that file on
+    an uncapped CPU of ``home_class`` (any uncapped CPU where None), else `class_results_file`, so neither a
+    capped preview nor another machine class replaces it."""
     from s6lab.hardware import effective_caps, machine_info
 
-    if effective_caps():
-        return class_results_file(prefix, machine_info().machine_class)
+    machine_class = machine_info().machine_class
+    if effective_caps() or home_class not in (None, machine_class):
+        return class_results_file(prefix, machine_class)
     return ROOT / "benchmarks" / "results" / f"{prefix}.md"
 
 

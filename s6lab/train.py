@@ -61,7 +61,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
 #: evaluation batch size: with glibc's malloc defaults 500+ ran up to 3x slower than 250 (levers-full.md
 #: as recorded at commit 3b0d2c3); with freed memory retained, 250 was as fast as 500-2,000 on the AMD EPYC
-#: and 1.2x faster on the Intel Xeon (levers.md, session 19)
+#: AVX-512 VM (levers-avx512-bf16-amd-epyc.md), 1.2x faster on the Intel Xeon in bf16 (levers.md) and 3% slower
+#: than 500 capped to AVX2 (levers-avx2-no-bf16-capped-on-avx512.md)
 EVAL_BATCH_SIZE = 250
 #: metadata of a TrainConfig field that changes speed, not the numbers (see SPEED_ONLY)
 SPEED = {"speed_only": True}
@@ -190,12 +191,14 @@ class TrainConfig:
 #: ``benchmarks/levers.py``, which keeps measuring them. Each maps to the measurement, train img/s
 #: against the s6lab defaults (``make bench-levers``). Run files that still carry these fields load.
 RETIRED: dict[str, str] = {
-    "inplace_relu": "in-place ReLU: 1.00x on AVX-512 with bf16 (levers.md; 0.95x over 15 rounds, "
-                    "retired-levers-avx512-bf16.md), 1.01x on AVX2 without (levers-avx2-no-bf16.md)",
-    "fused": "fused SGD kernel instead of foreach: 0.99x and 1.04x on AVX-512 with bf16 (0.97x over 15 rounds, "
-             "retired-levers-avx512-bf16.md), 1.02x on AVX2 without, all within the rounds' spread",
-    "compile": "torch.compile of the training forward: 0.65x and 0.69x on AVX-512 with bf16, 0.80x on AVX2 without, "
-               "plus about 35 s of compiling; not measured on CUDA",
+    "inplace_relu": "in-place ReLU: 1.00x on AVX-512 with bf16 (AMD EPYC, levers-avx512-bf16-amd-epyc.md; "
+                    "Intel Xeon, levers.md), 0.95x over 15 rounds (Intel Xeon, retired-levers-avx512-bf16.md), "
+                    "1.01x on AVX2 without (levers-avx2-no-bf16.md)",
+    "fused": "fused SGD kernel instead of foreach: 0.99x on AVX-512 with bf16 (AMD EPYC), 1.04x and 0.97x over "
+             "15 rounds (Intel Xeon, levers.md, retired-levers-avx512-bf16.md), 1.02x on AVX2 without, all "
+             "within the rounds' spread",
+    "compile": "torch.compile of the training forward: 0.65x (AMD EPYC) and 0.69x (Intel Xeon) on AVX-512 with "
+               "bf16, 0.80x on AVX2 without, plus 19-36 s of compiling; not measured on CUDA",
 }
 
 def without_retired(values: dict[str, Any]) -> dict[str, Any]:

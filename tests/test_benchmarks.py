@@ -463,3 +463,14 @@ def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
                                            (["--recipe", "s7"], "s7")])
 def test_step_profile_refuses_bad_input_in_one_line(args, message):
     assert_refused_in_one_line("step_profile.py", args, message)
+
+
+def test_every_benchmark_records_its_command_through_one_helper():
+    """A recorded command must paste back as it ran: each benchmark that writes a ``Command:`` line builds it with
+    ``hardware.recorded_command`` (caps, then every argument shell-quoted), none by joining ``sys.argv`` itself."""
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if "Command:" in p.read_text()]
+    assert len(scripts) >= 9
+    for script in scripts:
+        text = script.read_text()
+        assert "recorded_command(" in text, script.name
+        assert not re.search(r"join\(sys\.argv", text), script.name

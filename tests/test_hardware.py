@@ -303,18 +303,40 @@ def test_make_preview_avx2_writes_capped_results_under_their_own_class():
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr
 
 
+def _benchmarks_machines():
+    """``benchmarks/machines.py``, imported as the benchmarks import it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return __import__("machines")
+    finally:
+        sys.path.pop(0)
+
+
 def test_a_benchmark_with_one_results_file_writes_a_capped_preview_beside_it(avx512_bf16_cpu, monkeypatch):
     """scaling.py and load.py record to benchmarks/results/NAME.md; with caps that lower this CPU they default to
     the capped class's own file, so a preview set by hand never replaces the real machine's result."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        machines = __import__("machines")
-    finally:
-        sys.path.pop(0)
+    machines = _benchmarks_machines()
     results = ROOT / "benchmarks" / "results"
     assert machines.results_file("scaling") == results / "scaling.md"
+    # load.md holds the AVX2 VM's recording: another class writes its own file
+    assert machines.results_file("load", home_class="AVX2, no bf16") == results / "load-avx512-bf16.md"
+    assert machines.results_file("load", home_class="AVX512, bf16") == results / "load.md"
     for name, value in CAPPED.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX2")  # what torch does with the ATen cap
     assert machines.results_file("scaling") == results / "scaling-avx2-no-bf16-capped-on-avx512.md"
-    assert machines.results_file("load") == results / "load-avx2-no-bf16-capped-on-avx512.md"
+    assert machines.results_file("load", home_class="AVX2, no bf16") == \
+        results / "load-avx2-no-bf16-capped-on-avx512.md"  # the capped class is not the AVX2 class
+
+
+def test_caps_that_lower_nothing_keep_the_benchmarks_own_file(monkeypatch, no_caps):
+    """AVX2 caps on an AVX2 CPU change no kernel: the result is that CPU's own, under the usual name."""
+    machines = _benchmarks_machines()
+    monkeypatch.setattr(hardware, "hardware_capability", lambda: "AVX2")
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: False)
+    for name, value in CAPPED.items():
+        monkeypatch.setenv(name, value)
+    results = ROOT / "benchmarks" / "results"
+    assert machines.results_file("scaling") == results / "scaling.md"
+    assert machines.results_file("load", home_class="AVX2, no bf16") == results / "load.md"

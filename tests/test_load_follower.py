@@ -158,6 +158,7 @@ def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
     """The real /proc on this machine: a spinning process shows as other programs' CPU time, this
     process's own work as its own."""
     cpus = os.sched_getaffinity(0)
+    skip_unless_quiet(cpus)  # a training beside the tests would be counted as the spinner
     before, started = read_cpu_times(cpus), time.monotonic()
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -169,8 +170,8 @@ def test_read_cpu_times_sees_a_real_busy_program_beside_this_one():
         spinner.wait()
     after = read_cpu_times(cpus)
     seconds, ticks = time.monotonic() - started, os.sysconf("SC_CLK_TCK")
-    # one busy thread of this process: its own time, less where a training beside the tests takes CPUs too
-    assert 0.2 * seconds * ticks <= after.own - before.own <= 1.2 * seconds * ticks + 2
+    # one busy thread of this process: about one CPU's time, never more than one thread can run
+    assert 0.5 * seconds * ticks <= after.own - before.own <= 1.2 * seconds * ticks + 2
     assert after.others_since(before, seconds, ticks) >= 0.5
 
 
