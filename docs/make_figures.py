@@ -212,7 +212,9 @@ def benchmark_tables() -> None:
                           ("fusion-avx512-bf16-session16",  # session 16's run, kept under this name
                            f"make bench-fusion ({avx512}, session 16)"),
                           ("data-parallel-avx2-no-bf16", f"make bench-data-parallel ({avx2})"),
-                          ("data-parallel-avx512-bf16", f"make bench-data-parallel ({avx512})")):
+                          ("data-parallel-avx512-bf16", f"make bench-data-parallel ({avx512})"),
+                          ("data-parallel-avx2-no-bf16-capped-on-avx512",
+                           f"make bench-data-parallel PREVIEW=avx2 ({avx512}, capped to AVX2)")):
         bench = need(ROOT / "benchmarks" / "results" / f"{name}.md", command).read_text()
         atomic_write_text(GENERATED / f"{name}.md", bench.split("<details>")[0].strip() + "\n")
     levers_full = need(ROOT / "benchmarks" / "results" / "levers-full.md", "make bench-levers-full").read_text()
