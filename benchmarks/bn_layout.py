@@ -62,7 +62,7 @@ def main() -> None:
     import torch
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import describe_machine, machine_info, native_bf16, recorded_command
+    from s6lab.hardware import describe_machine, native_bf16, recorded_command
 
     bf16 = native_bf16(torch.device("cpu"))
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
@@ -78,7 +78,7 @@ def main() -> None:
             lines.append(f"| {shape} | {str(dtype).removeprefix('torch.')} | {last_f:.3f} | {first_f:.3f} | "
                          f"{last_b:.3f} | {first_b:.3f} | {last_b / first_b:.1f}x |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or class_results_file("bn-layout", machine_info().machine_class))
+    out = Path(args.out or class_results_file("bn-layout"))
     atomic_write_text(out, text)
     print(text)
 

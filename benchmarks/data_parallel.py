@@ -130,7 +130,7 @@ def main() -> None:
         return worker(*args.worker)
 
     from s6lab._io import atomic_write_text
-    from s6lab.hardware import describe_machine, machine_info
+    from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 
     available = available_cores()
@@ -142,7 +142,7 @@ def main() -> None:
                  f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")
     if cores < 2:
         sys.exit("benchmarks/data_parallel.py: this process may use one core only: there is nothing to split")
-    out = Path(args.out or class_results_file("data-parallel", machine_info().machine_class))
+    out = Path(args.out or class_results_file("data-parallel"))
 
     shapes = {ONE_PROCESS.format(cores=cores): (1, cores),
               f"{cores} processes x 1 thread, DDP (gloo)": (cores, 1),

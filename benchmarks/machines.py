@@ -37,9 +37,13 @@ def slug(text: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def class_results_file(prefix: str, machine_class: str) -> Path:
-    """``benchmarks/results/PREFIX-CLASS.md``: where a benchmark records this machine class (a capped CPU's class
-    names the cap, so a preview never overwrites a real machine's file)."""
+def class_results_file(prefix: str, machine_class: str | None = None) -> Path:
+    """``benchmarks/results/PREFIX-CLASS.md``: where a benchmark records a machine class, this machine's where
+    None (a capped CPU's class names the cap, so a preview never overwrites a real machine's file)."""
+    if machine_class is None:
+        from s6lab.hardware import machine_info
+
+        machine_class = machine_info().machine_class
     return ROOT / "benchmarks" / "results" / f"{prefix}-{slug(machine_class)}.md"
 
 

@@ -83,7 +83,7 @@ def main() -> None:
     from s6lab._io import atomic_write_text
     from s6lab.data import MNISTTensors, TensorSplit
     from s6lab.errors import ConfigError
-    from s6lab.hardware import describe_machine, machine_info, recorded_command, resolve_precision
+    from s6lab.hardware import describe_machine, recorded_command, resolve_precision
     from s6lab.train import fit, resolve_device
 
     try:
@@ -116,7 +116,7 @@ def main() -> None:
         lines.append(f"| `{e.key}` | {e.self_cpu_time_total / 1e3 / args.batches:.2f} | "
                      f"{e.self_cpu_time_total / 1e6 / total:.1%} | {e.count / args.batches:g} |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or class_results_file("profile", machine_info().machine_class))
+    out = Path(args.out or class_results_file("profile"))
     atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")

@@ -327,6 +327,7 @@ def test_a_benchmark_with_one_results_file_writes_a_capped_preview_beside_it(avx
     assert machines.results_file("scaling") == results / "scaling-avx2-no-bf16-capped-on-avx512.md"
     assert machines.results_file("load", home_class="AVX2, no bf16") == \
         results / "load-avx2-no-bf16-capped-on-avx512.md"  # the capped class is not the AVX2 class
+    assert machines.class_results_file("profile") == results / "profile-avx2-no-bf16-capped-on-avx512.md"  # this CPU's
 
 
 def test_caps_that_lower_nothing_keep_the_benchmarks_own_file(monkeypatch, no_caps):
