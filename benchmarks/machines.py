@@ -50,11 +50,12 @@ def class_results_file(prefix: str, machine_class: str | None = None) -> Path:
 def results_file(prefix: str, home_class: str | None = None) -> Path:
     """The default file of a benchmark whose first recording is ``benchmarks/results/PREFIX.md``: that file on
     an uncapped CPU of ``home_class`` (any uncapped CPU where None), else `class_results_file`, so neither a
-    capped preview nor another machine class replaces it."""
-    from s6lab.hardware import effective_caps, machine_info
+    capped preview, nor a run with its bf16 switched off (``S6LAB_NATIVE_BF16=0``), nor another machine class
+    replaces it."""
+    from s6lab.hardware import bf16_switched_off, effective_caps, machine_info
 
     machine_class = machine_info().machine_class
-    if effective_caps() or home_class not in (None, machine_class):
+    if effective_caps() or bf16_switched_off() or home_class not in (None, machine_class):
         return class_results_file(prefix, machine_class)
     return ROOT / "benchmarks" / "results" / f"{prefix}.md"
 

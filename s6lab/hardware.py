@@ -210,8 +210,21 @@ def native_bf16(device: torch.device) -> bool:
     without native bf16 (``auto`` then trains in fp32, benchmarks skip bf16): how the
     tests check the AVX2 path on an AVX-512 machine, and a way to get fp32 everywhere.
     """
-    if os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
-        return False
+    return not _bf16_switched_off_by_environment() and _has_native_bf16(device)
+
+
+def bf16_switched_off(device: torch.device | str = "cpu") -> bool:
+    """Whether ``S6LAB_NATIVE_BF16=0`` hides native bf16 that ``device`` has: its runs are another machine
+    class (``AVX512, no bf16``) than the machine's own, and a benchmark keeps their results apart."""
+    return _bf16_switched_off_by_environment() and _has_native_bf16(torch.device(device))
+
+
+def _bf16_switched_off_by_environment() -> bool:
+    return os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0"
+
+
+def _has_native_bf16(device: torch.device) -> bool:
+    """`native_bf16` as the hardware and the instruction-set caps decide it, whatever ``S6LAB_NATIVE_BF16`` says."""
     if device.type == "cuda":
         # native only: a T4 (sm_75) "supports" bf16 by emulation, which is slower than fp32 there
         try:

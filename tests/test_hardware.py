@@ -321,6 +321,11 @@ def test_a_benchmark_with_one_results_file_writes_a_capped_preview_beside_it(avx
     # load.md holds the AVX2 VM's recording: another class writes its own file
     assert machines.results_file("load", home_class="AVX2, no bf16") == results / "load-avx512-bf16.md"
     assert machines.results_file("load", home_class="AVX512, bf16") == results / "load.md"
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")  # bf16 switched off: another class, its own file
+    assert hardware.bf16_switched_off()
+    assert machines.results_file("scaling") == results / "scaling-avx512-no-bf16.md"
+    assert machines.results_file("load", home_class="AVX512, bf16") == results / "load-avx512-no-bf16.md"
+    monkeypatch.delenv("S6LAB_NATIVE_BF16")
     for name, value in CAPPED.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX2")  # what torch does with the ATen cap
@@ -341,3 +346,6 @@ def test_caps_that_lower_nothing_keep_the_benchmarks_own_file(monkeypatch, no_ca
     results = ROOT / "benchmarks" / "results"
     assert machines.results_file("scaling") == results / "scaling.md"
     assert machines.results_file("load", home_class="AVX2, no bf16") == results / "load.md"
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", "0")  # nor does switching off a bf16 this CPU lacks
+    assert not hardware.bf16_switched_off()
+    assert machines.results_file("scaling") == results / "scaling.md"
