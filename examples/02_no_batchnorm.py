@@ -7,6 +7,7 @@ parameters differ, so the gap is about optimisation, not capacity.
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
-compare_and_show(["s6", "s6-no-bn"], parse(__doc__), "02_no_batchnorm")
+with one_line_errors():
+    compare_and_show(["s6", "s6-no-bn"], parse(__doc__), "02_no_batchnorm")

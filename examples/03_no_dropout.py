@@ -7,6 +7,7 @@ table's spread over seeds tells whether it is larger than the noise.
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
-compare_and_show(["s6", "s6-no-dropout"], parse(__doc__), "03_no_dropout", gap=True)
+with one_line_errors():
+    compare_and_show(["s6", "s6-no-dropout"], parse(__doc__), "03_no_dropout", gap=True)

@@ -7,6 +7,7 @@ and 2 seeds (results/layer-choices.md), the gaps are within the seed-to-seed spr
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
-compare_and_show(["s6", "s6-dropout-0.25", "s6-dropout-every-conv"], parse(__doc__), "04_dropout")
+with one_line_errors():
+    compare_and_show(["s6", "s6-dropout-0.25", "s6-dropout-every-conv"], parse(__doc__), "04_dropout")

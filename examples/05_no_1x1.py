@@ -6,12 +6,14 @@ conv at 6.4k weights; without it that one conv costs 25.6k and the net breaks th
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
 import s6lab
 from s6lab.analysis.budget import format_budget, parameter_budget
 
-for name in ("s6", "s6-no-1x1"):
-    print(name)
-    print(format_budget(parameter_budget(s6lab.get_model(name))))
-compare_and_show(["s6", "s6-no-1x1"], parse(__doc__), "05_no_1x1")
+with one_line_errors():
+    args = parse(__doc__)
+    for name in ("s6", "s6-no-1x1"):
+        print(name)
+        print(format_budget(parameter_budget(s6lab.get_model(name))))
+    compare_and_show(["s6", "s6-no-1x1"], args, "05_no_1x1")

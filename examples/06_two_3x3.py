@@ -6,12 +6,14 @@ see 5x5), the parameters drop by ~600 and there is one more ReLU of non-linearit
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
 import s6lab
 from s6lab.analysis.receptive_field import format_receptive_fields, receptive_fields
 
-for name in ("s6", "s6-two-3x3"):
-    print(name)
-    print(format_receptive_fields(receptive_fields(s6lab.get_model(name)), only_changes=True))
-compare_and_show(["s6", "s6-two-3x3"], parse(__doc__), "06_two_3x3")
+with one_line_errors():
+    args = parse(__doc__)
+    for name in ("s6", "s6-two-3x3"):
+        print(name)
+        print(format_receptive_fields(receptive_fields(s6lab.get_model(name)), only_changes=True))
+    compare_and_show(["s6", "s6-two-3x3"], args, "06_two_3x3")

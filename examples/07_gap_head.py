@@ -6,12 +6,14 @@ map loses the spatial layout the FC head could use.
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
 import s6lab
 from s6lab.analysis.budget import parameter_budget
 
-for name in ("s6", "s6-gap"):
-    head = parameter_budget(s6lab.get_model(name)).blocks[-1]
-    print(f"{name}: head {head.type} has {head.params:,} parameters ({head.percent:.1f}% of the net)")
-compare_and_show(["s6", "s6-gap"], parse(__doc__), "07_gap_head")
+with one_line_errors():
+    args = parse(__doc__)
+    for name in ("s6", "s6-gap"):
+        head = parameter_budget(s6lab.get_model(name)).blocks[-1]
+        print(f"{name}: head {head.type} has {head.params:,} parameters ({head.percent:.1f}% of the net)")
+    compare_and_show(["s6", "s6-gap"], args, "07_gap_head")

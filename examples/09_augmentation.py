@@ -6,6 +6,7 @@ accuracy stalls earlier; the gap between them is the overfitting augmentation pr
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
-compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation", gap=True)
+with one_line_errors():
+    compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation", gap=True)

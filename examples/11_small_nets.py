@@ -7,6 +7,7 @@ the default 15 epochs and --seed 0 1 2 (results/small-nets.md holds the measured
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
-compare_and_show(["s6", "s6-8k", "s6-5k"], parse(__doc__, epochs=15), "11_small_nets")
+with one_line_errors():
+    compare_and_show(["s6", "s6-8k", "s6-5k"], parse(__doc__, epochs=15), "11_small_nets")

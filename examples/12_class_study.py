@@ -11,9 +11,10 @@ docs/tutorials/class-sized-study.md. --quick runs one seed of each, one epoch.
 
 from __future__ import annotations
 
-from _common import compare_and_show, parse
+from _common import compare_and_show, one_line_errors, parse
 
 STUDY = ["s6", "s6-no-bn", "s6-no-dropout", "s6-dropout-0.25", "s6-dropout-every-conv", "s6-no-1x1", "s6-two-3x3",
          "s6-gap", "s6-pool-after-1x1", "s6-no-augment", "s6-step-lr", "s6-8k", "s6-5k"]
 
-compare_and_show(STUDY, parse(__doc__, epochs=18, seeds=tuple(range(10))), "12_class_study")
+with one_line_errors():
+    compare_and_show(STUDY, parse(__doc__, epochs=18, seeds=tuple(range(10))), "12_class_study")

@@ -4,18 +4,65 @@
 --quick is s6lab's one quick mode (`s6lab.recipe.QUICK_RUN`, the notebooks' S6LAB_QUICK=1):
 1 epoch on the first 1,000 training images, tested on 500. It shows that the script works,
 not what the layer choice does. Drop --quick for real numbers.
+
+Every example runs inside `one_line_errors()`: a mistake you can fix (--epochs 0, --jobs abc, a results
+folder that cannot be written, a bad S6LAB_THREADS) is one line on stderr and exit status 2, as with the
+`s6lab` command; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import s6lab
 from s6lab.comparison import Comparison, format_comparison, render
+from s6lab.data import DataError
+from s6lab.errors import ConfigError, UnknownNameError
+from s6lab.parallel import workers
 from s6lab.recipe import QUICK_RUN
+from s6lab.runs import RunError
+from s6lab.threads import environment_error
+from s6lab.train import TrainingDiverged
+
+#: errors of the disk or the file system a user can fix, with the fix
+DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOTDIR: "choose a folder, not a file (--results-dir)",
+               errno.EACCES: "choose a folder you can write to (--results-dir)",
+               errno.EROFS: "choose a folder on a writable disk (--results-dir)",
+               errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota"}
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Run the example's code; an error a user can fix becomes ``SCRIPT: error: ...`` on stderr and exit 2.
+
+    Example:
+        >>> with one_line_errors():  # doctest: +SKIP
+        ...     compare_and_show(["s6", "s6-no-bn"], parse(__doc__), "02_no_batchnorm")
+    """
+    try:
+        if (problem := environment_error()) is not None:  # a bad S6LAB_THREADS, ... (as the `s6lab` command does)
+            raise ConfigError(problem)
+        yield
+    except (ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
+        message = str(e)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise  # a programming error is not a user error: let it show
+        where = f": {e.filename}" if e.filename else ""
+        message = f"{e.strerror}{where}; {DISK_ERRORS[e.errno]}"
+    else:
+        return
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def parse(doc: str, epochs: int = 10, seeds: tuple[int, ...] = (0,)) -> argparse.Namespace:
+    """The examples' command line, checked: a bad value raises `ConfigError` (`one_line_errors` shows it)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=list(seeds), metavar="N",
@@ -27,6 +74,12 @@ def parse(doc: str, epochs: int = 10, seeds: tuple[int, ...] = (0,)) -> argparse
     parser.add_argument("--quick", action="store_true",
                         help="s6lab's quick mode: 1 epoch on 1,000 training images, 500 test images")
     args = parser.parse_args()
+    # bad values stop here, before the example prints anything, with the library's own messages
+    for seed in args.seeds:
+        s6lab.TrainConfig(epochs=args.epochs, seed=seed)
+    workers(args.jobs, None)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--results-dir {args.out} is a file; choose a folder for the tables, figures and runs")
     if args.quick or s6lab.quick_mode():
         args.quick = True
         args.seeds = args.seeds[:1]
