@@ -151,7 +151,7 @@ def command_prefix(environ: Mapping[str, str] | None = None) -> str:
     """
     environ = os.environ if environ is None else environ
     settings = isa_caps(environ)
-    if environ.get("S6LAB_NATIVE_BF16", "").strip() == "0":
+    if _bf16_switched_off_by_environment(environ):
         settings["S6LAB_NATIVE_BF16"] = "0"
     return "".join(f"{name}={shlex.quote(value)} " for name, value in settings.items())
 
@@ -209,18 +209,50 @@ def native_bf16(device: torch.device) -> bool:
     environment variable ``S6LAB_NATIVE_BF16=0`` makes s6lab treat this machine as one
     without native bf16 (``auto`` then trains in fp32, benchmarks skip bf16): how the
     tests check the AVX2 path on an AVX-512 machine, and a way to get fp32 everywhere.
+    Unset, the hardware decides; any other value is refused (`bf16_setting_problem`).
+
+    Raises:
+        ConfigError: ``S6LAB_NATIVE_BF16`` is set to something other than 0.
     """
     return not _bf16_switched_off_by_environment() and _has_native_bf16(device)
 
 
 def bf16_switched_off(device: torch.device | str = "cpu") -> bool:
     """Whether ``S6LAB_NATIVE_BF16=0`` hides native bf16 that ``device`` has: its runs are another machine
-    class (``AVX512, no bf16``) than the machine's own, and a benchmark keeps their results apart."""
+    class (``AVX512, no bf16``) than the machine's own, and a benchmark keeps their results apart.
+
+    Raises:
+        ConfigError: ``S6LAB_NATIVE_BF16`` is set to something other than 0 (`bf16_setting_problem`).
+    """
     return _bf16_switched_off_by_environment() and _has_native_bf16(torch.device(device))
 
 
-def _bf16_switched_off_by_environment() -> bool:
-    return os.environ.get("S6LAB_NATIVE_BF16", "").strip() == "0"
+def bf16_setting_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """What is wrong with ``S6LAB_NATIVE_BF16`` in the environment (``os.environ`` by default), in one sentence,
+    or ``None``: 0 switches native bf16 off (`native_bf16`), unset leaves it to the hardware, and no other value
+    means anything (1 cannot switch on what the hardware lacks).
+
+    Examples:
+        >>> bf16_setting_problem({"S6LAB_NATIVE_BF16": " 0"}) is None and bf16_setting_problem({}) is None
+        True
+        >>> print(bf16_setting_problem({"S6LAB_NATIVE_BF16": "maybe"}))
+        S6LAB_NATIVE_BF16='maybe': give 0 (treat this machine as one without native bf16), \
+or unset it to let the hardware decide
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get("S6LAB_NATIVE_BF16")
+    if value is None or value.strip() == "0":
+        return None
+    return (f"S6LAB_NATIVE_BF16={value.strip()!r}: give 0 (treat this machine as one without native bf16), "
+            "or unset it to let the hardware decide")
+
+
+def _bf16_switched_off_by_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``S6LAB_NATIVE_BF16=0`` is set. Raises `ConfigError` for any other value (`bf16_setting_problem`)."""
+    environ = os.environ if environ is None else environ
+    if (problem := bf16_setting_problem(environ)) is not None:
+        raise ConfigError(problem)
+    return "S6LAB_NATIVE_BF16" in environ
 
 
 def _has_native_bf16(device: torch.device) -> bool:

@@ -20,13 +20,20 @@ Anything you set yourself wins: ``OMP_WAIT_POLICY=ACTIVE``, ``OMP_NUM_THREADS=1`
 (the default) means the cores available. ``S6LAB_FOLLOW_LOAD=0`` keeps the count fixed for the
 whole run (the same bits whatever else runs). The choice only takes effect when s6lab is imported
 before torch; `thread_choice` says what is in force.
+
+A value s6lab cannot use is refused, never replaced in silence (`environment_error`, which `fit` and
+the ``s6lab`` command report in one line): a thread count that is not a whole number from 1 to the
+cores available (more threads than cores only wait for one), a wait policy other than ACTIVE or
+PASSIVE (in any case), a ``S6LAB_FOLLOW_LOAD`` other than 0 or 1.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: the OpenMP wait policy s6lab chooses when you have not chosen one
 WAIT_POLICY = "PASSIVE"
@@ -70,8 +77,89 @@ class ThreadChoice:
 
 
 _CHOICE: ThreadChoice | None = None
-#: what was wrong with the environment at import (``None``: nothing); `fit` and the CLI refuse it
-_BAD_ENVIRONMENT: str | None = None
+#: what was wrong with the thread settings at import, one sentence each (empty: nothing); `fit` and the CLI
+#: refuse them (`environment_error`)
+_BAD_ENVIRONMENT: tuple[str, ...] = ()
+
+
+def _thread_count(value: str, unset: str) -> int:
+    """``value`` as a number of threads: a whole number from 1 to the cores available.
+
+    Raises:
+        ValueError: what to give instead, ending with ``unset`` (how to leave the choice to s6lab).
+    """
+    if not (value.isascii() and value.isdigit() and value.strip("0")):
+        raise ValueError(f"give a positive number of threads, {unset}")
+    cores = available_cores()
+    if len(value) > 9 or int(value) > cores:  # (int() refuses a number of thousands of digits)
+        allowed, plural = ("1", "") if cores == 1 else (f"1 to {cores}", "s")
+        raise ValueError(f"this process may use {cores} physical core{plural} (its CPU affinity, hyperthreads "
+                         f"counted once), and more threads only wait for one: give {allowed}, {unset}")
+    return int(value)
+
+
+def _wait_policy(value: str) -> str:
+    """``value`` as an OpenMP wait policy, ``ACTIVE`` or ``PASSIVE``, whatever its case.
+
+    Raises:
+        ValueError: what to give instead (OpenMP would only warn, and wait its default way).
+    """
+    if value.upper() not in ("ACTIVE", "PASSIVE"):
+        raise ValueError("give PASSIVE (waiting threads sleep: s6lab's choice) or ACTIVE (they spin), or unset it "
+                         "for PASSIVE")
+    return value.upper()
+
+
+def _follow_load(value: str) -> bool:
+    """``value`` as ``S6LAB_FOLLOW_LOAD``: 1 follows the load, 0 keeps the count fixed.
+
+    Raises:
+        ValueError: what to give instead.
+    """
+    if value not in ("0", "1"):
+        raise ValueError("give 1 (fewer threads while another program keeps a core busy) or 0 (the same count "
+                         "for the whole run)")
+    return value == "1"
+
+
+#: every thread setting s6lab reads, and how: its value, stripped, to what it means (a `ValueError` says what
+#: to give instead); S6LAB_THREADS=auto means unset
+_SETTINGS = {
+    "S6LAB_THREADS": lambda value: None if value.lower() == "auto" else _thread_count(value, "or auto"),
+    "OMP_NUM_THREADS": lambda value: _thread_count(value, "or unset it for the cores available"),
+    "OMP_WAIT_POLICY": _wait_policy,
+    "S6LAB_FOLLOW_LOAD": _follow_load,
+}
+
+
+def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What each thread setting means (``None``: unset), and a sentence for each one s6lab cannot use."""
+    values: dict[str, Any] = dict.fromkeys(_SETTINGS)
+    problems = {}
+    for name, read in _SETTINGS.items():
+        if name in env:
+            try:
+                values[name] = read(env[name].strip())
+            except ValueError as e:
+                problems[name] = f"{name}={env[name].strip()!r}: {e}"
+    return values, problems
+
+
+def setting_problems(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each thread setting in the environment that s6lab cannot use, by variable name.
+
+    Args:
+        environ: the environment to read (default ``os.environ``).
+
+    Returns:
+        One sentence per bad variable, naming it, its value and what to give instead; empty when all are good.
+
+    Examples:
+        >>> print(setting_problems({"OMP_WAIT_POLICY": "bogus", "S6LAB_FOLLOW_LOAD": "0"})["OMP_WAIT_POLICY"])
+        OMP_WAIT_POLICY='bogus': give PASSIVE (waiting threads sleep: s6lab's choice) or ACTIVE (they spin), \
+or unset it for PASSIVE
+    """
+    return _read_settings(os.environ if environ is None else environ)[1]
 
 
 def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
@@ -84,36 +172,34 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
         What is in force.
 
     Raises:
-        ValueError: ``S6LAB_THREADS`` is not ``auto`` or a positive integer, or ``S6LAB_FOLLOW_LOAD``
-            is not 0 or 1.
+        ValueError: a setting s6lab cannot use, each named (`setting_problems`): ``S6LAB_THREADS`` not ``auto``
+            or a whole number from 1 to the cores available, ``OMP_NUM_THREADS`` not such a number,
+            ``OMP_WAIT_POLICY`` not ACTIVE or PASSIVE, ``S6LAB_FOLLOW_LOAD`` not 0 or 1.
     """
     global _CHOICE
     env = os.environ if environ is None else environ
-    asked = env.get("S6LAB_THREADS", "auto").strip().lower()
-    if asked != "auto" and not (asked.isdigit() and int(asked) >= 1):
-        raise ValueError(f"S6LAB_THREADS={asked!r}: give a positive number of threads, or auto")
-    follow = env.get("S6LAB_FOLLOW_LOAD", "1").strip()
-    if follow not in ("0", "1"):
-        raise ValueError(f"S6LAB_FOLLOW_LOAD={follow!r}: give 1 (fewer threads while another program keeps a "
-                         "core busy) or 0 (the same count for the whole run)")
-    threads_by = "you" if asked != "auto" or "OMP_NUM_THREADS" in env else "s6lab"
-    policy_by = "you" if "OMP_WAIT_POLICY" in env else "s6lab"
-    raw = asked if asked != "auto" else env.get("OMP_NUM_THREADS", str(available_cores())).strip()
-    threads = int(raw) if raw.isdigit() and int(raw) >= 1 else available_cores()
-    policy = env.get("OMP_WAIT_POLICY", WAIT_POLICY).strip().upper()
+    value, problems = _read_settings(env)
+    if problems:
+        raise ValueError("; ".join(problems.values()))
+    asked = value["S6LAB_THREADS"]  # None: auto
+    threads = asked or value["OMP_NUM_THREADS"] or available_cores()
+    threads_by = "s6lab" if asked is None and value["OMP_NUM_THREADS"] is None else "you"
+    policy = value["OMP_WAIT_POLICY"] or WAIT_POLICY
+    policy_by = "s6lab" if value["OMP_WAIT_POLICY"] is None else "you"
+    follow = value["S6LAB_FOLLOW_LOAD"] is not False  # unset: on
     if environ is None and "torch" in sys.modules:
         # OpenMP read its environment when torch loaded: only the thread count can still change, and the
         # environment is left alone (programs this one starts keep what you gave them)
         import torch
 
-        if asked != "auto":
+        if asked is not None:
             torch.set_num_threads(threads)
         choice = ThreadChoice(torch.get_num_threads(), "as torch started it (import s6lab before torch to choose)",
-                              "you" if asked != "auto" else "torch", "torch")
+                              "you" if asked is not None else "torch", "torch")
     else:
         env["OMP_NUM_THREADS"] = str(threads)
         env["OMP_WAIT_POLICY"] = policy
-        follows = follow == "1" and threads > 1 and _can_see_load()  # at most the count chosen, yours or s6lab's
+        follows = follow and threads > 1 and _can_see_load()  # at most the count chosen, yours or s6lab's
         choice = ThreadChoice(threads, policy, threads_by, policy_by, follows)
     if environ is None:
         _CHOICE = choice
@@ -121,22 +207,26 @@ def configure_threads(environ: dict[str, str] | None = None) -> ThreadChoice:
 
 
 def configure_threads_at_import() -> None:
-    """`configure_threads` for ``import s6lab``: a bad ``S6LAB_THREADS`` or ``S6LAB_FOLLOW_LOAD`` does not
-    break the import (a traceback before any of s6lab's own code could explain it). The defaults apply,
-    and `environment_error` keeps the problem, which `fit` and the ``s6lab`` command report in one line."""
+    """`configure_threads` for ``import s6lab``: a bad thread setting does not break the import (a traceback
+    before any of s6lab's own code could explain it). Each bad variable is removed from the environment before
+    torch loads (so OpenMP does not read it and warn on its own), s6lab's choice applies in its place, and
+    `environment_error` keeps the problem, which `fit` and the ``s6lab`` command report in one line."""
     global _BAD_ENVIRONMENT
-    try:
-        configure_threads()
-    except ValueError as e:
-        _BAD_ENVIRONMENT = f"{e} (in the environment)"
-        os.environ.pop("S6LAB_THREADS", None)
-        os.environ.pop("S6LAB_FOLLOW_LOAD", None)
-        configure_threads()
+    problems = setting_problems()
+    for name in problems:
+        del os.environ[name]
+    _BAD_ENVIRONMENT = tuple(problems.values())
+    configure_threads()
 
 
 def environment_error() -> str | None:
-    """What was wrong with ``S6LAB_THREADS`` or ``S6LAB_FOLLOW_LOAD`` at import, or ``None``."""
-    return _BAD_ENVIRONMENT
+    """What is wrong with s6lab's settings in the environment, in one line, or ``None``: the thread settings as
+    ``import s6lab`` found them (`setting_problems`) and ``S6LAB_NATIVE_BF16`` as it is now
+    (`s6lab.hardware.bf16_setting_problem`)."""
+    from .hardware import bf16_setting_problem  # here: hardware loads torch, which must start after the settings
+
+    problems = [*_BAD_ENVIRONMENT, *filter(None, [bf16_setting_problem()])]
+    return "; ".join(problems) + " (in the environment)" if problems else None
 
 
 def _can_see_load() -> bool:

@@ -51,6 +51,26 @@ def test_bf16_without_native_support_is_marked_emulated(no_bf16):
     assert p.precision == "bf16" and p.emulated and "emulated" in p.reason
 
 
+@pytest.mark.parametrize("bad", ["maybe", "1", "", "no", "false", "00"])
+def test_a_bad_native_bf16_setting_is_refused_in_one_line_not_ignored(monkeypatch, bad):
+    """Only 0 means anything (and unset): fit and the s6lab command refuse the rest through `environment_error`."""
+    from s6lab import threads
+    from s6lab.errors import ConfigError
+
+    monkeypatch.setattr(threads, "_BAD_ENVIRONMENT", ())  # no thread setting problem from this shell
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", f" {bad} ")
+    problem = (f"S6LAB_NATIVE_BF16={bad!r}: give 0 (treat this machine as one without native bf16), or unset it to "
+               "let the hardware decide")
+    assert threads.environment_error() == f"{problem} (in the environment)"
+    for read in (lambda: native_bf16(CPU), hardware.bf16_switched_off, hardware.command_prefix):
+        with pytest.raises(ConfigError) as refused:
+            read()
+        assert str(refused.value) == problem
+    monkeypatch.setenv("S6LAB_NATIVE_BF16", " 0 ")
+    assert threads.environment_error() is None and native_bf16(CPU) is False
+    assert hardware.command_prefix({"S6LAB_NATIVE_BF16": " 0 "}) == "S6LAB_NATIVE_BF16=0 "
+
+
 def test_auto_follows_the_hardware(monkeypatch):
     monkeypatch.delenv("S6LAB_NATIVE_BF16", raising=False)
     expected = "bf16" if native_bf16(CPU) else "fp32"

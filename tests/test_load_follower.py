@@ -221,7 +221,8 @@ def test_s6lab_follows_the_load_by_default_unless_told_not_to_and_never_above_th
     assert configure_threads({"S6LAB_FOLLOW_LOAD": "1"}) == default
     fixed = configure_threads({"S6LAB_FOLLOW_LOAD": "0"})
     assert not fixed.follows_load and "fewer while" not in fixed.describe()
-    assert configure_threads({"S6LAB_THREADS": "3"}).follows_load  # at most 3
+    yours = configure_threads({"S6LAB_THREADS": str(available_cores())})  # at most your count (more are refused)
+    assert yours.follows_load == default.follows_load and yours.threads_by == "you"
     assert not configure_threads({"S6LAB_THREADS": "1"}).follows_load  # nothing to drop
 
 
@@ -232,14 +233,18 @@ def test_a_bad_follow_load_setting_is_named(bad):
 
 
 def test_a_bad_setting_does_not_break_the_import_and_the_command_refuses_it_in_one_line():
-    """One process (torch loads in seconds): the import goes through, then the command refuses. S6LAB_THREADS
-    and S6LAB_FOLLOW_LOAD share this path (`configure_threads_at_import`); their messages are tested above."""
+    """One process (torch loads in seconds): the import goes through, then the command refuses. Every thread
+    setting shares this path (`configure_threads_at_import`; their messages are tested in test_threads.py), and a
+    bad OMP_WAIT_POLICY is gone before torch starts OpenMP, which would add its own line
+    (``libgomp: Invalid value for environment variable OMP_WAIT_POLICY``) and a blank one."""
     code = "import sys, s6lab\nprint('imported', flush=True)\nfrom s6lab.cli import main\nsys.exit(main(['models']))"
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "S6LAB_THREADS": "two"},
+    done = subprocess.run([sys.executable, "-c", code],
+                          env={**os.environ, "S6LAB_THREADS": "two", "OMP_WAIT_POLICY": "bogus"},
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "imported" and done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == ("s6lab models: error: S6LAB_THREADS='two': give a positive number of threads, "
-                                   "or auto (in the environment)")
+    assert done.stderr == ("s6lab models: error: S6LAB_THREADS='two': give a positive number of threads, or auto; "
+                           "OMP_WAIT_POLICY='bogus': give PASSIVE (waiting threads sleep: s6lab's choice) or ACTIVE "
+                           "(they spin), or unset it for PASSIVE (in the environment)\n")
 
 
 def test_fit_refuses_a_bad_setting_from_the_environment(monkeypatch):

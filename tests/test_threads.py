@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from s6lab.threads import available_cores, configure_threads
+from s6lab import threads
+from s6lab.threads import available_cores, configure_threads, configure_threads_at_import, environment_error
+
+WAIT_POLICY_FIX = "give PASSIVE (waiting threads sleep: s6lab's choice) or ACTIVE (they spin), or unset it for PASSIVE"
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """A process that may use 2 physical cores, whatever this machine has."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
 
 
 def test_s6lab_chooses_passive_waits_and_the_cores_available():
@@ -24,14 +33,74 @@ def test_what_you_set_wins():
     choice = configure_threads(env)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["OMP_NUM_THREADS"] == "1"
     assert (choice.threads, choice.threads_by, choice.wait_policy_by) == (1, "you", "you")
-    env = {"S6LAB_THREADS": "3"}
-    assert configure_threads(env).threads == 3 and env["OMP_NUM_THREADS"] == "3"
+    env = {"S6LAB_THREADS": str(available_cores()), "OMP_NUM_THREADS": "1"}  # s6lab's own override wins
+    assert configure_threads(env).threads == available_cores() and env["OMP_NUM_THREADS"] == str(available_cores())
 
 
-@pytest.mark.parametrize("bad", ["0", "two", "-1", "1.5"])
+@pytest.mark.parametrize("env, threads, policy", [
+    ({"S6LAB_THREADS": " AUTO ", "OMP_NUM_THREADS": " 2 "}, 2, "PASSIVE"),
+    ({"S6LAB_THREADS": "1", "OMP_WAIT_POLICY": " passive "}, 1, "PASSIVE"),
+    ({"OMP_NUM_THREADS": "02", "OMP_WAIT_POLICY": "Active"}, 2, "ACTIVE"),
+])
+def test_good_settings_in_any_case_and_spacing_are_read(two_cores, env, threads, policy):
+    choice = configure_threads(env)
+    assert (choice.threads, choice.wait_policy) == (threads, policy)
+    assert env["OMP_NUM_THREADS"] == str(threads) and env["OMP_WAIT_POLICY"] == policy
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1", "1.5", "", "00", "\u0663"])  # the last: an Arabic-Indic 3
 def test_a_bad_thread_count_is_named(bad):
-    with pytest.raises(ValueError, match=f"S6LAB_THREADS='{bad}': give a positive number of threads, or auto"):
+    with pytest.raises(ValueError, match=f"^S6LAB_THREADS='{bad}': give a positive number of threads, or auto$"):
         configure_threads({"S6LAB_THREADS": bad})
+
+
+@pytest.mark.parametrize("bad", ["0", "abc", "", "4,2", "-1"])
+def test_a_bad_openmp_thread_count_is_named_not_replaced(bad):
+    """OMP_NUM_THREADS=0 or abc was replaced by the cores available and labelled as yours."""
+    with pytest.raises(ValueError, match=f"^OMP_NUM_THREADS='{bad}': give a positive number of threads, or unset it "
+                                         "for the cores available$"):
+        configure_threads({"OMP_NUM_THREADS": bad})
+
+
+@pytest.mark.parametrize("name, unset", [("S6LAB_THREADS", "or auto"),
+                                         ("OMP_NUM_THREADS", "or unset it for the cores available")])
+@pytest.mark.parametrize("many", ["3", "100000", "9" * 5000])
+def test_more_threads_than_cores_are_refused_naming_the_cores(two_cores, name, unset, many):
+    """More threads than cores only wait for one (and torch kept 2 while the start line said 100000)."""
+    with pytest.raises(ValueError) as refused:
+        configure_threads({name: many})
+    assert str(refused.value) == (f"{name}={many!r}: this process may use 2 physical cores (its CPU affinity, "
+                                  f"hyperthreads counted once), and more threads only wait for one: give 1 to 2, "
+                                  f"{unset}")
+
+
+def test_one_core_is_said_in_the_singular(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    with pytest.raises(ValueError, match=r"may use 1 physical core \(.*: give 1, or auto$"):
+        configure_threads({"S6LAB_THREADS": "2"})
+
+
+@pytest.mark.parametrize("bad", ["bogus", "", "spin", "PASSIVE,ACTIVE"])
+def test_a_bad_wait_policy_is_named(bad):
+    with pytest.raises(ValueError) as refused:
+        configure_threads({"OMP_WAIT_POLICY": bad})
+    assert str(refused.value) == f"OMP_WAIT_POLICY={bad!r}: {WAIT_POLICY_FIX}"
+
+
+def test_at_import_each_bad_setting_is_removed_before_torch_and_all_are_reported_in_one_line(monkeypatch):
+    """Only the bad variables go (OpenMP then does not read them and warn on its own); a good one stays."""
+    monkeypatch.setattr(threads, "_CHOICE", None)
+    monkeypatch.setattr(threads, "_BAD_ENVIRONMENT", ())
+    for name in ("S6LAB_THREADS", "S6LAB_FOLLOW_LOAD", "S6LAB_NATIVE_BF16"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "bogus")
+    monkeypatch.setenv("S6LAB_THREADS", "two")
+    configure_threads_at_import()
+    assert "OMP_WAIT_POLICY" not in os.environ and "S6LAB_THREADS" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert environment_error() == ("S6LAB_THREADS='two': give a positive number of threads, or auto; "
+                                   f"OMP_WAIT_POLICY='bogus': {WAIT_POLICY_FIX} (in the environment)")
 
 
 def test_available_cores_counts_the_affinity_mask():
