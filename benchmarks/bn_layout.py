@@ -13,7 +13,6 @@ channels-first copy of the small BatchNorms buys in the whole step (``make bench
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import Parser, at_least, run_main, writable  # noqa: E402
 from machines import class_results_file  # noqa: E402
 
 #: the reference net's BatchNorm inputs at batch 256 (layer 1's, 32x26x26, is folded into conv1 on a CPU)
@@ -52,12 +52,12 @@ def time_batchnorm(shape: tuple[int, ...], dtype, channels_last: bool, reps: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=50, help="timed calls per kernel (after 5 warm-up calls)")
     parser.add_argument("--out")
     args = parser.parse_args()
-    if args.reps < 1:
-        sys.exit("benchmarks/bn_layout.py: --reps must be >= 1")
+    at_least(parser, 1, args, "--reps")
+    out = writable(parser, args.out or class_results_file("bn-layout"))
 
     import torch
 
@@ -78,10 +78,9 @@ def main() -> None:
             lines.append(f"| {shape} | {str(dtype).removeprefix('torch.')} | {last_f:.3f} | {first_f:.3f} | "
                          f"{last_b:.3f} | {first_b:.3f} | {last_b / first_b:.1f}x |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or class_results_file("bn-layout"))
     atomic_write_text(out, text)
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,14 +15,12 @@ import contextlib
 import time
 import warnings
 
-import torch
-
-import s6lab.train
-from s6lab import TrainConfig, fit, get_model
-from s6lab.data import load_mnist
+from _args import Parser, run_main
 
 
 def run(model: str, precision: str, data) -> tuple[list, float]:
+    from s6lab import TrainConfig, fit, get_model
+
     started = time.perf_counter()
     h = fit(get_model(model), data, TrainConfig(epochs=2, seed=1, precision=precision, device="cuda"),
             progress=False)
@@ -38,8 +36,16 @@ def same(a: list, b: list) -> str:
 
 
 def main() -> None:
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.parse_args()  # it takes no arguments: --help prints the description, anything else is refused
+
+    import torch
+
+    import s6lab.train
+    from s6lab.data import load_mnist
+
     if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/cuda_determinism.py: needs a GPU (CUDA is not available here)")
+        parser.error("needs a GPU (CUDA is not available here); run it on a machine with one")
     data = load_mnist(train_size=8192, test_size=2000)
     deterministic = s6lab.train.reproducible
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
@@ -64,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

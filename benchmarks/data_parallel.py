@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import Parser, run_main, writable  # noqa: E402
 from _worker import WorkerProcess, core_taken  # noqa: E402
 from machines import class_results_file  # noqa: E402
 
@@ -118,7 +119,7 @@ def ratios(values: list[float], base: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--images", type=int, default=8192)
     parser.add_argument("--batch", type=int, nargs="+", default=[256, 128])
@@ -128,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
+    out = writable(parser, args.out or class_results_file("data-parallel"))
 
     from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine
@@ -136,13 +138,12 @@ def main() -> None:
     available = available_cores()
     cores = available if args.cores is None else args.cores
     if not 1 <= cores <= available:
-        sys.exit(f"benchmarks/data_parallel.py: --cores must be 1 to {available} (the cores available here)")
+        parser.error(f"--cores must be 1 to {available} (the cores available here)")
     if args.rounds < 1 or args.images < 256 * cores or any(b < 2 * cores for b in args.batch):
-        sys.exit(f"benchmarks/data_parallel.py: --rounds must be >= 1, --images >= {256 * cores} and each "
-                 f"--batch >= {2 * cores} (this machine splits work over {cores} cores)")
+        parser.error(f"--rounds must be >= 1, --images >= {256 * cores} and each --batch >= {2 * cores} (this "
+                     f"machine splits work over {cores} cores)")
     if cores < 2:
-        sys.exit("benchmarks/data_parallel.py: this process may use one core only: there is nothing to split")
-    out = Path(args.out or class_results_file("data-parallel"))
+        parser.error("this process may use one core only: there is nothing to split")
 
     shapes = {ONE_PROCESS.format(cores=cores): (1, cores),
               f"{cores} processes x 1 thread, DDP (gloo)": (cores, 1),
@@ -200,4 +201,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

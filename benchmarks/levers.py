@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from _args import TRAIN_IMAGES, Parser, at_least, refuse, run_main, valid_seeds, writable
 from _worker import WorkerProcess
 
 #: the levers this benchmark applies itself: those that left TrainConfig (s6lab.train.RETIRED) and those tried only here
@@ -224,10 +225,14 @@ def train_window(model, window, overrides: dict):
 
 def worker() -> None:
     """Child process: build the model for one config, then time one window per request."""
+    try:
+        overrides, images = json.loads(sys.argv[2]), int(sys.argv[3])
+    except (IndexError, ValueError):
+        refuse("--worker is internal (each configuration's process, started by this benchmark); run the benchmark "
+               "without it")
     from s6lab import get_model, load_mnist, seed_everything
     from s6lab.data import MNISTTensors
 
-    overrides, images = json.loads(sys.argv[2]), int(sys.argv[3])
     data = load_mnist()
     window = MNISTTensors(data.train.subset(images), data.test.subset(100))
     seed_everything(0)
@@ -449,7 +454,7 @@ def pick_rows(wanted: list[str] | None, parser: argparse.ArgumentParser, table: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5120, help="training images per timed window")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--processes", type=int, default=7, help="fresh processes per allocator setting")
@@ -464,14 +469,23 @@ def main() -> None:
                         help="folder of the parity runs, one per row; kept, so a stopped run resumes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    at_least(parser, 1, args, "--images", "--rounds", "--processes")
+    if args.images > TRAIN_IMAGES:
+        parser.error(f"--images must be at most {TRAIN_IMAGES:,} (MNIST's training images), got {args.images:,}")
+    picked = pick_rows(args.rows, parser)
+    if args.one_off:
+        args.one_off = {k: v for k, v in pick_rows(args.one_off, parser, ONE_OFF, "--one-off").items()
+                        if k != "s6lab defaults"}
+    if args.full or args.parity_only:
+        valid_seeds(parser, "--seeds", args.seeds)
+        writable(parser, args.parity_runs, "--parity-runs", folder=True)
+    if args.out:
+        writable(parser, args.out)
 
     from s6lab.hardware import describe_machine, native_bf16
 
     native = native_bf16(torch.device("cpu"))
-    rows, parity_notes = without_bf16_rows(pick_rows(args.rows, parser), native)
-    if args.one_off:
-        args.one_off = {k: v for k, v in pick_rows(args.one_off, parser, ONE_OFF, "--one-off").items()
-                        if k != "s6lab defaults"}
+    rows, parity_notes = without_bf16_rows(picked, native)
     lines = [] if args.parity_only else throughput_tables(args, native)
     if args.full or args.parity_only:
         lines += ([""] if lines else []) + parity(args.seeds, rows, args.parity_runs) + parity_notes
@@ -494,4 +508,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker()
     else:
-        main()
+        run_main(main)

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import Parser, run_main, writable  # noqa: E402
 from _worker import WorkerProcess, core_taken  # noqa: E402
 from machines import results_file  # noqa: E402
 
@@ -108,7 +109,7 @@ def start(name: str, images: int, threads: int, asked: bool) -> WorkerProcess:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/load.md on an "
@@ -125,11 +126,12 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.as_user)
     if args.rounds < 1 or args.images < 256 or args.settle < 0:
-        sys.exit("benchmarks/load.py: --rounds must be >= 1, --images >= 256 and --settle >= 0")
+        parser.error("--rounds must be >= 1, --images >= 256 and --settle >= 0")
     if any(count < 0 for count in args.spincount):
-        sys.exit("benchmarks/load.py: --spincount values must be >= 0")
+        parser.error("--spincount values must be >= 0")
     if args.threads is not None and not 1 <= args.threads <= (os.cpu_count() or 1):
-        sys.exit(f"benchmarks/load.py: --threads must be 1 to {os.cpu_count()} (the logical CPUs here)")
+        parser.error(f"--threads must be 1 to {os.cpu_count()} (the logical CPUs here)")
+    out = writable(parser, args.out or results_file("load", home_class="AVX2, no bf16"))
     CONFIGS.update(spin_config(count) for count in args.spincount)
 
     from s6lab._io import atomic_write_text
@@ -194,9 +196,9 @@ def main() -> None:
               f"throughput and {follow_l / s6lab_quiet:.0%} of the fixed PASSIVE row's."]
     text = "\n".join(lines) + "\n"
     # folders made, never half written
-    atomic_write_text(args.out or results_file("load", home_class="AVX2, no bf16"), text)
+    atomic_write_text(out, text)
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

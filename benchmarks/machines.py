@@ -28,6 +28,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from _args import Parser, at_least, exit_if_failed, run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "results" / "machines.json"
 TABLE = ROOT / "results" / "machines.md"
@@ -171,8 +173,23 @@ def save(rows: dict[str, dict]) -> None:
     print(TABLE.read_text())
 
 
+def read_recording(parser: argparse.ArgumentParser, path: Path) -> str:
+    """The text of the ``--import`` file, or a one-line refusal saying what that path is instead."""
+    which = "pass a file written by `python benchmarks/throughput.py --out FILE`"
+    if path.is_dir():
+        parser.error(f"--import {path} is a folder; {which}")
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        parser.error(f"--import {path}: no such file; {which}")
+    except UnicodeDecodeError:
+        parser.error(f"--import {path} is not a text file; {which}")
+    except OSError as e:
+        parser.error(f"--import {path}: cannot read it ({e.strerror}); {which}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--repeats", type=int, default=7, help="round-robin rounds of throughput.py")
     parser.add_argument("--import", dest="import_file", type=Path,
@@ -180,6 +197,8 @@ def main() -> None:
     parser.add_argument("--cpu-model", help="with --import: the CPU model, when that file does not name it")
     parser.add_argument("--render", action="store_true", help="only re-render results/machines.md")
     args = parser.parse_args()
+    at_least(parser, 1, args, "--repeats")
+    text = read_recording(parser, args.import_file) if args.import_file else None
     from s6lab.hardware import recorded_command
     command = recorded_command("benchmarks/machines.py", sys.argv[1:])
     rows = load_store()
@@ -193,9 +212,6 @@ def main() -> None:
     from s6lab.train import resolve_device
 
     if args.import_file:
-        if not args.import_file.exists():
-            parser.error(f"--import {args.import_file}: no such file")
-        text = args.import_file.read_text()
         parsed = parse_throughput(text)
         if not args.import_file.resolve().is_relative_to(ROOT):
             parser.error(f"--import {args.import_file}: copy it into benchmarks/results/ first (the table links to "
@@ -220,7 +236,7 @@ def main() -> None:
         out = class_results_file("throughput", info.machine_class).relative_to(ROOT)
         run = [sys.executable, "benchmarks/throughput.py", "--device", str(device), "--repeats", str(args.repeats),
                "--out", str(out)]
-        subprocess.run(run, check=True, cwd=ROOT)
+        exit_if_failed(subprocess.run(run, cwd=ROOT).returncode)
         parsed = parse_throughput((ROOT / out).read_text())
         row = row_from(parsed, machine_class=info.machine_class,
                        cpu_model=f"host CPU {info.cpu_model}" if device.type == "cuda" else info.cpu_model,
@@ -232,4 +248,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

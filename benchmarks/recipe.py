@@ -23,6 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from _args import Parser, run_main, valid_seeds, writable
+
 #: name -> TrainConfig overrides of the trainer's defaults
 ROWS: dict[str, dict] = {
     "defaults before the margin recipe (15 epochs, no weight decay)": {"epochs": 15, "weight_decay": 0.0},
@@ -226,7 +228,7 @@ def table(results: dict[tuple[str, str], list], seeds: list[int],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", help="rows by a part of their name; 'all' (default) for every row")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
@@ -236,6 +238,11 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="only tabulate the runs already recorded")
     args = parser.parse_args()
     rows = pick_rows(args.rows, parser)
+    # --no-train only reads the run directories: a read-only --out is fine then, a file is not
+    writable(parser, args.out, folder=True, write=not args.no_train)
+    if args.table:
+        writable(parser, args.table, "--table")
+    valid_seeds(parser, "--seeds", args.seeds)
 
     import torch
 
@@ -266,4 +273,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import Parser, exit_if_failed, run_main, writable  # noqa: E402
 from machines import results_file  # noqa: E402
 
 GRID = (["s6", "s6-gap"], [0, 1])
@@ -34,7 +35,7 @@ def run(way: list[str], out: Path, args: argparse.Namespace) -> float:
                str(args.epochs), "--train-size", str(args.train_size), "--test-size", str(args.test_size),
                "--precision", "fp32", "--results-dir", str(out), "--quiet", *way]
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    exit_if_failed(subprocess.run(command, stdout=subprocess.DEVNULL).returncode)  # it said why on stderr
     return time.perf_counter() - started
 
 
@@ -45,13 +46,14 @@ def histories(out: Path) -> dict[str, list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/scaling.md, "
                         "scaling-CLASS.md on a CPU capped to fewer instructions)")
     args = parser.parse_args()
+    out = writable(parser, args.out or results_file("scaling"))
 
     from s6lab._io import atomic_write_text
     from s6lab.hardware import describe_machine, recorded_command
@@ -86,9 +88,9 @@ def main() -> None:
     lines += ["", "The two parallel ways (1 thread per job each) give identical per-epoch histories: "
               + ("yes." if same else "NO (a bug: report it).")]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(args.out or results_file("scaling"), text)  # folders made, never half written
+    atomic_write_text(out, text)  # folders made, never half written
     print(text)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

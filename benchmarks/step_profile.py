@@ -13,7 +13,6 @@ they add up to 100%; the seconds include the Python around them. Writes
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _args import TRAIN_IMAGES, Parser, at_least, run_main, writable  # noqa: E402
 from machines import class_results_file  # noqa: E402
 
 #: (group, substrings of an operator's name), the first group that matches wins; anything else is "other"
@@ -70,14 +70,14 @@ def profiled(run):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="s6", help="a registered recipe (its batch size, precision, levers)")
     parser.add_argument("--batches", type=int, default=40, help="training batches per fit (one warms up)")
     parser.add_argument("--top", type=int, default=12, help="operators listed by their own time")
     parser.add_argument("--out", help="the markdown file to write (default: benchmarks/results/profile-CLASS.md)")
     args = parser.parse_args()
-    if args.batches < 1 or args.top < 1:
-        sys.exit("benchmarks/step_profile.py: --batches and --top must be >= 1")
+    at_least(parser, 1, args, "--batches", "--top")
+    out = writable(parser, args.out or class_results_file("profile"))
 
     from s6lab import get_recipe, load_mnist  # s6lab first: it sets threads and OpenMP before torch starts
     from s6lab._io import atomic_write_text
@@ -89,8 +89,11 @@ def main() -> None:
     try:
         recipe = get_recipe(args.recipe)
     except (ConfigError, KeyError, ValueError) as e:
-        sys.exit(f"benchmarks/step_profile.py: {e}")
+        parser.error(str(e))
     config = recipe.train
+    if args.batches * config.batch_size > TRAIN_IMAGES:  # more would be cut short: the ms per step understated
+        parser.error(f"--batches must be at most {TRAIN_IMAGES // config.batch_size} (batches of "
+                     f"{config.batch_size} in MNIST's {TRAIN_IMAGES:,} training images), got {args.batches}")
     data = load_mnist()
     n = config.batch_size * args.batches
     subset = MNISTTensors(TensorSplit(data.train.images[:n], data.train.labels[:n]),
@@ -116,11 +119,10 @@ def main() -> None:
         lines.append(f"| `{e.key}` | {e.self_cpu_time_total / 1e3 / args.batches:.2f} | "
                      f"{e.self_cpu_time_total / 1e6 / total:.1%} | {e.count / args.batches:g} |")
     text = "\n".join(lines) + "\n"
-    out = Path(args.out or class_results_file("profile"))
     atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

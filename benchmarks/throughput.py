@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _args import TRAIN_IMAGES, Parser, at_least, run_main, valid_seeds, writable
 from _worker import WorkerProcess
 
 SETTINGS = ("typical-w0", "typical-w2", "s6lab")
@@ -363,7 +364,7 @@ def table(results: dict, macs: int, peaks: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="batches per timed window")
     parser.add_argument("--repeats", type=int, default=7, help="round-robin rounds; the median is reported")
     parser.add_argument("--seed", type=int, default=0)
@@ -380,19 +381,27 @@ def main() -> None:
     if args.only:
         child(args)
         return
-    from s6lab.data import ensure_mnist
-    from s6lab.train import resolve_device
-
-    ensure_mnist()
-    if args.eval_passes < 1 or (args.eval_images is not None and args.eval_images < 1):
-        sys.exit("benchmarks/throughput.py: --eval-passes and --eval-images must be >= 1")
+    at_least(parser, 1, args, "--steps", "--repeats", "--eval-passes", "--eval-images", "--epochs")
+    if args.eval_images is not None and args.eval_images > 10_000:
+        parser.error(f"--eval-images must be at most 10,000 (MNIST's test images), got {args.eval_images:,}")
+    valid_seeds(parser, "--seed", [args.seed])
+    valid_seeds(parser, "--seeds", args.seeds)
+    if args.out:
+        writable(parser, args.out)
     from s6lab import get_recipe
     from s6lab.errors import ConfigError, UnknownNameError
 
     try:
-        get_recipe(args.recipe)
+        batch_size = get_recipe(args.recipe).train.batch_size
     except (ConfigError, UnknownNameError) as e:
-        sys.exit(f"benchmarks/throughput.py: {e.args[0]}")
+        parser.error(e.args[0])
+    if args.steps * batch_size > TRAIN_IMAGES:  # a window longer than the training set would be cut short
+        parser.error(f"--steps must be at most {TRAIN_IMAGES // batch_size} (batches of {batch_size} in MNIST's "
+                     f"{TRAIN_IMAGES:,} training images), got {args.steps}")
+    from s6lab.data import ensure_mnist
+    from s6lab.train import resolve_device
+
+    ensure_mnist()
     try:
         device = resolve_device(args.device)
     except ValueError as e:  # CUDA asked for and missing
@@ -441,4 +450,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -368,12 +368,41 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
 
 
 def assert_refused_in_one_line(script: str, args: list[str], message: str, timeout: int = 300) -> None:
-    """``benchmarks/SCRIPT args`` as a user runs it: a non-zero exit and one stderr line with ``message``,
-    never a traceback."""
+    """``benchmarks/SCRIPT args`` as a user runs it: exit 2 and one stderr line with ``message`` as the only
+    output, never a traceback."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
                           capture_output=True, text=True, timeout=timeout)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr and not done.stdout, done.stderr
+
+
+def assert_main_refuses(script: str, args: list[str], message: str, work: tuple[str, ...], monkeypatch,
+                        capsys) -> None:
+    """``main()`` of ``benchmarks/SCRIPT`` in this process, for a script that imports torch itself (a subprocess
+    would pay for that again): exit 2 and one stderr line with ``message``, before any of the script's ``work``
+    functions runs (each is replaced by one that fails the test, so that a missed refusal starts nothing)."""
+    module = _benchmark_module(script.removesuffix(".py"))
+
+    def started(*_, **__):
+        raise AssertionError(f"{script} {' '.join(args)} started its work instead of refusing")
+
+    for name in work:
+        monkeypatch.setattr(module, name, started)
+    monkeypatch.setattr(sys, "argv", [f"benchmarks/{script}", *args])
+    with pytest.raises(SystemExit) as e:
+        module.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip().count("\n") == 0 and message in err, err
+
+
+def _paths(args: list[str], tmp_path: Path) -> list[str]:
+    """``args`` with ``{dir}`` an existing folder and ``{file}`` a regular file, both in ``tmp_path``."""
+    (tmp_path / "file").write_text("x")
+    return [a.format(dir=tmp_path, file=tmp_path / "file") for a in args]
+
+
+#: what `_args.writable` says of an --out it cannot write at the end
+A_FOLDER, UNDER_A_FILE = "is a folder; name a file in it instead", "is a file, not a folder; choose another path"
 
 
 @pytest.mark.parametrize("args, message", [(["--batch", "1"], "--batch >="),
@@ -438,7 +467,7 @@ def test_bn_layout_script_times_every_shape_in_both_layouts(tmp_path):
     assert len(rows) in (4, 8) and all(line.endswith("x |") for line in rows)  # 8 where bf16 is native
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bn_layout.py"), "--reps", "0"],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and bad.stderr.strip() == "benchmarks/bn_layout.py: --reps must be >= 1"
+    assert bad.returncode == 2 and bad.stderr.strip() == "benchmarks/bn_layout.py: --reps must be >= 1, got 0"
 
 
 def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
@@ -459,8 +488,10 @@ def test_step_profile_groups_the_steps_time_by_kind_of_work(tmp_path):
     assert text.count("| `aten::") == 3
 
 
-@pytest.mark.parametrize("args, message", [(["--batches", "0"], "--batches and --top must be >= 1"),
-                                           (["--recipe", "s7"], "s7")])
+@pytest.mark.parametrize("args, message", [(["--batches", "0"], "--batches must be >= 1, got 0"),
+                                           (["--top", "0"], "--top must be >= 1, got 0"),
+                                           (["--recipe", "s7"], "s7"),
+                                           (["--batches", "235"], "--batches must be at most 234 (batches of 256")])
 def test_step_profile_refuses_bad_input_in_one_line(args, message):
     assert_refused_in_one_line("step_profile.py", args, message)
 
@@ -474,3 +505,98 @@ def test_every_benchmark_records_its_command_through_one_helper():
         text = script.read_text()
         assert "recorded_command(" in text, script.name
         assert not re.search(r"join\(sys\.argv", text), script.name
+
+
+@pytest.mark.parametrize("script", ["scaling.py", "bn_layout.py", "data_parallel.py", "load.py", "step_profile.py"])
+@pytest.mark.parametrize("out, message", [("{dir}", A_FOLDER), ("{file}/x.md", UNDER_A_FILE)])
+def test_every_writer_refuses_an_out_it_cannot_write_before_it_starts(script, out, message, tmp_path):
+    """Checked when the script starts (these refuse before they import torch), not found out at the end."""
+    assert_refused_in_one_line(script, _paths(["--out", out], tmp_path), message, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "0"], "--images must be >= 1, got 0"), (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+    (["--processes", "0"], "--processes must be >= 1, got 0"),
+    (["--images", "60001"], "--images must be at most 60,000 (MNIST's training images)"),
+    (["--rows", "bogus"], "--rows 'bogus' matches 0 parity rows; name one of: s6lab defaults; fp32"),
+    (["--one-off", "bogus"], "--one-off 'bogus' matches 0 one-off rows; name one of: s6lab defaults; fp32"),
+    (["--parity-only", "--seeds", "-1"], "--seeds: TrainConfig.seed must be an integer in [0, 2**63 - 1), got -1"),
+    (["--parity-only", "--parity-runs", "{file}"], "--parity-runs {file} is a file; name a folder instead"),
+    (["--out", "{dir}"], A_FOLDER), (["--out", "{file}/x.md"], UNDER_A_FILE)])
+def test_levers_refuses_bad_input_before_it_starts(args, message, tmp_path, monkeypatch, capsys):
+    message = _paths([message], tmp_path)[0]
+    assert_main_refuses("levers.py", _paths(args, tmp_path), message, ("throughput_tables", "parity"), monkeypatch,
+                        capsys)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"), (["--repeats", "0"], "--repeats must be >= 1, got 0"),
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"), (["--eval-passes", "0"], "--eval-passes must be >= 1"),
+    (["--steps", "235"], "--steps must be at most 234 (batches of 256 in MNIST's 60,000 training images)"),
+    (["--eval-images", "10001"], "--eval-images must be at most 10,000"),
+    (["--seed", "-1"], "--seed: TrainConfig.seed must be"), (["--seeds", "0", "-1"], "--seeds: TrainConfig.seed"),
+    (["--only", "bogus"], "invalid choice: 'bogus' (choose from 'typical-w0', 'typical-w2', 's6lab')"),
+    (["--out", "{dir}"], A_FOLDER), (["--out", "{file}/x.md"], UNDER_A_FILE)])
+def test_throughput_refuses_bad_input_before_it_starts(args, message, tmp_path, monkeypatch, capsys):
+    assert_main_refuses("throughput.py", _paths(args, tmp_path), message, ("matmul_peak", "start_worker"),
+                        monkeypatch, capsys)
+
+
+def test_machines_refuses_zero_repeats_before_it_measures(monkeypatch, capsys):
+    assert_main_refuses("machines.py", ["--repeats", "0"], "--repeats must be >= 1, got 0", ("class_results_file",),
+                        monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("recipe.py", ["--no-train", "--seeds", "-1"], "--seeds: TrainConfig.seed must be an integer in [0, 2**63 - 1)"),
+    ("recipe.py", ["--no-train", "--out", "{file}"], "--out {file} is a file; name a folder instead"),
+    ("recipe.py", ["--no-train", "--out", "{file}/runs"], UNDER_A_FILE),
+    ("recipe.py", ["--no-train", "--table", "{file}/x.md"], UNDER_A_FILE),
+    pytest.param("recipe.py", ["--no-train", "--table", "/proc/x.md"], "--table /proc/x.md: cannot write in /proc",
+                 marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")),
+    ("machines.py", ["--import", "{dir}"], "--import {dir} is a folder; pass a file written by"),
+    ("machines.py", ["--import", "{dir}/x.md"], "--import {dir}/x.md: no such file; pass a file written by"),
+    ("machines.py", ["--import", "{dir}/x.bin"], "--import {dir}/x.bin is not a text file; pass a file written by"),
+    ("levers.py", ["--worker"], "--worker is internal"),
+    ("cuda_determinism.py", ["--frob"], "unrecognized arguments: --frob; see `python benchmarks/cuda_determinism.py "
+                                        "--help`"),
+    # the refusal of the `s6lab compare` it runs: that one line, with its status
+    ("scaling.py", ["--epochs", "0", "--out", "{dir}/sc.md"], "s6lab compare: error: TrainConfig.epochs must be"),
+])
+def test_benchmarks_refuse_bad_input_in_one_line(script, args, message, tmp_path):
+    (tmp_path / "x.bin").write_bytes(bytes(range(256)))
+    assert_refused_in_one_line(script, _paths(args, tmp_path), _paths([message], tmp_path)[0], timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.bin"]  # nothing written, no folder made
+
+
+def test_cuda_determinism_has_help_instead_of_starting():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cuda_determinism.py"), "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Is training on CUDA repeatable?" in done.stdout
+
+
+def test_an_out_is_checked_without_creating_anything(tmp_path):
+    """`_args.writable` probes the nearest existing folder and leaves it as it was: an interrupted benchmark
+    leaves no empty result and no new folders."""
+    _args = _benchmark_module("_args")
+    parser = _args.Parser(description="d", prog="benchmarks/x.py")
+    assert _args.writable(parser, tmp_path / "a" / "b" / "x.md") == tmp_path / "a" / "b" / "x.md"
+    assert _args.writable(parser, tmp_path / "runs", folder=True) == tmp_path / "runs"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_s6labs_errors_a_user_can_fix_are_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """What `s6lab` raises for a bad value (ConfigError, UnknownNameError, DataError, RunError) mid-benchmark."""
+    from s6lab.errors import ConfigError
+    from s6lab.runs import RunError
+
+    _args = _benchmark_module("_args")
+    monkeypatch.setattr(sys, "argv", ["benchmarks/recipe.py"])
+    for error in (ConfigError("TrainConfig.seed must be ..."), RunError("x is not the row; delete it")):
+        def main(error=error):
+            raise error
+        with pytest.raises(SystemExit) as e:
+            _args.run_main(main)
+        assert e.value.code == 2 and capsys.readouterr().err == f"benchmarks/recipe.py: {error}\n"
+    with pytest.raises(ZeroDivisionError):
+        _args.run_main(lambda: 1 / 0)
