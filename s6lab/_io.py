@@ -3,6 +3,7 @@ an interrupted write never leaves a half-written file that later loads."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -13,8 +14,11 @@ from typing import IO, Any
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask like open() would
         with os.fdopen(fd, "wb") as f:
@@ -22,10 +26,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` about the file the caller asked for, not the temporary file beside it (a user never typed
+    ``.report.md.x1y2.part``): the same type and errno, with ``path`` as its file name. A folder in the way
+    (``path`` is one) reads as `IsADirectoryError` of ``path``; a file in the way of a folder the path needs
+    (mkdir's ``FileExistsError``) as `NotADirectoryError`."""
+    if path.is_dir():
+        return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if isinstance(error, FileExistsError) or error.errno == errno.ENOTDIR:
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        return NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder", str(path))
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def _umask() -> int:

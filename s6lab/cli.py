@@ -19,6 +19,44 @@ class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+def count_up_to(most: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``most``; ``what`` says why there is a most (a figure of
+    100,000 rows never finishes drawing)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be 1 to {most} ({what}), got {value}")
+        return value
+
+    return count
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line that names the fix (``s6lab train: error: argument --epochs:
+    invalid int value: 'abc'; see `s6lab train --help```), not the whole usage block above it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if message.startswith("the following arguments are required: COMMAND"):
+            options = [w for w in getattr(self, "_words", []) if w.startswith("-") and w not in ("-v", "--verbose")]
+            unknown = f"unrecognized arguments: {' '.join(options)}; " if options else ""
+            message = f"{unknown}give a command, one of {', '.join(COMMANDS)}"
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """An unknown option after a command is refused by that command, with its own --help, not by the
+        top-level parser (whose usage names no option of the command)."""
+        self._words = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog == "s6lab" and getattr(parsed, "command", None):
+            self.exit(2, f"s6lab {parsed.command}: error: unrecognized arguments: {' '.join(extras)}; see "
+                         f"`s6lab {parsed.command} --help`\n")
+        return parsed, extras
+
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -412,11 +450,9 @@ def _print_advice(text: str) -> None:
 
 
 def _run_and_test_split(args: argparse.Namespace):
-    """The run in ``args.run_dir`` and the test images it was evaluated on (checks ``-n``)."""
+    """The run in ``args.run_dir`` and the test images it was evaluated on."""
     from .runs import load_run
 
-    if args.n < 1:
-        raise CLIError(f"-n must be >= 1, got {args.n}")
     run = load_run(args.run_dir)
     return run, run.recipe.data.test_split(args.root)
 
@@ -491,8 +527,6 @@ def _inside(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from .report import write_preview
 
-    if args.n < 1:
-        raise CLIError(f"-n must be >= 1, got {args.n}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; choose a folder for the figures")
@@ -577,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .recipe import DataSelection
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="s6lab", description="Learn how small CNNs are designed: train the S6 Net and its variants on MNIST, "
         "check the assignment, read receptive fields, budgets, mistakes and saliency.",
         epilog="Start with `s6lab doctor` (what to expect on this machine), then `s6lab train`. "
@@ -659,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mistakes", help="misclassified digits, confusion matrix, most-confused pairs")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
-    p.add_argument("-n", type=int, default=25, help="images in the gallery")
+    p.add_argument("-n", type=count_up_to(100, "images in one gallery"), default=25,
+                   help="images in the gallery (1 to 100)")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     add_root_argument(p)
@@ -670,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="any of " + " ".join(METHODS) + " (default: all the net supports)")
-    p.add_argument("-n", type=int, default=8, help="rows (samples)")
+    p.add_argument("-n", type=count_up_to(32, "rows of one figure"), default=8, help="rows (samples, 1 to 32)")
     p.add_argument("--out", help="folder for the figure (default: the run directory, replacing the report's)")
     p.add_argument("--layer", help="conv layer for Grad-CAM (default: the last non-1x1 conv)")
     add_root_argument(p)
@@ -678,13 +713,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inside", help="feature maps, learned kernels and BatchNorm/ReLU for one test digit")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
     p.add_argument("--index", type=int, default=0, help="which test digit (default: 0)")
-    p.add_argument("-n", type=int, default=8, help="maps shown per block (default: 8)")
+    p.add_argument("-n", type=count_up_to(64, "maps per block"), default=8,
+                   help="maps shown per block (1 to 64; default: 8)")
     p.add_argument("--out", help="folder for the figures (default: the run directory, replacing the report's)")
     add_root_argument(p)
 
     p = sub.add_parser("preview", help="real digits beside their augmented copies, and the class balance")
     p.add_argument("--model", default="s6", help="whose recipe's augmentation to show (default: s6)")
-    p.add_argument("-n", type=int, default=8, help="digits shown (default: 8)")
+    p.add_argument("-n", type=count_up_to(100, "digits in one figure"), default=8,
+                   help="digits shown (1 to 100; default: 8)")
     p.add_argument("--out", default="preview", help="folder for the figures (default: ./preview)")
     add_root_argument(p)
     add_config_arguments(p, TrainConfig, "augmentation (TrainConfig fields)",
@@ -734,7 +771,14 @@ def build_parser() -> argparse.ArgumentParser:
 _DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOSPC: "free some disk space",
                 errno.EDQUOT: "free some of your disk quota",
                 errno.EACCES: "choose a folder you can write to (--out, --root)",
-                errno.EROFS: "choose a folder on a writable disk (--out, --root)"}
+                errno.EROFS: "choose a folder on a writable disk (--out, --root)",
+                errno.ENOTDIR: "choose a path inside a folder",
+                errno.EISDIR: "give a file name, not a folder",
+                errno.EEXIST: "choose a path where no file is in the way"}
+
+#: what a command that was stopped (or failed on the disk) has kept, and how to go on
+_GOING_ON = {"train": "a training run keeps its last finished epoch: run the same command with --resume",
+             "compare": "finished runs are kept and reused: run the same command again"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -772,7 +816,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"s6lab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; a run continues with `s6lab {args.command} ... --resume`", file=sys.stderr)
+        going_on = f"; {_GOING_ON[args.command]}" if args.command in _GOING_ON else ""
+        print(f"\ninterrupted{going_on}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `s6lab models | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -782,6 +827,6 @@ def _run(args: argparse.Namespace) -> int:
         if e.errno not in _DISK_ERRORS:
             raise  # a programming error is not a user error: let it show
         where = f": {e.filename}" if e.filename else ""
-        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]} (a training run keeps "
-              "its last finished epoch: run the same command with --resume)", file=sys.stderr)
+        going_on = f" ({_GOING_ON[args.command]})" if args.command in _GOING_ON else ""
+        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]}{going_on}", file=sys.stderr)
         return 2

@@ -82,6 +82,24 @@ def default_root() -> Path:
     return Path(cache) / "s6lab"
 
 
+def checked_root(root: str | Path | None = None) -> Path:
+    """The data root (``default_root()`` where None), after checking that it can hold MNIST: not empty text,
+    and no file where it or its ``MNIST/raw`` folders should be.
+
+    Raises:
+        DataError: the root is ``""`` or a file is in the way.
+    """
+    if root is not None and str(root).strip() == "":
+        raise DataError("the data root is empty text; pass a directory (--root DIR or $S6LAB_DATA), or leave it "
+                        f"out for the default {default_root()}")
+    root = Path(root if root is not None else default_root()).expanduser()
+    for path in (root, root / "MNIST", root / "MNIST" / "raw"):
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{path} is a file, not a directory, where the data root's MNIST folders go; pass "
+                            "another directory (--root DIR or $S6LAB_DATA), or move the file")
+    return root
+
+
 def raw_folder(root: str | Path | None = None) -> Path:
     """The folder torchvision reads the IDX files from: ``ROOT/MNIST/raw``."""
     return Path(root if root is not None else default_root()).expanduser() / "MNIST" / "raw"
@@ -142,7 +160,7 @@ def verify(root: str | Path | None = None, *, rehash: bool = False) -> list[str]
     Returns:
         One sentence per bad file; an empty list means the data is complete and intact.
     """
-    folder = raw_folder(root).resolve()
+    folder = raw_folder(checked_root(root)).resolve()
     signature = _signature(folder)
     if not rehash and signature is not None and _VERIFIED.get(folder) == signature:
         return []
@@ -306,10 +324,7 @@ def ensure_mnist(
         >>> info.raw  # doctest: +SKIP
         PosixPath('/home/me/.cache/s6lab/MNIST/raw')
     """
-    root = Path(root if root is not None else default_root()).expanduser()
-    if root.exists() and not root.is_dir():
-        raise DataError(f"the data root {root} is a file, not a directory; pass a directory (--root DIR or "
-                        "$S6LAB_DATA)")
+    root = checked_root(root)
     folder = raw_folder(root)
     problems = verify(root, rehash=refetch or rehash)
     if not problems and not refetch:

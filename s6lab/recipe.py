@@ -53,11 +53,12 @@ class DataSelection:
     test_size: int | None = None  # evaluate on the first N test images only (quick runs); None: all 10k
 
     def __post_init__(self) -> None:
-        for name in ("train_size", "test_size"):
+        for name, most in (("train_size", 60_000), ("test_size", 10_000)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive number of images, got {value!r} "
-                                  f"(--{name.replace('_', '-')} N)")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most):
+                raise ConfigError(f"{name} must be a number of images from 1 to {most:,} (MNIST's "
+                                  f"{name.split('_')[0]} set), got {value!r} (--{name.replace('_', '-')} N, or "
+                                  "leave it out for all)")
 
     def resolved_root(self) -> Path:
         """The root this selection reads from (the default root when none was given)."""
@@ -223,6 +224,11 @@ class Recipe:
         except (KeyError, TypeError) as e:
             raise ConfigError(f"the recipe's model is not a spec ({type(e).__name__}: {e}); give a registered "
                               "name (\"model\": \"s6\") or a spec as written in a run's config.json") from None
+        for part in ("train", "data"):
+            if not isinstance(values.get(part) or {}, dict):
+                raise ConfigError(f"the recipe's {part} is a JSON {type(values[part]).__name__}; give an object of "
+                                  f"{'TrainConfig' if part == 'train' else 'DataSelection'} fields, as a run's "
+                                  "config.json has it")
         data = dict(values.get("data") or {})
         if values.get("data_root") is not None:
             data["root"] = values["data_root"]

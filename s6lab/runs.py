@@ -89,9 +89,10 @@ def read_tensors(path: Path, device: str = "cpu") -> Any:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
         kind = type(e).__name__
+        fix = ("delete it and train the run again (the checkpoint is what --resume continues from)"
+               if path.name == CHECKPOINT else "delete it and resume from the run's checkpoint, or train the run again")
         raise RunError(f"{path} cannot be loaded as s6lab weights ({kind}: the file is truncated, damaged or not "
-                       "written by s6lab); delete it and resume from the run's checkpoint, or train the run "
-                       "again") from None
+                       f"written by s6lab); {fix}") from None
 
 
 @contextmanager
@@ -202,6 +203,9 @@ def _train_locked(recipe: Recipe, out: Path, meta: dict[str, Any], device: torch
     """`train_run` while holding the run directory's lock."""
     existing = out / CONFIG
     old = read_json(existing) if existing.exists() else None
+    if old is not None and not isinstance(old, dict):
+        raise RunError(f"{existing} holds no s6lab run settings (a JSON {type(old).__name__}); the run directory is "
+                       "damaged: delete it, or choose another --out")
     if resume and old is not None:  # keep where earlier parts of the run trained (threads, machine)
         before = old.get("trained_on") or [{k: old.get(k) for k in ("machine_class", "threads", "torch")}]
         now = {k: meta[k] for k in ("machine_class", "threads", "torch")}
@@ -325,6 +329,8 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
             belong to another architecture. The message says what to do.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} is a file, not a run directory; give the folder that `s6lab train --out` wrote")
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory; train one with `s6lab train --out {path}`")
     if not (path / CONFIG).exists():
@@ -339,6 +345,10 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
         raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
                        f"{e}); it was not written by this s6lab: delete the directory and train again") from None
     finished = (path / WEIGHTS).exists()
+    if not history and (finished or (path / CHECKPOINT).exists()):  # weights with no record of how they came
+        raise RunError(f"{path} holds weights but its {HISTORY} is missing or empty; the run's record is damaged: "
+                       f"`{train_command(recipe, meta, path, resume=True)}` rebuilds it from the checkpoint, "
+                       "or delete the directory and train again")
     if finished:
         weights = read_tensors(path / WEIGHTS, device)
     elif (path / CHECKPOINT).exists():
@@ -357,6 +367,9 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
     else:
         raise RunError(f"{path} has no {WEIGHTS} or {CHECKPOINT}: the run never finished an epoch; "
                        f"train it with `{train_command(recipe, meta, path, resume=True)}`")
+    if not isinstance(weights, dict):
+        raise RunError(f"{path / WEIGHTS} holds a {type(weights).__name__}, not a model's state dict; it was not "
+                       "written by s6lab: delete it and resume from the run's checkpoint, or train the run again")
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

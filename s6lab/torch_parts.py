@@ -85,15 +85,33 @@ def check_scheduler(text: str) -> str:
 
 
 def check_augmentation(text: str) -> list[str]:
-    """The transforms' class names, after checking that torchvision.transforms.v2 has them."""
+    """The transforms' class names, after checking that torchvision.transforms.v2 has them, that it takes
+    their arguments, and that together they turn a blank 28x28 digit into one of the same size (so a
+    ``RandomCrop(999)`` is refused when the recipe is made, not at the first batch of a training)."""
     from torchvision.transforms import v2
 
-    names = [name for name, _, _ in parse_calls(text, "augmentation")]
-    for name in names:
+    calls = parse_calls(text, "augmentation")
+    transforms = []
+    for name, args, kwargs in calls:
         if not (isinstance(getattr(v2, name, None), type) and issubclass(getattr(v2, name), v2.Transform)):
             raise ConfigError(f"augmentation {name!r} is not a torchvision.transforms.v2 transform; use e.g. "
                               "RandomRotation, RandomAffine, Pad, RandomCrop, RandomResizedCrop, ElasticTransform")
-    return names
+        try:
+            transforms.append(getattr(v2, name)(*args, **kwargs))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"augmentation {name}: torchvision refused its arguments ({e}); see "
+                              f"torchvision.transforms.v2.{name}") from None
+    digit = torch.zeros(1, 28, 28)
+    try:
+        with torch.random.fork_rng(devices=[]):  # a trial run draws no number from the training's RNG
+            out = v2.Compose(transforms)(digit)
+    except (TypeError, ValueError, RuntimeError, IndexError) as e:
+        raise ConfigError(f"augmentation {text!r} fails on a 28x28 digit ({e}); check its sizes") from None
+    if not isinstance(out, torch.Tensor) or out.shape != digit.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"augmentation {text!r} turns a 28x28 digit into {shape}; end with a crop back to "
+                          "28x28 (e.g. Pad(2), RandomCrop(28))")
+    return [name for name, _, _ in calls]
 
 
 class TorchSchedule:
@@ -150,14 +168,8 @@ class TorchAugmentation:
         from torchvision.transforms import v2
 
         check_augmentation(text)
-        transforms = []
-        for name, args, kwargs in parse_calls(text, "augmentation"):
-            try:
-                transforms.append(getattr(v2, name)(*args, **kwargs))
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"augmentation {name}: torchvision refused its arguments ({e}); see "
-                                  f"torchvision.transforms.v2.{name}") from None
-        self.transform = v2.Compose(transforms)
+        self.transform = v2.Compose([getattr(v2, name)(*args, **kwargs)
+                                     for name, args, kwargs in parse_calls(text, "augmentation")])
 
     def __call__(self, images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
         """Shape: ``(N, C, H, W) -> (N, C, H, W)`` (a transform that changes the size is refused)."""

@@ -54,6 +54,9 @@ from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, c
 
 log = logging.getLogger(__name__)
 
+#: the largest number a float32 holds: a learning rate or decay above it cannot reach the optimizer's tensors
+FLOAT32_MAX = 3.4028234663852886e38
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -134,8 +137,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(name, "must be a positive integer")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "must be a positive finite number")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= FLOAT32_MAX):
+            raise bad("lr", f"must be a positive finite number a float32 holds (at most {FLOAT32_MAX:.3g})")
         for name, lo, hi in (("momentum", 0, 1), ("warmup", 0, 1), ("gamma", 0, 1),
                              ("label_smoothing", 0, 1), ("ema", 0, 1)):
             if not lo <= getattr(self, name) < hi or (name == "gamma" and self.gamma == 0):
@@ -146,8 +149,8 @@ class TrainConfig:
                 0 <= self.clean_last_epochs < self.epochs):
             raise bad("clean_last_epochs", f"must be an integer in [0, epochs) = [0, {self.epochs})")
         for name in ("weight_decay", "rotation"):  # nan fails every comparison and inf passes a lower bound
-            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise bad(name, "must be a finite number >= 0")
+            if not (0 <= getattr(self, name) <= FLOAT32_MAX):
+                raise bad(name, f"must be a finite number >= 0 a float32 holds (at most {FLOAT32_MAX:.3g})")
         if not 0 <= self.translate < 0.5:
             raise bad("translate", "must be in [0, 0.5)")
         if self.scheduler is not None:

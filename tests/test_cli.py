@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -110,7 +111,7 @@ def test_python_dash_m():
     done = subprocess.run([sys.executable, "-m", "s6lab", "models"], capture_output=True, text=True)
     assert done.returncode == 0 and "19,602" in done.stdout
     done = subprocess.run([sys.executable, "-m", "s6lab"], capture_output=True, text=True)
-    assert done.returncode == 2 and "COMMAND" in done.stderr
+    assert done.returncode == 2 and "give a command, one of models" in done.stderr
 
 
 def test_reader_leaving_early_is_not_an_error():
@@ -297,3 +298,67 @@ def test_no_report_skips_the_report_and_says_how_to_write_it(capsys, tmp_path):
                        "--batch-size", "32", "--precision", "fp32", "--quiet", "--out", str(out_dir))
     assert code in (0, 1) and f"no report: write it with `s6lab report {out_dir} --html`" in out
     assert (out_dir / "history.json").exists() and not (out_dir / "report.md").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "abc"], "s6lab train: error: argument --epochs: invalid int value: 'abc'; see `s6lab train "
+                                   "--help`"),
+    (["train", "--optimizer", "rmsprop"], "s6lab train: error: argument --optimizer: invalid choice: 'rmsprop'"),
+    (["train", "--frob"], "s6lab train: error: unrecognized arguments: --frob; see `s6lab train --help`"),
+    (["models", "--json", "--frob"], "s6lab models: error: unrecognized arguments: --frob; see `s6lab models --help`"),
+    (["--frobnicate"], "s6lab: error: unrecognized arguments: --frobnicate; give a command, one of models,"),
+    ([], "s6lab: error: give a command, one of models, summary,"),
+    (["inside", "run", "-n", "100000"], "argument -n: must be 1 to 64 (maps per block), got 100000"),
+    (["saliency", "run", "-n", "0"], "argument -n: must be 1 to 32 (rows of one figure), got 0"),
+    (["mistakes", "run", "-n", "x"], "argument -n: invalid int value: 'x'"),
+    (["preview", "-n", "101"], "argument -n: must be 1 to 100 (digits in one figure), got 101"),
+])
+def test_a_mistyped_command_line_is_one_line_naming_the_help(capsys, argv, message):
+    """argparse's errors without the usage block above them (24 lines for `train`), and an unknown option
+    refused by its command, with that command's --help, not by the top-level parser."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file/d.png", "file is a file, not a folder: {tmp}/file/d.png; choose a path inside a folder"),
+    ("folder", "Is a directory: {tmp}/folder; give a file name, not a folder"),
+])
+def test_a_figure_path_that_cannot_be_written_names_the_path_typed(capsys, tmp_path, where, message):
+    """Not the temporary `.d.png.x1y2.part` beside it, and no --resume advice: only a training resumes."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    code, _, err = run(capsys, "summary", "--diagram", str(tmp_path / where))
+    assert code == 2 and message.format(tmp=tmp_path) in err and err.count("\n") == 1, err
+    assert ".part" not in err and "--resume" not in err
+
+
+@pytest.mark.parametrize("command, going_on", [("train", "run the same command with --resume"),
+                                               ("compare", "finished runs are kept and reused"),
+                                               ("doctor", None)])
+def test_an_interrupt_says_how_to_go_on_only_where_there_is_a_way(capsys, monkeypatch, command, going_on):
+    import s6lab.cli as cli
+
+    def stopped(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, command, stopped)
+    assert cli._run(argparse.Namespace(command=command)) == 130
+    err = capsys.readouterr().err
+    assert ("--resume" in err or "reused" in err) == (going_on is not None)
+    if going_on:
+        assert going_on in err
+
+
+@pytest.mark.parametrize("root, message", [("", "the data root is empty text"),
+                                           ("mnist-is-a-file", "MNIST is a file, not a directory")])
+def test_a_data_root_that_cannot_hold_mnist_is_one_line(capsys, tmp_path, root, message):
+    if root:
+        (tmp_path / root).mkdir()
+        (tmp_path / root / "MNIST").write_text("x")
+        root = str(tmp_path / root)
+    for argv in (["data", "--root", root, "--verify-only"], ["doctor", "--root", root, "--no-measure"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, err

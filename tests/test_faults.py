@@ -331,3 +331,65 @@ def test_a_really_full_disk_keeps_the_last_checkpoint(small_disk, capsys):
     assert code == 2 and "No space left on device" in err and "free some disk space" in err, err
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1  # intact, loadable
     assert not list(out.glob(".*.part"))  # no half-written temporary file left behind
+
+
+def test_weights_that_are_not_a_state_dict_are_named(tmp_path, capsys):
+    run = tiny(tmp_path)
+    torch.save(torch.zeros(3), run.path / "model.pt")  # loads with weights_only=True, but is no model
+    with pytest.raises(RunError, match="model.pt holds a Tensor, not a model's state dict"):
+        load_run(run.path)
+    assert main(["check", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("history", [None, "[]"])
+def test_weights_without_a_history_are_a_damaged_run_not_a_fail(tmp_path, history, capsys):
+    """No history.json (or an empty one) beside the weights: the record is lost; `check` used to print a FAIL
+    table with nan% and `report` wrote one. The message's --resume command rebuilds the history."""
+    run = tiny(tmp_path)
+    if history is None:
+        (run.path / "history.json").unlink()
+    else:
+        (run.path / "history.json").write_text(history)
+    with pytest.raises(RunError, match="holds weights but its history.json is missing or empty.*--resume"):
+        load_run(run.path)
+    for command in ("check", "report"):
+        assert main([command, str(run.path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "history.json is missing or empty" in err
+
+
+def test_a_damaged_checkpoint_is_not_told_to_resume_from_itself(tmp_path):
+    run = tiny(tmp_path)
+    (run.path / "model.pt").unlink()
+    (run.path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="checkpoint.pt cannot be loaded") as e:
+        load_run(run.path)
+    assert "resume from the run's checkpoint" not in str(e.value) and "train the run again" in str(e.value)
+
+
+def test_a_run_directory_that_is_a_file_is_not_told_to_train_into_it(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["check", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a run directory" in err and f"--out {tmp_path / 'f'}" not in err  # no training into it
+
+
+def test_resume_of_a_run_whose_config_is_not_an_object_is_one_line(tmp_path, capsys):
+    run = tiny(tmp_path)
+    (run.path / "config.json").write_text("[]")
+    with pytest.raises(RunError, match=r"config.json holds no s6lab run settings \(a JSON list\)"):
+        train_run("s6", run.path, TrainConfig(epochs=1, batch_size=32, precision="fp32"), data=synthetic(64),
+                  progress=False, resume=True)
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"model": "s6", "train": [1]}, "the recipe's train is a JSON list; give an object of TrainConfig fields"),
+    ({"model": "s6", "data": 5}, "the recipe's data is a JSON int; give an object of DataSelection fields"),
+])
+def test_a_config_file_with_parts_of_the_wrong_shape_is_one_line(tmp_path, capsys, recipe, message):
+    (tmp_path / "c.json").write_text(json.dumps(recipe))
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

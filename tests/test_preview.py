@@ -62,5 +62,6 @@ def test_preview_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rotation up to 15 degrees, shift up to 8% of the side" in out and "| 1 | 6,742 | 11.2 |" in out
     assert png_is_not_blank(tmp_path / "augmentation.png") and png_is_not_blank(tmp_path / "class_balance.png")
-    assert main(["preview", "-n", "0", "--out", str(tmp_path)]) == 2
-    assert "-n must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["preview", "-n", "0", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "argument -n: must be 1 to 100" in capsys.readouterr().err

@@ -37,8 +37,15 @@ def test_an_explicit_train_config_replaces_the_variants_own():
 @pytest.mark.parametrize("bad, message", [
     ({"colour": "red"}, "unknown recipe field.*colour.*training:.*architecture:.*data:"),
     ({"epochs": 0}, "TrainConfig.epochs must be a positive integer"),
-    ({"train_size": 0}, "train_size must be a positive number of images"),
-    ({"test_size": "all"}, "test_size must be a positive number"),
+    ({"train_size": 0}, "train_size must be a number of images from 1 to 60,000"),
+    ({"train_size": 60_001}, r"train_size must be a number of images from 1 to 60,000 \(MNIST's train set\), "
+                             "got 60001"),
+    ({"test_size": 10_001}, r"test_size must be a number of images from 1 to 10,000 \(MNIST's test set\)"),
+    ({"test_size": "all"}, "test_size must be a number of images"),
+    ({"lr": 1e300}, "TrainConfig.lr must be a positive finite number a float32 holds"),
+    ({"weight_decay": float("inf")}, "TrainConfig.weight_decay must be a finite number >= 0 a float32 holds"),
+    ({"augmentation": "RandomCrop(999)"}, r"augmentation 'RandomCrop\(999\)' fails on a 28x28 digit"),
+    ({"augmentation": "Pad(2)"}, r"turns a 28x28 digit into \(1, 32, 32\); end with a crop back to 28x28"),
     ({"dropout": 2.0}, "dropout"),
 ])
 def test_merge_rejects_bad_overrides_with_the_fix(bad, message):

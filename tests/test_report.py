@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 from s6lab import get_model
@@ -43,8 +44,9 @@ def test_mistakes_and_saliency_commands(capsys, tiny_run, tmp_path):
 def test_analysis_commands_bad_input(capsys, tiny_run, tmp_path):
     assert main(["mistakes", str(tmp_path / "none")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
-    assert main(["mistakes", str(tiny_run.path), "-n", "0"]) == 2
-    assert "-n must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused while parsing, before the run loads
+        main(["mistakes", str(tiny_run.path), "-n", "0"])
+    assert e.value.code == 2 and "argument -n: must be 1 to 100" in capsys.readouterr().err
     assert main(["saliency", str(tiny_run.path), "--layer", "conv9"]) == 2
     assert "unknown layer 'conv9'" in capsys.readouterr().err
     other = tmp_path / "other"

@@ -91,9 +91,11 @@ def test_pad_and_crop_keeps_the_size_and_fills_with_background():
     assert torch.allclose(augment(background, mean, std), background, atol=1e-6)
 
 
-def test_a_transform_that_changes_the_size_is_refused():
-    with pytest.raises(ConfigError, match="changed the image size.*end with a crop"):
-        TorchAugmentation("Pad(2)")(torch.zeros(2, 1, 28, 28), 0.1307, 0.3081)
+def test_a_transform_that_changes_the_size_is_refused_when_it_is_made():
+    with pytest.raises(ConfigError, match=r"turns a 28x28 digit into \(1, 32, 32\); end with a crop"):
+        TorchAugmentation("Pad(2)")
+    with pytest.raises(ConfigError, match=r"fails on a 28x28 digit \(Required crop size \(999, 999\)"):
+        TorchAugmentation("RandomCrop(999)")
 
 
 @pytest.mark.parametrize("field, text, message", [
