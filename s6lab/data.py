@@ -336,7 +336,9 @@ def ensure_mnist(
             "or delete the bad files and call ensure_mnist(download=True)."
         )
     if try_torchvision is None:
-        try_torchvision = os.environ.get("S6LAB_OFFLINE", "") not in ("1", "true", "yes")
+        from .env_flags import flag
+
+        try_torchvision = not flag("S6LAB_OFFLINE")
     say = report or log.info
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -99,13 +98,16 @@ QUICK_ENV = "S6LAB_QUICK"
 
 
 def quick_mode() -> bool:
-    """Whether ``S6LAB_QUICK=1`` asks for quick runs (the test suite sets it to run the notebooks).
+    """Whether ``S6LAB_QUICK=1`` asks for quick runs (the test suite sets it to run the notebooks; ``true``,
+    ``yes`` and ``on`` also mean yes, and a value that is neither yes nor no raises `ConfigError`).
 
     Examples:
         >>> QUICK_RUN  # what a quick run changes: see Recipe.quick
         {'epochs': 1, 'train_size': 1000, 'test_size': 500}
     """
-    return os.environ.get(QUICK_ENV) == "1"
+    from .env_flags import flag
+
+    return flag(QUICK_ENV)
 
 
 @dataclass(frozen=True)

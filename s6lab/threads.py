@@ -223,9 +223,10 @@ def environment_error() -> str | None:
     """What is wrong with s6lab's settings in the environment, in one line, or ``None``: the thread settings as
     ``import s6lab`` found them (`setting_problems`) and ``S6LAB_NATIVE_BF16`` as it is now
     (`s6lab.hardware.bf16_setting_problem`)."""
+    from .env_flags import flag_problems
     from .hardware import bf16_setting_problem  # here: hardware loads torch, which must start after the settings
 
-    problems = [*_BAD_ENVIRONMENT, *filter(None, [bf16_setting_problem()])]
+    problems = [*_BAD_ENVIRONMENT, *filter(None, [bf16_setting_problem()]), *flag_problems()]
     return "; ".join(problems) + " (in the environment)" if problems else None
 
 
