@@ -35,6 +35,23 @@ def count_up_to(most: int, what: str) -> Callable[[str], int]:
     return count
 
 
+def png_path(text: str) -> str:
+    """An argparse type: a figure's file name, which must end in ``.png`` (the figure is written as PNG)."""
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"the figure is a PNG: give a file name ending in .png, got {text!r}")
+    return text
+
+
+def file_stem(text: str) -> str:
+    """An argparse type: a name for files inside ``--out`` (letters, digits, ``-``, ``_``, ``.``; no folders)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", text):
+        raise argparse.ArgumentTypeError(f"give a plain file name (letters, digits, - _ .), not a path or empty, "
+                                         f"got {text!r}; --out chooses the folder")
+    return text
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors in one line that names the fix (``s6lab train: error: argument --epochs:
     invalid int value: 'abc'; see `s6lab train --help```), not the whole usage block above it."""
@@ -636,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="torchinfo summary of a model, and its architecture diagram")
     add_model_arguments(p)
-    p.add_argument("--diagram", nargs="?", const="diagram.png", metavar="PNG",
+    p.add_argument("--diagram", nargs="?", const="diagram.png", metavar="PNG", type=png_path,
                    help="also print the block table and draw the diagram: shape, parameters, multiply-adds and "
                         "receptive field of every block (default file: diagram.png)")
 
@@ -680,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
     p.add_argument("--all", action="store_true", help="every layer, not only those that change the field")
     p.add_argument("--json", action="store_true", help="every row as JSON")
-    p.add_argument("--plot", metavar="PNG", help="also save the growth figure")
+    p.add_argument("--plot", metavar="PNG", type=png_path, help="also save the growth figure")
 
     p = sub.add_parser("budget", help="parameters and multiply-adds per block or layer")
     add_model_arguments(p)
@@ -689,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the budget (and the check) as JSON")
     p.add_argument("--layers", action="store_true", help="per layer instead of per block")
     p.add_argument("--markdown", action="store_true", help="a markdown table instead of text")
-    p.add_argument("--plot", metavar="PNG", help="also save the figure")
+    p.add_argument("--plot", metavar="PNG", type=png_path, help="also save the figure")
 
     p = sub.add_parser("mistakes", help="misclassified digits, confusion matrix, most-confused pairs")
     p.add_argument("run_dir", help="a run directory written by `s6lab train` (or `compare`)")
@@ -739,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
     renamed(p, "--seeds", "--seed", dest="seeds", type=int, nargs="+")
     renamed(p, "--out", "--results-dir", dest="out")
     p.add_argument("old_variants", nargs="*", metavar="VARIANT", help=argparse.SUPPRESS)  # now --model
-    p.add_argument("--name", default="comparison", help="file stem of the tables and figures")
+    p.add_argument("--name", type=file_stem, default="comparison", help="file stem of the tables and figures")
     p.add_argument("--no-train", action="store_true", help="re-render from finished runs only")
     p.add_argument("--json", action="store_true", help="the table as JSON (files are still written)")
     p.add_argument("--train-size", type=int, help="quick mode: train on the first N images")
