@@ -16,10 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
-#: (module, class) of the errors s6lab raises for a value a user can fix; the `s6lab` command prints these
-#: as one line too. Looked up in the modules already loaded: one of them can only come from a loaded module.
-USER_ERRORS = (("s6lab.errors", "ConfigError"), ("s6lab.errors", "UnknownNameError"), ("s6lab.data", "DataError"),
-               ("s6lab.runs", "RunError"))
 #: MNIST's training images: a window or subset asked to be larger would be cut short, and its rate overstated
 TRAIN_IMAGES = 60_000
 
@@ -48,15 +44,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def run_main(main: Callable[[], object]) -> None:
-    """``main()``, with s6lab's errors a user can fix (`USER_ERRORS`) refused in one line; any other exception
+    """``main()``, with s6lab's errors a user can fix (`s6lab.errors.one_line`) refused in one line; any other exception
     is a bug and keeps its traceback."""
     try:
         main()
     except Exception as e:
-        loaded = tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules)
-        if not isinstance(e, loaded):
+        errors = sys.modules.get("s6lab.errors")  # not loaded: s6lab was never imported, so it raised nothing
+        if errors is None or (message := errors.one_line(e)) is None:
             raise
-        refuse(str(e))
+        refuse(message)
 
 
 def exit_if_failed(returncode: int) -> None:

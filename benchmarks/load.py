@@ -129,8 +129,11 @@ def main() -> None:
         parser.error("--rounds must be >= 1, --images >= 256 and --settle >= 0")
     if any(count < 0 for count in args.spincount):
         parser.error("--spincount values must be >= 0")
-    if args.threads is not None and not 1 <= args.threads <= (os.cpu_count() or 1):
-        parser.error(f"--threads must be 1 to {os.cpu_count()} (the logical CPUs here)")
+    if args.threads is not None:
+        from s6lab.threads import available_cores  # (the parent only: workers import torch first)
+
+        if not 1 <= args.threads <= available_cores():
+            parser.error(f"--threads must be 1 to {available_cores()} (the physical cores this process may use)")
     out = writable(parser, args.out or results_file("load", home_class="AVX2, no bf16"))
     CONFIGS.update(spin_config(count) for count in args.spincount)
 

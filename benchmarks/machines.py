@@ -176,10 +176,10 @@ def save(rows: dict[str, dict]) -> None:
 def read_recording(parser: argparse.ArgumentParser, path: Path) -> str:
     """The text of the ``--import`` file, or a one-line refusal saying what that path is instead."""
     which = "pass a file written by `python benchmarks/throughput.py --out FILE`"
-    if path.is_dir():
-        parser.error(f"--import {path} is a folder; {which}")
     try:
         return path.read_text()
+    except IsADirectoryError:
+        parser.error(f"--import {path} is a folder; {which}")
     except FileNotFoundError:
         parser.error(f"--import {path}: no such file; {which}")
     except UnicodeDecodeError:

@@ -13,27 +13,18 @@ folder that cannot be written, a bad S6LAB_THREADS) is one line on stderr and ex
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import s6lab
+from s6lab.cli import OneLineParser
 from s6lab.comparison import Comparison, format_comparison, render
-from s6lab.data import DataError
-from s6lab.errors import ConfigError, UnknownNameError
+from s6lab.errors import ConfigError, one_line
 from s6lab.parallel import workers
 from s6lab.recipe import QUICK_RUN
-from s6lab.runs import RunError
 from s6lab.threads import environment_error
-from s6lab.train import TrainingDiverged
-
-#: errors of the disk or the file system a user can fix, with the fix
-DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOTDIR: "choose a folder, not a file (--results-dir)",
-               errno.EACCES: "choose a folder you can write to (--results-dir)",
-               errno.EROFS: "choose a folder on a writable disk (--results-dir)",
-               errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota"}
 
 
 @contextmanager
@@ -48,22 +39,16 @@ def one_line_errors() -> Iterator[None]:
         if (problem := environment_error()) is not None:  # a bad S6LAB_THREADS, ... (as the `s6lab` command does)
             raise ConfigError(problem)
         yield
-    except (ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
-        message = str(e)
-    except OSError as e:
-        if e.errno not in DISK_ERRORS:
+    except Exception as e:
+        if (message := one_line(e)) is None:
             raise  # a programming error is not a user error: let it show
-        where = f": {e.filename}" if e.filename else ""
-        message = f"{e.strerror}{where}; {DISK_ERRORS[e.errno]}"
-    else:
-        return
-    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def parse(doc: str, epochs: int = 10, seeds: tuple[int, ...] = (0,)) -> argparse.Namespace:
     """The examples' command line, checked: a bad value raises `ConfigError` (`one_line_errors` shows it)."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser = OneLineParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=list(seeds), metavar="N",
                         help="one run per seed")

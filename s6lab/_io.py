@@ -18,7 +18,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as e:
-        raise _naming(e, path) from None
+        raise _naming(e, path) from e
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask like open() would
         with os.fdopen(fd, "wb") as f:
@@ -28,7 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise _naming(e, path) from None
+        raise _naming(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -40,6 +40,8 @@ def _naming(error: OSError, path: Path) -> OSError:
     ``.report.md.x1y2.part``): the same type and errno, with ``path`` as its file name. A folder in the way
     (``path`` is one) reads as `IsADirectoryError` of ``path``; a file in the way of a folder the path needs
     (mkdir's ``FileExistsError``) as `NotADirectoryError`."""
+    if error.errno is None:  # raised by a writer (a figure's library) with a message of its own: keep it
+        return error
     if path.is_dir():
         return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if isinstance(error, FileExistsError) or error.errno == errno.ENOTDIR:

@@ -785,15 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors of the disk or the file system a user can fix, with the fix
-_DISK_ERRORS = {errno.ENOENT: "check the path", errno.ENOSPC: "free some disk space",
-                errno.EDQUOT: "free some of your disk quota",
-                errno.EACCES: "choose a folder you can write to (--out, --root)",
-                errno.EROFS: "choose a folder on a writable disk (--out, --root)",
-                errno.ENOTDIR: "choose a path inside a folder",
-                errno.EISDIR: "give a file name, not a folder",
-                errno.EEXIST: "choose a path where no file is in the way"}
-
-#: what a command that was stopped (or failed on the disk) has kept, and how to go on
+#: what a command that was stopped (or ran out of disk) has kept, and how to go on
 _GOING_ON = {"train": "a training run keeps its last finished epoch: run the same command with --resume",
              "compare": "finished runs are kept and reused: run the same command again"}
 
@@ -818,18 +810,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """One command, with the errors a user can fix turned into one line and an exit status."""
-    from .data import DataError
-    from .errors import ConfigError, UnknownNameError
-    from .runs import RunError
+    from .errors import one_line
     from .threads import environment_error
-    from .train import TrainingDiverged
 
     try:
         if (problem := environment_error()) is not None:
             raise CLIError(problem)
         return COMMANDS[args.command](args)
-    except (CLIError, ConfigError, UnknownNameError, DataError, RunError, TrainingDiverged) as e:
-        # the errors a user can fix; any other exception is a bug and keeps its traceback
+    except CLIError as e:
         print(f"s6lab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -840,10 +828,10 @@ def _run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError when Python flushes at exit
         return 0
-    except OSError as e:  # after BrokenPipeError, which is one too
-        if e.errno not in _DISK_ERRORS:
+    except Exception as e:  # after BrokenPipeError, an OSError of ours
+        if (message := one_line(e)) is None:
             raise  # a programming error is not a user error: let it show
-        where = f": {e.filename}" if e.filename else ""
-        going_on = f" ({_GOING_ON[args.command]})" if args.command in _GOING_ON else ""
-        print(f"s6lab {args.command}: error: {e.strerror}{where}; {_DISK_ERRORS[e.errno]}{going_on}", file=sys.stderr)
+        out_of_disk = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        going_on = f" ({_GOING_ON[args.command]})" if out_of_disk and args.command in _GOING_ON else ""
+        print(f"s6lab {args.command}: error: {message}{going_on}", file=sys.stderr)
         return 2

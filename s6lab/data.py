@@ -93,7 +93,8 @@ def checked_root(root: str | Path | None = None) -> Path:
         raise DataError("the data root is empty text; pass a directory (--root DIR or $S6LAB_DATA), or leave it "
                         f"out for the default {default_root()}")
     root = Path(root if root is not None else default_root()).expanduser()
-    for path in (root, root / "MNIST", root / "MNIST" / "raw"):
+    above = next((p for p in root.parents if p.exists()), None)  # a file above the root: /etc/passwd/x
+    for path in ([above] if above is not None else []) + [root, root / "MNIST", root / "MNIST" / "raw"]:
         if path.exists() and not path.is_dir():
             raise DataError(f"{path} is a file, not a directory, where the data root's MNIST folders go; pass "
                             "another directory (--root DIR or $S6LAB_DATA), or move the file")

@@ -227,7 +227,7 @@ class Recipe:
             raise ConfigError(f"the recipe's model is not a spec ({type(e).__name__}: {e}); give a registered "
                               "name (\"model\": \"s6\") or a spec as written in a run's config.json") from None
         for part in ("train", "data"):
-            if not isinstance(values.get(part) or {}, dict):
+            if values.get(part) is not None and not isinstance(values[part], dict):
                 raise ConfigError(f"the recipe's {part} is a JSON {type(values[part]).__name__}; give an object of "
                                   f"{'TrainConfig' if part == 'train' else 'DataSelection'} fields, as a run's "
                                   "config.json has it")

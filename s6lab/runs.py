@@ -140,8 +140,13 @@ def recorded_in_full(path: Path) -> bool:
     """
     if not (path / CONFIG).exists() or not (path / HISTORY).exists():
         return False
-    epochs = TrainConfig.from_dict(read_json(path / CONFIG)["train"]).epochs
-    return len(read_json(path / HISTORY)) == epochs
+    meta, history = read_json(path / CONFIG), read_json(path / HISTORY)
+    try:
+        epochs = TrainConfig.from_dict(meta["train"]).epochs
+        return len(history) == epochs
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
+                       f"{e}); it was not written by this s6lab: delete the directory and train again") from None
 
 
 def train_run(
@@ -346,9 +351,11 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
                        f"{e}); it was not written by this s6lab: delete the directory and train again") from None
     finished = (path / WEIGHTS).exists()
     if not history and (finished or (path / CHECKPOINT).exists()):  # weights with no record of how they came
+        rebuild = ("rebuilds it from the checkpoint" if (path / CHECKPOINT).exists()
+                   else "trains the run again from the start (there is no checkpoint)")
         raise RunError(f"{path} holds weights but its {HISTORY} is missing or empty; the run's record is damaged: "
-                       f"`{train_command(recipe, meta, path, resume=True)}` rebuilds it from the checkpoint, "
-                       "or delete the directory and train again")
+                       f"`{train_command(recipe, meta, path, resume=True)}` {rebuild}, or delete the directory and "
+                       "train again")
     if finished:
         weights = read_tensors(path / WEIGHTS, device)
     elif (path / CHECKPOINT).exists():

@@ -82,19 +82,30 @@ _CHOICE: ThreadChoice | None = None
 _BAD_ENVIRONMENT: tuple[str, ...] = ()
 
 
-def _thread_count(value: str, unset: str) -> int:
-    """``value`` as a number of threads: a whole number from 1 to the cores available.
+def available_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity mask; hyperthreads each count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+def _thread_count(value: str, unset: str, *, logical: bool = False) -> int:
+    """``value`` as a number of threads: a whole number from 1 to the physical cores available (to the logical
+    CPUs with ``logical``: ``OMP_NUM_THREADS``, which other tools set too, often to the logical count).
 
     Raises:
         ValueError: what to give instead, ending with ``unset`` (how to leave the choice to s6lab).
     """
     if not (value.isascii() and value.isdigit() and value.strip("0")):
         raise ValueError(f"give a positive number of threads, {unset}")
-    cores = available_cores()
-    if len(value) > 9 or int(value) > cores:  # (int() refuses a number of thousands of digits)
-        allowed, plural = ("1", "") if cores == 1 else (f"1 to {cores}", "s")
-        raise ValueError(f"this process may use {cores} physical core{plural} (its CPU affinity, hyperthreads "
-                         f"counted once), and more threads only wait for one: give {allowed}, {unset}")
+    most = available_cpus() if logical else available_cores()
+    if len(value) > 9 or int(value) > most:  # (int() refuses a number of thousands of digits)
+        allowed, plural = ("1", "") if most == 1 else (f"1 to {most}", "s")
+        what = (f"{most} logical CPU{plural} (its CPU affinity)" if logical else
+                f"{most} physical core{plural} (its CPU affinity, hyperthreads counted once)")
+        raise ValueError(f"this process may use {what}, and more threads only wait for one: give {allowed}, "
+                         f"{unset}")
     return int(value)
 
 
@@ -116,17 +127,19 @@ def _follow_load(value: str) -> bool:
     Raises:
         ValueError: what to give instead.
     """
-    if value not in ("0", "1"):
+    from .env_flags import OFF, ON
+
+    if value.lower() not in ON + OFF or not value:
         raise ValueError("give 1 (fewer threads while another program keeps a core busy) or 0 (the same count "
                          "for the whole run)")
-    return value == "1"
+    return value.lower() in ON
 
 
 #: every thread setting s6lab reads, and how: its value, stripped, to what it means (a `ValueError` says what
 #: to give instead); S6LAB_THREADS=auto means unset
 _SETTINGS = {
     "S6LAB_THREADS": lambda value: None if value.lower() == "auto" else _thread_count(value, "or auto"),
-    "OMP_NUM_THREADS": lambda value: _thread_count(value, "or unset it for the cores available"),
+    "OMP_NUM_THREADS": lambda value: _thread_count(value, "or unset it for the cores available", logical=True),
     "OMP_WAIT_POLICY": _wait_policy,
     "S6LAB_FOLLOW_LOAD": _follow_load,
 }
@@ -137,6 +150,8 @@ def _read_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
     values: dict[str, Any] = dict.fromkeys(_SETTINGS)
     problems = {}
     for name, read in _SETTINGS.items():
+        if name == "OMP_NUM_THREADS" and env.get("S6LAB_THREADS", "").strip().lower() not in ("", "auto"):
+            continue  # S6LAB_THREADS decides, and replaces it (configure_threads)
         if name in env:
             try:
                 values[name] = read(env[name].strip())

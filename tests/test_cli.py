@@ -327,13 +327,13 @@ def test_a_mistyped_command_line_is_one_line_naming_the_help(capsys, argv, messa
 
 
 @pytest.mark.parametrize("where, message", [
-    ("file/d.png", "file is a file, not a folder: {tmp}/file/d.png; choose a path inside a folder"),
-    ("folder", "Is a directory: {tmp}/folder; give a file name, not a folder"),
+    ("file/d.png", "file is a file, not a folder: {tmp}/file/d.png; a file is in the way: move it, or choose"),
+    ("folder.png", "Is a directory: {tmp}/folder.png; give a file name, not a folder"),
 ])
 def test_a_figure_path_that_cannot_be_written_names_the_path_typed(capsys, tmp_path, where, message):
     """Not the temporary `.d.png.x1y2.part` beside it, and no --resume advice: only a training resumes."""
     (tmp_path / "file").write_text("x")
-    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.png").mkdir()
     code, _, err = run(capsys, "summary", "--diagram", str(tmp_path / where))
     assert code == 2 and message.format(tmp=tmp_path) in err and err.count("\n") == 1, err
     assert ".part" not in err and "--resume" not in err

@@ -258,3 +258,11 @@ def test_a_data_file_that_cannot_be_read_is_named(copied_root, monkeypatch):
     monkeypatch.setattr(D, "sha256_of", unreadable)
     assert any("t10k-labels-idx1-ubyte cannot be read (Permission denied); check its permissions" in p
                for p in D.verify(copied_root, rehash=True))
+
+
+def test_a_file_above_the_data_root_is_named(tmp_path):
+    from s6lab.data import DataError, verify
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError, match=f"{tmp_path / 'f'} is a file, not a directory"):
+        verify(tmp_path / "f" / "x")

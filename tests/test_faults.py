@@ -393,3 +393,21 @@ def test_a_config_file_with_parts_of_the_wrong_shape_is_one_line(tmp_path, capsy
     assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_weights_without_history_or_checkpoint_are_told_resume_starts_over(tmp_path):
+    run = tiny(tmp_path)
+    (run.path / "history.json").unlink()
+    (run.path / "checkpoint.pt").unlink()
+    with pytest.raises(RunError, match=r"trains the run again from the start \(there is no checkpoint\)"):
+        load_run(run.path)
+
+
+@pytest.mark.parametrize("config", ["[]", '{"model": {}}'])
+def test_compare_names_a_damaged_config_of_a_recorded_run(tmp_path, config):
+    from s6lab.runs import recorded_in_full
+
+    run = tiny(tmp_path)
+    (run.path / "config.json").write_text(config)
+    with pytest.raises(RunError, match="missing or wrong fields"):
+        recorded_in_full(run.path)

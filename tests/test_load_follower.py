@@ -226,10 +226,15 @@ def test_s6lab_follows_the_load_by_default_unless_told_not_to_and_never_above_th
     assert not configure_threads({"S6LAB_THREADS": "1"}).follows_load  # nothing to drop
 
 
-@pytest.mark.parametrize("bad", ["yes", "2", "true", ""])
+@pytest.mark.parametrize("bad", ["maybe", "2", ""])
 def test_a_bad_follow_load_setting_is_named(bad):
     with pytest.raises(ValueError, match=f"S6LAB_FOLLOW_LOAD='{bad}': give 1 .* or 0"):
         configure_threads({"S6LAB_FOLLOW_LOAD": bad})
+
+
+@pytest.mark.parametrize("value, follows", [("yes", True), ("True", True), ("off", False), ("no", False)])
+def test_follow_load_understands_the_switch_spellings_of_s6lab_quick(value, follows):
+    assert configure_threads({"S6LAB_FOLLOW_LOAD": value, "S6LAB_THREADS": "2"}).follows_load is follows
 
 
 def test_a_bad_setting_does_not_break_the_import_and_the_command_refuses_it_in_one_line():

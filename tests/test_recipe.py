@@ -245,7 +245,7 @@ def test_one_quick_mode_for_examples_notebooks_and_docs(monkeypatch):
     assert (quick.train.epochs, quick.data.train_size, quick.data.test_size) == \
         (QUICK_RUN["epochs"], QUICK_RUN["train_size"], QUICK_RUN["test_size"])
     assert quick.train.schedule == "step" and quick.train.seed == 2  # the rest of the recipe is kept
-    for value, expected in (("1", True), ("0", False), ("yes", False)):
+    for value, expected in (("1", True), ("0", False), ("yes", True), ("off", False)):
         monkeypatch.setenv(QUICK_ENV, value)
         assert s6lab.quick_mode() is expected
     monkeypatch.delenv(QUICK_ENV)
@@ -257,3 +257,11 @@ def test_one_quick_mode_for_examples_notebooks_and_docs(monkeypatch):
         text = path.read_text()
         assert "QUICK_RUN" in text or "quick()" in text, path
         assert "train_size=600" not in text and "2000 if QUICK" not in text, path
+
+
+@pytest.mark.parametrize("part, value", [("train", 0), ("train", ""), ("data", []), ("data", False)])
+def test_a_recipe_part_that_is_not_an_object_is_refused_even_when_empty(part, value):
+    from s6lab.recipe import Recipe
+
+    with pytest.raises(ConfigError, match=f"the recipe's {part} is a JSON"):
+        Recipe.from_dict({"model": s6lab.get_recipe("s6").to_dict()["model"], part: value})

@@ -16,8 +16,9 @@ WAIT_POLICY_FIX = "give PASSIVE (waiting threads sleep: s6lab's choice) or ACTIV
 
 @pytest.fixture
 def two_cores(monkeypatch):
-    """A process that may use 2 physical cores, whatever this machine has."""
+    """A process that may use 2 physical cores (and 2 logical CPUs), whatever this machine has."""
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
 
 
 def test_s6lab_chooses_passive_waits_and_the_cores_available():
@@ -69,9 +70,10 @@ def test_more_threads_than_cores_are_refused_naming_the_cores(two_cores, name, u
     """More threads than cores only wait for one (and torch kept 2 while the start line said 100000)."""
     with pytest.raises(ValueError) as refused:
         configure_threads({name: many})
-    assert str(refused.value) == (f"{name}={many!r}: this process may use 2 physical cores (its CPU affinity, "
-                                  f"hyperthreads counted once), and more threads only wait for one: give 1 to 2, "
-                                  f"{unset}")
+    what = "2 logical CPUs (its CPU affinity)" if name == "OMP_NUM_THREADS" else \
+        "2 physical cores (its CPU affinity, hyperthreads counted once)"
+    assert str(refused.value) == (f"{name}={many!r}: this process may use {what}, and more threads only wait for "
+                                  f"one: give 1 to 2, {unset}")
 
 
 def test_one_core_is_said_in_the_singular(monkeypatch):
@@ -133,3 +135,17 @@ def test_the_training_line_says_what_was_chosen():
 
     line = training_line(torch.device("cpu"), resolve_precision("fp32", torch.device("cpu")))
     assert "OpenMP waits" in line and "thread" in line
+
+
+def test_omp_num_threads_may_count_hyperthreads_and_yields_to_s6lab_threads(monkeypatch):
+    """OMP_NUM_THREADS is set by other tools too, often to the logical CPUs: up to them it is accepted; and with
+    S6LAB_THREADS given, s6lab replaces it, so it is not checked at all (a 64 left by a cluster job is fine)."""
+    import s6lab.threads as threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)  # one core, two hyperthreads
+    assert threads.setting_problems({"OMP_NUM_THREADS": "2"}) == {}
+    assert "may use 2 logical CPUs" in threads.setting_problems({"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"]
+    assert "may use 1 physical core " in threads.setting_problems({"S6LAB_THREADS": "2"})["S6LAB_THREADS"]
+    assert threads.setting_problems({"S6LAB_THREADS": "1", "OMP_NUM_THREADS": "64"}) == {}
+    assert "OMP_NUM_THREADS" in threads.setting_problems({"S6LAB_THREADS": "auto", "OMP_NUM_THREADS": "64"})

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from s6lab.data import MNISTTensors, TensorSplit
 from s6lab.errors import ConfigError
-from s6lab.torch_parts import TorchAugmentation, parse_calls
+from s6lab.torch_parts import TorchAugmentation, check_augmentation, parse_calls
 from s6lab.train import TrainConfig, fit, make_optimizer
 
 
@@ -123,3 +123,22 @@ def test_torch_refusing_the_arguments_is_named():
 def test_parse_calls_reads_tuples_and_keywords():
     assert parse_calls("RandomAffine(degrees=0, translate=(0.1, 0.1))", "augmentation") == [
         ("RandomAffine", (), {"degrees": 0, "translate": (0.1, 0.1)})]
+
+
+def test_a_transform_that_resizes_only_sometimes_is_refused_every_time():
+    """RandomZoomOut changes the size with probability 0.5: the check's seeded trials catch it whatever the
+    training's RNG holds, and leave that RNG where it was."""
+    for seed in range(5):
+        torch.manual_seed(seed)
+        before = torch.random.get_rng_state()
+        with pytest.raises(ConfigError, match="turns a 28x28 digit into"):
+            check_augmentation("RandomZoomOut()")
+        assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_the_size_is_checked_again_on_every_batch(monkeypatch):
+    """The last guard: a transform that passed the check but resizes a real batch is refused there too."""
+    augment = TorchAugmentation("RandomRotation(5)")
+    monkeypatch.setattr(augment, "transform", lambda image: image[:, :14, :14])
+    with pytest.raises(ConfigError, match="changed the image size.*end with a crop"):
+        augment(torch.zeros(2, 1, 28, 28), 0.1307, 0.3081)
