@@ -111,3 +111,15 @@ def writable(parser: argparse.ArgumentParser, path: str | Path, flag: str = "--o
             parser.error(f"{flag} {path}: cannot write in {existing} ({e.strerror}); choose a folder you can "
                          "write to")
     return path
+
+
+def refuse_bad_environment() -> None:
+    """Refuse a setting of s6lab's in the environment that it cannot use (``S6LAB_THREADS=abc``), in one line, as
+    the ``s6lab`` command does. ``import s6lab`` drops such a setting and goes on with its own choice, and the
+    workers a benchmark starts inherit the environment without it: the benchmark would measure s6lab's choice
+    under the user's name. Call it in the measuring process once it has imported s6lab (never in a worker that
+    must import torch first)."""
+    from s6lab.threads import environment_error
+
+    if (problem := environment_error()) is not None:
+        refuse(problem)

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _args import Parser, at_least, run_main, writable  # noqa: E402
+from _args import Parser, at_least, refuse_bad_environment, run_main, writable  # noqa: E402
 from machines import class_results_file  # noqa: E402
 
 #: the reference net's BatchNorm inputs at batch 256 (layer 1's, 32x26x26, is folded into conv1 on a CPU)
@@ -62,6 +62,8 @@ def main() -> None:
     import torch
 
     from s6lab._io import atomic_write_text
+
+    refuse_bad_environment()
     from s6lab.hardware import describe_machine, native_bf16, recorded_command
 
     bf16 = native_bf16(torch.device("cpu"))

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _args import Parser, run_main, writable  # noqa: E402
+from _args import Parser, refuse_bad_environment, run_main, writable  # noqa: E402
 from _worker import WorkerProcess, core_taken  # noqa: E402
 from machines import class_results_file  # noqa: E402
 
@@ -132,6 +132,8 @@ def main() -> None:
     out = writable(parser, args.out or class_results_file("data-parallel"))
 
     from s6lab._io import atomic_write_text
+
+    refuse_bad_environment()
     from s6lab.hardware import describe_machine
     from s6lab.threads import available_cores
 

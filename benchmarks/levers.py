@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from _args import TRAIN_IMAGES, Parser, at_least, refuse, run_main, valid_seeds, writable
+from _args import TRAIN_IMAGES, Parser, at_least, refuse, refuse_bad_environment, run_main, valid_seeds, writable
 from _worker import WorkerProcess
 
 #: the levers this benchmark applies itself: those that left TrainConfig (s6lab.train.RETIRED) and those tried only here
@@ -483,6 +483,8 @@ def main() -> None:
         writable(parser, args.out)
 
     from s6lab.hardware import describe_machine, native_bf16
+
+    refuse_bad_environment()
 
     native = native_bf16(torch.device("cpu"))
     rows, parity_notes = without_bf16_rows(picked, native)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _args import Parser, run_main, writable  # noqa: E402
+from _args import Parser, refuse_bad_environment, run_main, writable  # noqa: E402
 from _worker import WorkerProcess, core_taken  # noqa: E402
 from machines import results_file  # noqa: E402
 
@@ -138,6 +138,8 @@ def main() -> None:
     CONFIGS.update(spin_config(count) for count in args.spincount)
 
     from s6lab._io import atomic_write_text
+
+    refuse_bad_environment()
     from s6lab.hardware import describe_machine, preview_name, recorded_command
     from s6lab.threads import available_cores
 

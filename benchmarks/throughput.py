@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _args import TRAIN_IMAGES, Parser, at_least, run_main, valid_seeds, writable
+from _args import TRAIN_IMAGES, Parser, at_least, refuse_bad_environment, run_main, valid_seeds, writable
 from _worker import WorkerProcess
 
 SETTINGS = ("typical-w0", "typical-w2", "s6lab")
@@ -390,6 +390,8 @@ def main() -> None:
         writable(parser, args.out)
     from s6lab import get_recipe
     from s6lab.errors import ConfigError, UnknownNameError
+
+    refuse_bad_environment()
 
     try:
         batch_size = get_recipe(args.recipe).train.batch_size

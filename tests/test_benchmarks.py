@@ -600,3 +600,22 @@ def test_s6labs_errors_a_user_can_fix_are_one_line_and_a_bug_keeps_its_traceback
         assert e.value.code == 2 and capsys.readouterr().err == f"benchmarks/recipe.py: {error}\n"
     with pytest.raises(ZeroDivisionError):
         _args.run_main(lambda: 1 / 0)
+
+
+@pytest.mark.parametrize("script, work", [("throughput.py", ("matmul_peak", "start_worker")),
+                                          ("levers.py", ("throughput_tables", "parity"))])
+def test_a_bad_thread_setting_is_refused_not_measured_as_s6labs_choice(script, work, tmp_path, monkeypatch, capsys):
+    """`import s6lab` drops S6LAB_THREADS=abc and goes on with its own choice; the workers inherit the
+    environment without it, so the benchmark would have recorded s6lab's choice under the user's name."""
+    import s6lab.threads
+
+    monkeypatch.setattr(s6lab.threads, "_BAD_ENVIRONMENT", ("S6LAB_THREADS='abc': give a positive number",))
+    assert_main_refuses(script, ["--out", str(tmp_path / "x.md")], "S6LAB_THREADS='abc': give a positive number",
+                        work, monkeypatch, capsys)
+
+
+def test_a_bad_thread_setting_stops_a_benchmark_that_imports_s6lab_first(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bn_layout.py"), "--out", str(tmp_path / "b.md")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "S6LAB_THREADS": "abc"})
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "S6LAB_THREADS='abc'" in done.stderr and not (tmp_path / "b.md").exists()
