@@ -28,7 +28,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from _args import Parser, at_least, exit_if_failed, run_main
+from _args import Parser, at_least, exit_if_failed, refuse, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "results" / "machines.json"
@@ -67,8 +67,8 @@ def parse_throughput(text: str) -> dict:
     try:
         raw = json.loads(text.split("```json")[1].split("```")[0])
     except (IndexError, json.JSONDecodeError):
-        raise SystemExit("benchmarks/machines.py: that file has no raw JSON block; pass a file written by "
-                         "`python benchmarks/throughput.py --out FILE`") from None
+        refuse("that file has no raw JSON block; pass a file written by `python benchmarks/throughput.py --out FILE`",
+               "benchmarks/machines.py")
     command = re.search(r"Command: `([^`]*)`", text)
     torch_version = re.search(r"torch (\S+?)[,;]", text)
     capability = re.search(r"capability (\w+)", text)
@@ -228,10 +228,7 @@ def main() -> None:
                        source=str(args.import_file.resolve().relative_to(ROOT)),
                        command=parsed["command"] or command, precision="bf16" if bf16 else "fp32")
     else:
-        try:
-            device = resolve_device(args.device)
-        except ValueError as e:
-            raise SystemExit(f"benchmarks/machines.py: {e}") from None
+        device = resolve_device(args.device)  # CUDA asked for and missing: a ConfigError, one line (run_main)
         info = machine_info(device)
         out = class_results_file("throughput", info.machine_class).relative_to(ROOT)
         run = [sys.executable, "benchmarks/throughput.py", "--device", str(device), "--repeats", str(args.repeats),

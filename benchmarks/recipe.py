@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _args import Parser, run_main, valid_seeds, writable
+from _args import Parser, refuse, run_main, valid_seeds, writable
 
 #: name -> TrainConfig overrides of the trainer's defaults
 ROWS: dict[str, dict] = {
@@ -165,8 +165,7 @@ def run_row(name: str, overrides: dict, precision: str, seeds: list[int], out: P
             run = load_run(path, need_weights=False)
             differs = recipe.differences(run.meta, torch.device("cpu"))
             if differs:
-                raise SystemExit(f"benchmarks/recipe.py: {path} is not the row {name!r} ({', '.join(differs)} "
-                                 "differ): delete it to retrain it")
+                refuse(f"{path} is not the row {name!r} ({', '.join(differs)} differ): delete it to retrain it")
         elif train:
             print(f"training {name!r} {precision} seed {seed} -> {path}", file=sys.stderr, flush=True)
             run = train_run(recipe, path, resume=True, progress=False)

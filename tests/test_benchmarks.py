@@ -37,17 +37,13 @@ def test_throughput_script_smoke_without_bf16(tmp_path):
 
 
 def test_throughput_script_names_an_unknown_recipe():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--recipe", "s7"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "s7" in done.stderr and "Traceback" not in done.stderr
+    assert_refused_in_one_line("throughput.py", ["--recipe", "s7"], "s7")
 
 
 def test_throughput_script_names_a_missing_gpu():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--device", "cuda"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "CUDA is not available; use --device cpu" in done.stderr
+    assert_refused_in_one_line("throughput.py", ["--device", "cuda"], "CUDA is not available; use --device cpu")
 
 
 def _benchmark_module(name: str):
@@ -177,9 +173,7 @@ def test_recipe_rows_are_picked_by_one_part_and_bf16_is_skipped_without_native_s
     text = table.read_text()
     assert "| wd 5e-4, 18 epochs | bf16 | 0 of 3 | not supported here, none recorded |" in text
     assert "no bf16" in text
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--rows", "wd"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "--rows 'wd' matches 4 rows" in done.stderr
+    assert_refused_in_one_line("recipe.py", ["--rows", "wd"], "--rows 'wd' matches 4 rows")
 
 
 def test_speedrun_rows_are_picked_apart_from_the_margin_screen(capsys):
@@ -216,9 +210,7 @@ def test_machines_table_has_one_row_per_class_from_recorded_throughput_files():
 def test_machines_import_of_a_file_without_raw_results_is_one_clear_line(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "x.md"
     bad.write_text("no json here")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machines.py"), "--import", str(bad)],
-                          capture_output=True, text=True, timeout=120)  # as a user runs it: no traceback
-    assert done.returncode != 0 and "has no raw JSON block" in done.stderr and "Traceback" not in done.stderr
+    assert_refused_in_one_line("machines.py", ["--import", str(bad)], "that file has no raw JSON block; pass a file")
     machines = _benchmark_module("machines")
     good = tmp_path / "cuda.md"
     good.write_text((ROOT / "benchmarks" / "results" / "throughput-cuda-nvidia-h100-80gb-hbm3.md").read_text())
@@ -367,13 +359,43 @@ def test_data_parallel_script_trains_ddp_replicas_in_step_and_writes_its_table(t
     assert "(the weights' sum, bit for bit): yes." in text
 
 
-def assert_refused_in_one_line(script: str, args: list[str], message: str, timeout: int = 300) -> None:
-    """``benchmarks/SCRIPT args`` as a user runs it: exit 2 and one stderr line with ``message`` as the only
-    output, never a traceback."""
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr and not done.stdout, done.stderr
+def assert_refused_in_one_line(script: str, args: list[str], message: str, timeout: int = 60, *,
+                               in_process: bool = True) -> None:
+    """``benchmarks/SCRIPT args`` as its ``__main__`` runs it (``_args.run_main(main)``), in this process: exit 2
+    and one stderr line with ``message`` as the only output, never a traceback. In-process, because a
+    subprocess pays ~1.5 s for ``import torch`` per case (the suite has to fit 10 minutes on a 2-core AVX2
+    laptop); a refusal that regressed and started the benchmark is stopped after ``timeout`` seconds. A case
+    decided outside ``main`` (levers' ``--worker``) or by a child process (scaling's ``s6lab compare``) runs as
+    a subprocess (``in_process=False``)."""
+    if not in_process:
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert done.stderr.strip().count("\n") == 0 and message in done.stderr and not done.stdout, done.stderr
+        return
+    import contextlib
+    import io
+    import signal
+
+    module, runner = _benchmark_module(script.removesuffix(".py")), _benchmark_module("_args")
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+
+    def too_long(*_):
+        raise TimeoutError(f"{script} {' '.join(args)} ran for {timeout} s instead of refusing")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(timeout)
+    sys.argv = [str(ROOT / "benchmarks" / script), *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+            runner.run_main(module.main)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        sys.argv = argv
+    said = err.getvalue()
+    assert e.value.code == 2 and "Traceback" not in said, said[-2000:]
+    assert said.strip().count("\n") == 0 and message in said and not out.getvalue(), said
 
 
 def assert_main_refuses(script: str, args: list[str], message: str, work: tuple[str, ...], monkeypatch,
@@ -565,7 +587,9 @@ def test_machines_refuses_zero_repeats_before_it_measures(monkeypatch, capsys):
 ])
 def test_benchmarks_refuse_bad_input_in_one_line(script, args, message, tmp_path):
     (tmp_path / "x.bin").write_bytes(bytes(range(256)))
-    assert_refused_in_one_line(script, _paths(args, tmp_path), _paths([message], tmp_path)[0], timeout=60)
+    in_process = script != "scaling.py" and args != ["--worker"]
+    assert_refused_in_one_line(script, _paths(args, tmp_path), _paths([message], tmp_path)[0], timeout=60,
+                               in_process=in_process)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.bin"]  # nothing written, no folder made
 
 
