@@ -13,14 +13,15 @@ from _common import one_line_errors, parse
 import s6lab
 from s6lab.analysis.receptive_field import format_receptive_fields, receptive_fields
 
-with one_line_errors():
-    args = parse(__doc__, epochs=18)
-    model = s6lab.get_model("s6")
-    print(s6lab.summary(model))
-    print(format_receptive_fields(receptive_fields(model), only_changes=True))
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        args = parse(__doc__, epochs=18)
+        model = s6lab.get_model("s6")
+        print(s6lab.summary(model))
+        print(format_receptive_fields(receptive_fields(model), only_changes=True))
 
-    data = s6lab.load_mnist(train_size=args.train_size, test_size=args.test_size)
-    recipe = s6lab.get_recipe("s6", epochs=args.epochs, seed=args.seeds[0])  # the variant's net and training
-    model = recipe.build()  # initialised from the recipe's seed
-    history = s6lab.fit(model, data, recipe.train, progress=not args.quick)
-    print(s6lab.format_check(s6lab.assignment_check(model, history)))
+        data = s6lab.load_mnist(train_size=args.train_size, test_size=args.test_size)
+        recipe = s6lab.get_recipe("s6", epochs=args.epochs, seed=args.seeds[0])  # the variant's net and training
+        model = recipe.build()  # initialised from the recipe's seed
+        history = s6lab.fit(model, data, recipe.train, progress=not args.quick)
+        print(s6lab.format_check(s6lab.assignment_check(model, history)))

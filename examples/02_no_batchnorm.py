@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from _common import compare_and_show, one_line_errors, parse
 
-with one_line_errors():
-    compare_and_show(["s6", "s6-no-bn"], parse(__doc__), "02_no_batchnorm")
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        compare_and_show(["s6", "s6-no-bn"], parse(__doc__), "02_no_batchnorm")

@@ -11,9 +11,10 @@ from _common import compare_and_show, one_line_errors, parse
 import s6lab
 from s6lab.analysis.budget import format_budget, parameter_budget
 
-with one_line_errors():
-    args = parse(__doc__)
-    for name in ("s6", "s6-no-1x1"):
-        print(name)
-        print(format_budget(parameter_budget(s6lab.get_model(name))))
-    compare_and_show(["s6", "s6-no-1x1"], args, "05_no_1x1")
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        args = parse(__doc__)
+        for name in ("s6", "s6-no-1x1"):
+            print(name)
+            print(format_budget(parameter_budget(s6lab.get_model(name))))
+        compare_and_show(["s6", "s6-no-1x1"], args, "05_no_1x1")

@@ -11,9 +11,10 @@ from _common import compare_and_show, one_line_errors, parse
 import s6lab
 from s6lab.analysis.budget import parameter_budget
 
-with one_line_errors():
-    args = parse(__doc__)
-    for name in ("s6", "s6-gap"):
-        head = parameter_budget(s6lab.get_model(name)).blocks[-1]
-        print(f"{name}: head {head.type} has {head.params:,} parameters ({head.percent:.1f}% of the net)")
-    compare_and_show(["s6", "s6-gap"], args, "07_gap_head")
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        args = parse(__doc__)
+        for name in ("s6", "s6-gap"):
+            head = parameter_budget(s6lab.get_model(name)).blocks[-1]
+            print(f"{name}: head {head.type} has {head.params:,} parameters ({head.percent:.1f}% of the net)")
+        compare_and_show(["s6", "s6-gap"], args, "07_gap_head")

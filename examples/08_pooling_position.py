@@ -11,10 +11,11 @@ from _common import compare_and_show, one_line_errors, parse
 import s6lab
 from s6lab.analysis.budget import parameter_budget
 
-with one_line_errors():
-    args = parse(__doc__)
-    for name in ("s6", "s6-pool-after-1x1"):
-        b = parameter_budget(s6lab.get_model(name))
-        trans = next(r for r in b.blocks if r.name == "trans1")
-        print(f"{name}: trans1 {trans.mult_adds:,} multiply-adds; whole net {b.total_mult_adds:,}")
-    compare_and_show(["s6", "s6-pool-after-1x1"], args, "08_pooling_position")
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        args = parse(__doc__)
+        for name in ("s6", "s6-pool-after-1x1"):
+            b = parameter_budget(s6lab.get_model(name))
+            trans = next(r for r in b.blocks if r.name == "trans1")
+            print(f"{name}: trans1 {trans.mult_adds:,} multiply-adds; whole net {b.total_mult_adds:,}")
+        compare_and_show(["s6", "s6-pool-after-1x1"], args, "08_pooling_position")

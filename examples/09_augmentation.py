@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from _common import compare_and_show, one_line_errors, parse
 
-with one_line_errors():
-    compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation", gap=True)
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        compare_and_show(["s6", "s6-no-augment"], parse(__doc__), "09_augmentation", gap=True)

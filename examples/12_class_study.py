@@ -16,5 +16,6 @@ from _common import compare_and_show, one_line_errors, parse
 STUDY = ["s6", "s6-no-bn", "s6-no-dropout", "s6-dropout-0.25", "s6-dropout-every-conv", "s6-no-1x1", "s6-two-3x3",
          "s6-gap", "s6-pool-after-1x1", "s6-no-augment", "s6-step-lr", "s6-8k", "s6-5k"]
 
-with one_line_errors():
-    compare_and_show(STUDY, parse(__doc__, epochs=18, seeds=tuple(range(10))), "12_class_study")
+if __name__ == "__main__":  # not when --jobs starts its worker processes, which import this file
+    with one_line_errors():
+        compare_and_show(STUDY, parse(__doc__, epochs=18, seeds=tuple(range(10))), "12_class_study")

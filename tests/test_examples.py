@@ -17,6 +17,23 @@ def test_there_is_an_example_per_layer_choice():
     assert len(EXAMPLES) >= 11
 
 
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_runs_only_as_the_main_script(script):
+    """``--jobs 2`` trains in spawned worker processes, which import the script's file: without the
+    ``if __name__ == "__main__":`` guard each worker ran the example again, and every training failed
+    (multiprocessing's "bootstrapping phase" error, found in session 20). Only definitions and imports may
+    stand outside the guard."""
+    import ast
+
+    tree = ast.parse(script.read_text())
+    loose = [node for node in tree.body if not isinstance(
+        node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign, ast.If))
+        and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]  # the docstring
+    guards = [node for node in tree.body if isinstance(node, ast.If)]
+    assert not loose, [ast.unparse(node)[:60] for node in loose]
+    assert [ast.unparse(node.test) for node in guards] == ["__name__ == '__main__'"]
+
+
 #: run exactly as a user starts it, in a fresh interpreter; the others run in this process, which saves
 #: an interpreter and a torch import per script (the suite's time limit) and runs the same code
 AS_A_SUBPROCESS = {"01_reference"}
