@@ -48,6 +48,9 @@ def run_main(main: Callable[[], object]) -> None:
     is a bug and keeps its traceback."""
     try:
         main()
+    except KeyboardInterrupt:  # every result is written whole (atomically) or not at all
+        print(f"\n{prog()}: interrupted; nothing was left half written", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as e:
         errors = sys.modules.get("s6lab.errors")  # not loaded: s6lab was never imported, so it raised nothing
         if errors is None or (message := errors.one_line(e)) is None:

@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only re-render results/machines.md")
     args = parser.parse_args()
     at_least(parser, 1, args, "--repeats")
+    if args.cpu_model and not args.import_file:
+        parser.error("--cpu-model names the CPU of an --import file; a measurement here names this machine's itself")
     text = read_recording(parser, args.import_file) if args.import_file else None
     from s6lab.hardware import recorded_command
     command = recorded_command("benchmarks/machines.py", sys.argv[1:])

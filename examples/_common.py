@@ -39,6 +39,10 @@ def one_line_errors() -> Iterator[None]:
         if (problem := environment_error()) is not None:  # a bad S6LAB_THREADS, ... (as the `s6lab` command does)
             raise ConfigError(problem)
         yield
+    except KeyboardInterrupt:  # finished runs are kept: the same command trains only what is missing
+        print(f"\n{Path(sys.argv[0]).name}: interrupted; finished runs are kept and reused: run the same command "
+              "again", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as e:
         if (message := one_line(e)) is None:
             raise  # a programming error is not a user error: let it show

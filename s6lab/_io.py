@@ -42,6 +42,10 @@ def _naming(error: OSError, path: Path) -> OSError:
     (mkdir's ``FileExistsError``) as `NotADirectoryError`."""
     if error.errno is None:  # raised by a writer (a figure's library) with a message of its own: keep it
         return error
+    try:
+        path.is_dir()
+    except OSError:  # the path itself cannot be looked at (a name too long, a loop of links): say that
+        return type(error)(error.errno, error.strerror, str(path))
     if path.is_dir():
         return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if isinstance(error, FileExistsError) or error.errno == errno.ENOTDIR:

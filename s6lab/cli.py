@@ -48,7 +48,7 @@ def file_stem(text: str) -> str:
 
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", text):
         raise argparse.ArgumentTypeError(f"give a plain file name (letters, digits, - _ .), not a path or empty, "
-                                         f"got {text!r}; --out chooses the folder")
+                                         f"got {text!r}; --results-dir chooses the folder")
     return text
 
 
@@ -216,6 +216,8 @@ def _data(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.refetch and args.verify_only:
+        raise CLIError("--refetch downloads the files again and --verify-only never downloads: give one of them")
     info = ensure_mnist(args.root, download=not args.verify_only, refetch=args.refetch, rehash=args.verify_only,
                         report=say)
     print(f"MNIST root: {info.root}  (source: {info.source})")

@@ -33,6 +33,8 @@ DISK_FIXES = {errno.ENOENT: "check the path", errno.ENOSPC: "free some disk spac
               errno.EROFS: "choose a folder on a writable disk",
               errno.ENOTDIR: "a file is in the way: move it, or choose another path",
               errno.EISDIR: "give a file name, not a folder",
+              errno.ENAMETOOLONG: "shorten the name (at most 255 characters for each folder or file name)",
+              errno.ELOOP: "a symbolic link on the path points back at itself: fix the link, or choose another path",
               errno.EEXIST: "a file is in the way: move it, or choose another path"}
 
 

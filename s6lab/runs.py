@@ -349,6 +349,12 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
     except (ConfigError, KeyError, TypeError, ValueError) as e:
         raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
                        f"{e}); it was not written by this s6lab: delete the directory and train again") from None
+    for record in history.epochs:
+        for name in ("train_acc", "test_acc"):
+            value = getattr(record, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 100):  # nan fails both comparisons
+                raise RunError(f"{path / HISTORY} holds {name}={value!r} at epoch {record.epoch}, not a percentage; "
+                               "the run's record is damaged: delete the directory and train again")
     finished = (path / WEIGHTS).exists()
     if not history and (finished or (path / CHECKPOINT).exists()):  # weights with no record of how they came
         rebuild = ("rebuilds it from the checkpoint" if (path / CHECKPOINT).exists()

@@ -84,6 +84,9 @@ def check_scheduler(text: str) -> str:
     return name
 
 
+#: the largest number a float32 holds: a learning rate or decay above it cannot reach the optimizer's tensors
+FLOAT32_MAX = 3.4028234663852886e38
+
 #: how many times `check_augmentation` tries the transforms on a blank digit: a transform applied with some
 #: probability (``RandomZoomOut(p=0.5)``) shows a wrong size only on some draws; 32 draws miss a p=0.5 one
 #: with a chance of 2**-32
@@ -122,13 +125,52 @@ def check_augmentation(text: str) -> list[str]:
     return [name for name, _, _ in calls]
 
 
+def rehearse_schedule(text: str, *, lr: float, epochs: int, steps_per_epoch: int) -> None:
+    """Step the scheduler ``text`` through a whole run on a stand-in optimizer, before any training: an argument
+    torch accepts but cannot step with (``StepLR(step_size=0)`` divides by zero after the first epoch) or a
+    learning rate that leaves [0, a float32's range] (``StepLR(step_size=1, gamma=-5)``) is refused now, not
+    after an epoch of training. A run's worth of steps costs milliseconds.
+
+    Raises:
+        ConfigError: naming the scheduler, what went wrong and when.
+    """
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = TorchSchedule(text, stand_in, lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch, rehearse=False)
+    where = "when it was made"
+    try:
+        for epoch in range(1, epochs + 1):
+            for step in range(steps_per_epoch if schedule.per_step else 0):
+                where = f"at step {step + 1} of epoch {epoch}"
+                stand_in.step()  # (no gradient: changes nothing) as fit does, before the schedule: torch warns else
+                schedule.after_step()
+                _check_lr(stand_in, text, where)
+            where = f"after epoch {epoch}"
+            stand_in.step()
+            schedule.after_epoch(1.0)
+            _check_lr(stand_in, text, where)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, ZeroDivisionError, RuntimeError, OverflowError) as e:
+        raise ConfigError(f"scheduler {text!r} fails {where} of a {epochs}-epoch run ({type(e).__name__}: {e}); "
+                          "check its arguments") from None
+
+
+def _check_lr(optimizer: torch.optim.Optimizer, text: str, where: str) -> None:
+    lr = optimizer.param_groups[0]["lr"]
+    if not (isinstance(lr, (int, float)) and 0 <= lr <= FLOAT32_MAX):
+        raise ConfigError(f"scheduler {text!r} sets the learning rate to {lr:.3g} {where}; a learning rate is a "
+                          "number from 0 to a float32's largest: check its arguments (gamma, factor, ...)")
+
+
 class TorchSchedule:
     """A ``torch.optim.lr_scheduler`` instance and when [`fit`][s6lab.train.fit] steps it."""
 
     def __init__(self, text: str, optimizer: torch.optim.Optimizer, *, lr: float, epochs: int,
-                 steps_per_epoch: int) -> None:
+                 steps_per_epoch: int, rehearse: bool = True) -> None:
         name, args, kwargs = parse_call(text, "scheduler")
         check_scheduler(text)
+        if rehearse:
+            rehearse_schedule(text, lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
         if name == "OneCycleLR":  # what the notebook leaves to the data: the peak and the number of steps
             kwargs.setdefault("max_lr", lr)
             if "total_steps" not in kwargs:

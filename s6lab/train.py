@@ -50,12 +50,9 @@ from .load_follower import LoadFollower, load_follower
 from .patch_batchnorm import PatchChoice, choose_patch_statistics, first_batchnorm_from_patches
 from .relu_after_pool import relu_after_pool
 from .threads import environment_error
-from .torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
+from .torch_parts import FLOAT32_MAX, TorchAugmentation, TorchSchedule, check_augmentation, check_scheduler
 
 log = logging.getLogger(__name__)
-
-#: the largest number a float32 holds: a learning rate or decay above it cannot reach the optimizer's tensors
-FLOAT32_MAX = 3.4028234663852886e38
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")

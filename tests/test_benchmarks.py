@@ -643,3 +643,18 @@ def test_a_bad_thread_setting_stops_a_benchmark_that_imports_s6lab_first(tmp_pat
                           capture_output=True, text=True, timeout=300, env={**os.environ, "S6LAB_THREADS": "abc"})
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert "S6LAB_THREADS='abc'" in done.stderr and not (tmp_path / "b.md").exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(capsys):
+    runner = _benchmark_module("_args")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        runner.run_main(interrupted)
+    assert e.value.code == 130 and "interrupted; nothing was left half written" in capsys.readouterr().err
+
+
+def test_machines_cpu_model_without_an_import_is_refused_before_measuring():
+    assert_refused_in_one_line("machines.py", ["--cpu-model", "X"], "--cpu-model names the CPU of an --import file")

@@ -366,3 +366,8 @@ def test_a_data_root_that_cannot_hold_mnist_is_one_line(capsys, tmp_path, root, 
     for argv in (["data", "--root", root, "--verify-only"], ["doctor", "--root", root, "--no-measure"]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_refetch_and_verify_only_together_are_refused(capsys):
+    code, _, err = run(capsys, "data", "--refetch", "--verify-only")
+    assert code == 2 and "--refetch downloads the files again and --verify-only never downloads" in err

@@ -152,3 +152,14 @@ def test_a_bad_setting_in_the_environment_is_one_line(setting, expected, tmp_pat
                           text=True, cwd=script.parent, env={**os.environ, name: value}, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert_one_line_error(script, done.stderr, expected)
+
+
+def test_ctrl_c_in_an_example_says_the_finished_runs_are_kept(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(EXAMPLES[0].parent))
+    import _common
+
+    monkeypatch.setattr(_common, "environment_error", lambda: None)
+    with pytest.raises(SystemExit) as e, _common.one_line_errors():
+        raise KeyboardInterrupt
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and "interrupted; finished runs are kept and reused" in err and "Traceback" not in err

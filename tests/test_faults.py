@@ -411,3 +411,14 @@ def test_compare_names_a_damaged_config_of_a_recorded_run(tmp_path, config):
     (run.path / "config.json").write_text(config)
     with pytest.raises(RunError, match="missing or wrong fields"):
         recorded_in_full(run.path)
+
+
+@pytest.mark.parametrize("value", ["1e999", "NaN", "-3"])
+def test_an_accuracy_that_is_no_percentage_is_a_damaged_history_not_a_pass(tmp_path, value):
+    """`check` printed `inf% PASS` for a history.json whose test_acc read 1e999 (json reads it as inf)."""
+    run = tiny(tmp_path)
+    text = (run.path / "history.json").read_text()
+    rows = json.loads(text)
+    (run.path / "history.json").write_text(text.replace(json.dumps(rows[0]["test_acc"]), value, 1))
+    with pytest.raises(RunError, match="holds test_acc=.* at epoch 1, not a percentage"):
+        load_run(run.path)

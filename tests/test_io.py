@@ -32,3 +32,12 @@ def test_an_error_of_the_writer_without_an_errno_keeps_its_own_message(tmp_path)
     with pytest.raises(OSError, match="^cannot write mode RGBA as JPEG$"):
         atomic_write(tmp_path / "x.jpg", write)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_too_long_is_named_with_its_fix(tmp_path):
+    from s6lab.errors import one_line
+
+    with pytest.raises(OSError) as e:
+        atomic_write_text(tmp_path / ("a" * 300 + ".png"), "hi")
+    assert e.value.errno == errno.ENAMETOOLONG
+    assert one_line(e.value).endswith("shorten the name (at most 255 characters for each folder or file name)")

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from s6lab.data import MNISTTensors, TensorSplit
 from s6lab.errors import ConfigError
-from s6lab.torch_parts import TorchAugmentation, check_augmentation, parse_calls
+from s6lab.torch_parts import TorchAugmentation, TorchSchedule, check_augmentation, parse_calls
 from s6lab.train import TrainConfig, fit, make_optimizer
 
 
@@ -142,3 +142,27 @@ def test_the_size_is_checked_again_on_every_batch(monkeypatch):
     monkeypatch.setattr(augment, "transform", lambda image: image[:, :14, :14])
     with pytest.raises(ConfigError, match="changed the image size.*end with a crop"):
         augment(torch.zeros(2, 1, 28, 28), 0.1307, 0.3081)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("StepLR(step_size=0)", r"fails after epoch 1 of a 3-epoch run \(ZeroDivisionError"),
+    ("CosineAnnealingLR(T_max=0)", r"fails after epoch 1 of a 3-epoch run \(ZeroDivisionError"),
+    ("StepLR(step_size='a')", r"fails after epoch 1 of a 3-epoch run \(TypeError"),
+    ("StepLR(step_size=1, gamma=-5)", "sets the learning rate to -0.5 after epoch 1"),
+    ("CyclicLR(max_lr=-1.0, step_size_up=1)", "sets the learning rate to -1 at step 1 of epoch 1"),
+])
+def test_a_scheduler_that_would_fail_mid_run_is_refused_before_training(text, message):
+    """These passed torch's constructor and crashed (or ran with a negative learning rate) after an epoch of
+    training; stepped through the whole run on a stand-in optimizer first, they are refused at once."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=message):
+        TorchSchedule(text, optimizer, lr=0.1, epochs=3, steps_per_epoch=4)
+    assert optimizer.param_groups[0]["lr"] == 0.1  # the real optimizer was not touched
+
+
+@pytest.mark.parametrize("text", ["StepLR(step_size=1)", "OneCycleLR()", "ReduceLROnPlateau()", "CyclicLR()",
+                                  "ExponentialLR(gamma=0.9)"])
+def test_the_usual_schedulers_pass_the_rehearsal(text):
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    TorchSchedule(text, optimizer, lr=0.1, epochs=3, steps_per_epoch=4)
