@@ -22,9 +22,10 @@ whole run (the same bits whatever else runs). The choice only takes effect when 
 before torch; `thread_choice` says what is in force.
 
 A value s6lab cannot use is refused, never replaced in silence (`environment_error`, which `fit` and
-the ``s6lab`` command report in one line): a thread count that is not a whole number from 1 to the
-cores available (more threads than cores only wait for one), a wait policy other than ACTIVE or
-PASSIVE (in any case), a ``S6LAB_FOLLOW_LOAD`` other than 0 or 1.
+the ``s6lab`` command report in one line): an ``S6LAB_THREADS`` that is not ``auto`` or a whole number from 1
+to the physical cores available (more threads than cores only wait for one), an ``OMP_NUM_THREADS`` beyond
+the logical CPUs (not read when ``S6LAB_THREADS`` decides), a wait policy other than ACTIVE or PASSIVE (in
+any case), an ``S6LAB_FOLLOW_LOAD`` other than 1 or 0 (or yes/no, true/false, on/off).
 """
 
 from __future__ import annotations
