@@ -315,7 +315,8 @@ def test_no_report_skips_the_report_and_says_how_to_write_it(capsys, tmp_path):
     (["summary", "--diagram", "d.xyz"], "argument --diagram: the figure is a PNG: give a file name ending in .png"),
     (["rf", "--plot", "rf.jpg"], "argument --plot: the figure is a PNG: give a file name ending in .png"),
     (["compare", "s6", "--name", ""], "argument --name: give a plain file name (letters, digits, - _ .), not a path"),
-    (["compare", "s6", "--name", "../../proc/x"], "not a path or empty, got '../../proc/x'; --out chooses the folder"),
+    (["compare", "s6", "--name", "../../proc/x"],
+     "not a path or empty, got '../../proc/x'; --results-dir chooses the folder"),
 ])
 def test_a_mistyped_command_line_is_one_line_naming_the_help(capsys, argv, message):
     """argparse's errors without the usage block above them (24 lines for `train`), and an unknown option
