@@ -68,9 +68,20 @@ class OneLineParser(argparse.ArgumentParser):
         top-level parser (whose usage names no option of the command)."""
         self._words = list(sys.argv[1:] if args is None else args)
         parsed, extras = super().parse_known_args(args, namespace)
-        if extras and self.prog == "s6lab" and getattr(parsed, "command", None):
-            self.exit(2, f"s6lab {parsed.command}: error: unrecognized arguments: {' '.join(extras)}; see "
-                         f"`s6lab {parsed.command} --help`\n")
+        command = getattr(parsed, "command", None)
+        if extras and self.prog == "s6lab" and command:
+            self.exit(2, f"s6lab {command}: error: unrecognized arguments: {' '.join(extras)}; see "
+                         f"`s6lab {command} --help`\n")
+        empty = [name for name, value in vars(parsed).items() if isinstance(value, str) and not value.strip()]
+        if empty and self.prog == "s6lab":  # `--out ''` meant the current folder, `--model ''` the default model
+            words = self._words
+            typed = [w[:-1] for w in words if w.startswith("--") and w.endswith("=")] + [
+                words[i - 1] for i, w in enumerate(words) if not w.strip() and i and words[i - 1].startswith("-")]
+            if typed:  # the option as typed (--results-dir, whose value compare keeps as `out`)
+                option, fix = typed[0], "give a value, or leave the option out for its default"
+            else:  # a positional argument: the run directory, the pattern
+                option, fix = empty[0], "give one"
+            self.exit(2, f"s6lab {command}: error: {option} is empty; {fix}; see `s6lab {command} --help`\n")
         return parsed, extras
 
 

@@ -315,6 +315,11 @@ def test_no_report_skips_the_report_and_says_how_to_write_it(capsys, tmp_path):
     (["summary", "--diagram", "d.xyz"], "argument --diagram: the figure is a PNG: give a file name ending in .png"),
     (["rf", "--plot", "rf.jpg"], "argument --plot: the figure is a PNG: give a file name ending in .png"),
     (["compare", "s6", "--name", ""], "argument --name: give a plain file name (letters, digits, - _ .), not a path"),
+    (["train", "--model", "", "--print-config"], "s6lab train: error: --model is empty; give a value, or leave the "
+                                                 "option out for its default"),  # it trained s6
+    (["preview", "--out", ""], "--out is empty"),  # it wrote into the current folder
+    (["compare", "s6", "--results-dir="], "s6lab compare: error: --results-dir is empty"),
+    (["check", ""], "s6lab check: error: run_dir is empty; give one"),
     (["compare", "s6", "--name", "../../proc/x"],
      "not a path or empty, got '../../proc/x'; --results-dir chooses the folder"),
 ])
@@ -357,16 +362,19 @@ def test_an_interrupt_says_how_to_go_on_only_where_there_is_a_way(capsys, monkey
         assert going_on in err
 
 
-@pytest.mark.parametrize("root, message", [("", "the data root is empty text"),
-                                           ("mnist-is-a-file", "MNIST is a file, not a directory")])
-def test_a_data_root_that_cannot_hold_mnist_is_one_line(capsys, tmp_path, root, message):
-    if root:
-        (tmp_path / root).mkdir()
-        (tmp_path / root / "MNIST").write_text("x")
-        root = str(tmp_path / root)
+def test_a_data_root_that_cannot_hold_mnist_is_one_line(capsys, tmp_path):
+    from s6lab.data import DataError, ensure_mnist
+
+    (tmp_path / "MNIST").write_text("x")
+    root = str(tmp_path)
     for argv in (["data", "--root", root, "--verify-only"], ["doctor", "--root", root, "--no-measure"]):
         code, _, err = run(capsys, *argv)
-        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert code == 2 and "MNIST is a file, not a directory" in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit):  # the command line refuses an empty value before the library sees it
+        main(["data", "--root", "", "--verify-only"])
+    assert "--root is empty" in capsys.readouterr().err
+    with pytest.raises(DataError, match="the data root is empty text"):  # and so does the library
+        ensure_mnist("", download=False)
 
 
 def test_refetch_and_verify_only_together_are_refused(capsys):
