@@ -184,6 +184,9 @@ def build(spec: NetSpec) -> Net:
 
 #: Override keys accepted by `apply_overrides`.
 OVERRIDES = ("dropout", "batchnorm", "num_classes", "in_channels", "image_size")
+#: the largest value of each size override: a 1,024-pixel image or 100,000 classes already ask a laptop for
+#: gigabytes (image_size=100000 asked torchinfo for 400 GB, and the command died out of memory)
+OVERRIDE_LIMITS = {"num_classes": 100_000, "in_channels": 64, "image_size": 1024}
 
 
 def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
@@ -219,11 +222,12 @@ def apply_overrides(spec: NetSpec, **overrides: Any) -> NetSpec:
         if not isinstance(overrides["batchnorm"], bool):
             raise ConfigError(f"override batchnorm must be True or False, got {overrides['batchnorm']!r}")
         changes["batchnorm"] = overrides["batchnorm"]
-    for key in ("num_classes", "in_channels", "image_size"):
+    for key, most in OVERRIDE_LIMITS.items():
         if key in overrides:
             value = overrides[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"override {key} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise ConfigError(f"override {key} must be a whole number from 1 to {most:,}, got {value!r} "
+                                  "(larger nets than this do not fit a laptop's memory)")
             changes[key] = value
     return spec.replace(**changes)
 

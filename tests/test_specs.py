@@ -73,7 +73,10 @@ def test_overrides():
     ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
     ({"dropout": "a"}, "dropout must be"),
     ({"batchnorm": 1}, "batchnorm must be True or False"),
-    ({"num_classes": 0}, "num_classes must be a positive integer"),
+    ({"num_classes": 0}, "num_classes must be a whole number from 1 to 100,000, got 0"),
+    ({"num_classes": 10**9}, "num_classes must be a whole number from 1 to 100,000"),
+    ({"image_size": 100_000}, "image_size must be a whole number from 1 to 1,024, got 100000"),  # asked for 400 GB
+    ({"in_channels": 65}, "in_channels must be a whole number from 1 to 64"),
 ])
 def test_bad_overrides(overrides, match):
     with pytest.raises(ValueError, match=match):
