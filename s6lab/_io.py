@@ -42,16 +42,16 @@ def _naming(error: OSError, path: Path) -> OSError:
     (mkdir's ``FileExistsError``) as `NotADirectoryError`."""
     if error.errno is None:  # raised by a writer (a figure's library) with a message of its own: keep it
         return error
+    named = type(error)(error.errno, error.strerror, str(path))
     try:
-        path.is_dir()
+        if path.is_dir():
+            return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     except OSError:  # the path itself cannot be looked at (a name too long, a loop of links): say that
-        return type(error)(error.errno, error.strerror, str(path))
-    if path.is_dir():
-        return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        return named
     if isinstance(error, FileExistsError) or error.errno == errno.ENOTDIR:
         blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
         return NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder", str(path))
-    return type(error)(error.errno, error.strerror, str(path))
+    return named
 
 
 def _umask() -> int:

@@ -132,6 +132,12 @@ def run_dir(out: str | Path, variant: str, seed: int, epochs: int, train_size: i
     return Path(out) / "runs" / variant / f"e{epochs}-s{seed}{subset}"
 
 
+def _wrong_fields(path: Path, error: Exception) -> RunError:
+    """The refusal of a run directory whose config.json or history.json has missing or wrong fields."""
+    return RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(error).__name__}: "
+                    f"{error}); it was not written by this s6lab: delete the directory and train again")
+
+
 def recorded_in_full(path: Path) -> bool:
     """A run directory whose history has every epoch its config asked for (weights or not).
 
@@ -145,8 +151,7 @@ def recorded_in_full(path: Path) -> bool:
         epochs = TrainConfig.from_dict(meta["train"]).epochs
         return len(history) == epochs
     except (KeyError, TypeError, AttributeError) as e:
-        raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
-                       f"{e}); it was not written by this s6lab: delete the directory and train again") from None
+        raise _wrong_fields(path, e) from None
 
 
 def train_run(
@@ -347,8 +352,7 @@ def load_run(path: str | Path, *, device: str = "cpu", need_weights: bool = True
             if (path / HISTORY).exists() else History()
         model = build(recipe.spec)
     except (ConfigError, KeyError, TypeError, ValueError) as e:
-        raise RunError(f"{path} holds a {CONFIG} or {HISTORY} with missing or wrong fields ({type(e).__name__}: "
-                       f"{e}); it was not written by this s6lab: delete the directory and train again") from None
+        raise _wrong_fields(path, e) from None
     for record in history.epochs:
         for name in ("train_acc", "test_acc"):
             value = getattr(record, name)

@@ -94,14 +94,23 @@ TRIALS = 32
 
 
 def check_augmentation(text: str) -> list[str]:
-    """The transforms' class names, after checking that torchvision.transforms.v2 has them, that it takes
-    their arguments, and that together they turn a blank 28x28 digit into one of the same size (so a
-    ``RandomCrop(999)`` is refused when the recipe is made, not at the first batch of a training)."""
+    """The transforms' class names, after `augmentation_transform` has checked them."""
+    augmentation_transform(text)
+    return [name for name, _, _ in parse_calls(text, "augmentation")]
+
+
+def augmentation_transform(text: str) -> Any:
+    """The ``torchvision.transforms.v2.Compose`` of ``text``'s transforms, after checking that torchvision has
+    them, that it takes their arguments, and that together they turn a blank 28x28 digit into one of the same
+    size (so a ``RandomCrop(999)`` is refused when the recipe is made, not at the first batch of a training).
+
+    Raises:
+        ConfigError: naming the transform or the text, and the fix.
+    """
     from torchvision.transforms import v2
 
-    calls = parse_calls(text, "augmentation")
     transforms = []
-    for name, args, kwargs in calls:
+    for name, args, kwargs in parse_calls(text, "augmentation"):
         if not (isinstance(getattr(v2, name, None), type) and issubclass(getattr(v2, name), v2.Transform)):
             raise ConfigError(f"augmentation {name!r} is not a torchvision.transforms.v2 transform; use e.g. "
                               "RandomRotation, RandomAffine, Pad, RandomCrop, RandomResizedCrop, ElasticTransform")
@@ -110,19 +119,19 @@ def check_augmentation(text: str) -> list[str]:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"augmentation {name}: torchvision refused its arguments ({e}); see "
                               f"torchvision.transforms.v2.{name}") from None
-    digit = torch.zeros(1, 28, 28)
+    transform, digit = v2.Compose(transforms), torch.zeros(1, 28, 28)
     with torch.random.fork_rng(devices=[]):  # the trials draw no number from the training's RNG
         torch.manual_seed(0)  # the same verdict every time: a random transform is tried on the same draws
         for _ in range(TRIALS):
             try:
-                out = v2.Compose(transforms)(digit)
+                out = transform(digit)
             except (TypeError, ValueError, RuntimeError, IndexError) as e:
                 raise ConfigError(f"augmentation {text!r} fails on a 28x28 digit ({e}); check its sizes") from None
             if not isinstance(out, torch.Tensor) or out.shape != digit.shape:
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ConfigError(f"augmentation {text!r} turns a 28x28 digit into {shape}; end with a crop back "
                                   "to 28x28 (e.g. Pad(2), RandomCrop(28))")
-    return [name for name, _, _ in calls]
+    return transform
 
 
 def rehearse_schedule(text: str, *, lr: float, epochs: int, steps_per_epoch: int) -> None:
@@ -215,11 +224,7 @@ class TorchAugmentation:
     """
 
     def __init__(self, text: str) -> None:
-        from torchvision.transforms import v2
-
-        check_augmentation(text)
-        self.transform = v2.Compose([getattr(v2, name)(*args, **kwargs)
-                                     for name, args, kwargs in parse_calls(text, "augmentation")])
+        self.transform = augmentation_transform(text)
 
     def __call__(self, images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
         """Shape: ``(N, C, H, W) -> (N, C, H, W)`` (a transform that changes the size is refused)."""
